@@ -1,0 +1,44 @@
+"""Search spaces, registered by name (the names presets use in `space.name`)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from tamnas.supernets.base import Arch, Gene, SearchSpace, Supernet, SubnetView
+
+SPACES: dict[str, Callable[..., SearchSpace]] = {}
+
+
+def register_space(name: str) -> Callable:
+    """Class decorator: make a space buildable by `build_space` under `name`."""
+
+    def wrap(cls):
+        SPACES[name] = cls
+        cls.name = name
+        return cls
+
+    return wrap
+
+
+def _load_builtin() -> None:
+    # Imported lazily so that `import tamnas` stays light.
+    import tamnas.supernets.shufflenet  # noqa: F401
+    import tamnas.supernets.darts  # noqa: F401
+
+
+def build_space(cfg) -> SearchSpace:
+    """Build the space a Config names, sized for its dataset."""
+    from tamnas.data import dataset_info
+
+    _load_builtin()
+    if cfg.space.name not in SPACES:
+        raise ValueError(f"space.name: unknown space {cfg.space.name!r}; choose one of "
+                         f"{', '.join(sorted(SPACES))}")
+    info = dataset_info(cfg.data.dataset)
+    return SPACES[cfg.space.name](cfg.space, num_classes=info.num_classes,
+                                  in_channels=info.in_channels, resolution=cfg.data.resolution,
+                                  mean=info.mean, std=info.std)
+
+
+__all__ = ["Arch", "Gene", "SearchSpace", "Supernet", "SubnetView", "SPACES", "register_space",
+           "build_space"]

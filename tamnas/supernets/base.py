@@ -1,0 +1,159 @@
+"""The contract every search space meets (DESIGN.md section 4).
+
+A space turns integer genes (an `Arch`) into networks: a weight-sharing
+`Supernet` that runs any path, and a plain standalone module for one arch.
+Strategies, the evaluator, training and export see only this contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+Arch = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Gene:
+    """One integer decision: values 0..choices-1 are legal for this gene."""
+
+    name: str          # e.g. "layer3.block"
+    kind: str          # e.g. "block", "ratio", "op": the key of `allowed` in `sample`
+    choices: int       # number of legal values; upper bound = choices - 1
+    layer: int = -1    # the choice layer (or edge) this gene belongs to
+
+
+class SearchSpace:
+    """Abstract space. Subclasses fill the tables and builders."""
+
+    name: str = "abstract"
+    genes: list[Gene]
+
+    # --- encoding -------------------------------------------------------
+    @property
+    def n_genes(self) -> int:
+        return len(self.genes)
+
+    @property
+    def lower(self) -> np.ndarray:
+        return np.zeros(len(self.genes), dtype=int)
+
+    @property
+    def upper(self) -> np.ndarray:
+        return np.array([g.choices - 1 for g in self.genes], dtype=int)
+
+    def validate(self, arch: Sequence[int]) -> Arch:
+        """Return the arch as a tuple of ints or raise ValueError naming the bad gene."""
+        arch = tuple(int(a) for a in arch)
+        if len(arch) != len(self.genes):
+            raise ValueError(f"{self.name}: arch has {len(arch)} genes, expected {len(self.genes)}")
+        for value, gene in zip(arch, self.genes):
+            if not 0 <= value < gene.choices:
+                raise ValueError(f"{self.name}: gene {gene.name} = {value} is illegal; "
+                                 f"allowed 0..{gene.choices - 1}")
+        return arch
+
+    def allowed_values(self, gene: Gene, allowed: Mapping[str, Sequence[int]] | None) -> list[int]:
+        values = list(range(gene.choices))
+        if allowed and gene.kind in allowed:
+            values = [v for v in values if v in set(int(a) for a in allowed[gene.kind])]
+        if not values:
+            raise ValueError(f"{self.name}: no allowed value left for gene {gene.name}")
+        return values
+
+    def sample(self, rng: np.random.Generator, params_range: Sequence[int] | None = None,
+               allowed: Mapping[str, Sequence[int]] | None = None, max_tries: int = 100_000) -> Arch:
+        """Uniform over legal archs, rejection-sampled into `params_range` (inclusive)."""
+        options = [self.allowed_values(g, allowed) for g in self.genes]
+        for _ in range(max_tries):
+            arch = tuple(int(opts[rng.integers(len(opts))]) for opts in options)
+            if params_range is None or params_range[0] <= self.params(arch) <= params_range[1] \
+                    or params_range[1] <= 0:
+                return arch
+        lo, hi = self.params_bounds(allowed)
+        raise ValueError(f"{self.name}: no arch with params in {list(params_range)} found after "
+                         f"{max_tries} draws; this space spans about [{lo}, {hi}] params")
+
+    def params_bounds(self, allowed: Mapping[str, Sequence[int]] | None = None) -> tuple[int, int]:
+        """Smallest and largest parameter count reachable (exact for additive tables)."""
+        raise NotImplementedError
+
+    # --- costs ------------------------------------------------------------
+    def params(self, arch: Arch) -> int:
+        raise NotImplementedError
+
+    def flops(self, arch: Arch) -> int:
+        raise NotImplementedError
+
+    def expected_cost(self, kind: str, probs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Differentiable expected params/flops under independent per-gene probabilities.
+
+        `probs[g]` is a probability vector over gene g's choices. Used by the
+        gradient strategies; equals params(arch)/flops(arch) for one-hot probs.
+        """
+        raise NotImplementedError
+
+    # --- builders -----------------------------------------------------------
+    def build_supernet(self) -> "Supernet":
+        raise NotImplementedError
+
+    def build_standalone(self, arch: Arch) -> nn.Module:
+        raise NotImplementedError
+
+    def describe(self, arch: Arch) -> dict:
+        raise NotImplementedError
+
+    def parse(self, description: Mapping) -> Arch:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """The settings that rebuild this space (written into exported arch JSON)."""
+        raise NotImplementedError
+
+
+class Supernet(nn.Module):
+    """Weight-sharing network: any arch of its space is one path through it."""
+
+    first_layer: nn.Module  # YOPO's layer one: normalisation + bare first convolution
+
+    def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:  # noqa: D401
+        return self.forward_from_first(self.first_layer(x), arch)
+
+    def forward_from_first(self, h: torch.Tensor, arch: Arch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_relaxed(self, x: torch.Tensor, probs: Sequence[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extract(self, arch: Arch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def path(self, arch: Arch) -> "SubnetView":
+        return SubnetView(self, arch)
+
+
+class SubnetView(nn.Module):
+    """One path of a supernet seen as a plain model (forward(x), first_layer, forward_from_first).
+
+    Training objectives and attacks take any model with this shape, so the
+    same code trains a supernet path and a standalone network.
+    """
+
+    def __init__(self, supernet: Supernet, arch: Arch):
+        super().__init__()
+        self.supernet = supernet
+        self.arch = tuple(arch)
+
+    @property
+    def first_layer(self) -> nn.Module:
+        return self.supernet.first_layer
+
+    def forward_from_first(self, h: torch.Tensor) -> torch.Tensor:
+        return self.supernet.forward_from_first(h, self.arch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.supernet(x, self.arch)
