@@ -1,0 +1,156 @@
+"""The evaluation core: archs -> scores with weights inherited from the supernet.
+
+Every strategy scores architectures only through `Evaluator.evaluate`. For
+each new arch it re-estimates BatchNorm statistics on one fixed set of
+training images (the supernet's running statistics belong to no single
+subnet), measures clean and PGD error on one fixed validation subset, and
+reads params/FLOPs from the space's tables. Scores are cached in the
+archive, so a duplicate or a resumed search costs nothing. The supernet's
+weights and buffers are the same, bit for bit, after a call.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from tamnas import distributed as dist
+from tamnas.attacks import Attack
+from tamnas.metrics import ood_aupr
+from tamnas.search.archive import Archive
+from tamnas.supernets.base import Arch, SearchSpace, Supernet
+
+
+def _bn_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@contextmanager
+def preserved_bn_state(module: nn.Module) -> Iterator[None]:
+    """Restore every BatchNorm buffer, momentum and the train flag on exit."""
+    layers = _bn_layers(module)
+    saved = [({k: v.clone() for k, v in m._buffers.items() if v is not None}, m.momentum)
+             for m in layers]
+    training = module.training
+    try:
+        yield
+    finally:
+        for m, (buffers, momentum) in zip(layers, saved):
+            for k, v in buffers.items():
+                m._buffers[k].copy_(v)
+            m.momentum = momentum
+        module.train(training)
+
+
+class Evaluator:
+    """Scores archs of one supernet on fixed data; see the module docstring."""
+
+    def __init__(self, space: SearchSpace, supernet: Supernet, *, bn_images: torch.Tensor,
+                 val_images: torch.Tensor, val_labels: torch.Tensor, attack: Attack,
+                 device: torch.device, archive: Archive | None = None,
+                 ood_images: torch.Tensor | None = None, batch_size: int = 256,
+                 bn_batch_size: int | None = None, quiet: bool = True):
+        self.space, self.supernet, self.attack, self.device = space, supernet, attack, device
+        self.archive = archive if archive is not None else Archive(space.name, space.n_genes)
+        self.batch_size = batch_size
+        bn_bs = bn_batch_size or batch_size
+        n_bn = (len(bn_images) // bn_bs) * bn_bs or len(bn_images)  # equal-sized batches
+        self.bn_batches = list(bn_images[:n_bn].to(device).split(bn_bs))
+        self.val_x = val_images.to(device)
+        self.val_y = val_labels.to(device)
+        self.ood_x = ood_images.to(device) if ood_images is not None else None
+        self.bn_layers = _bn_layers(supernet)
+        self.quiet = quiet
+        self.stats = {"evaluations": 0, "cache_hits": 0, "seconds": 0.0}
+
+    @classmethod
+    def from_config(cls, cfg, space: SearchSpace, supernet: Supernet, data, device: torch.device,
+                    archive: Archive | None = None, quiet: bool = True) -> "Evaluator":
+        """Fixed BN and validation subsets drawn once from the run seed."""
+        from tamnas.data import stack
+
+        bn_x, _ = stack(data.train_plain, cfg.search.bn_images, generator_seed=cfg.seed + 11)
+        val_x, val_y = stack(data.val, cfg.search.eval_images, generator_seed=cfg.seed + 12)
+        ood_x = None
+        if cfg.search.ood or "ood_aupr_err" in cfg.search.objectives:
+            if data.ood is None:
+                raise ValueError("search.ood needs an OoD set; set data.ood (e.g. \"noise\")")
+            ood_x, _ = stack(data.ood, cfg.search.eval_images, generator_seed=cfg.seed + 13)
+        return cls(space, supernet, bn_images=bn_x, val_images=val_x, val_labels=val_y,
+                   attack=Attack.from_config(cfg.attack), device=device, archive=archive,
+                   ood_images=ood_x, batch_size=cfg.data.eval_batch_size, quiet=quiet)
+
+    # -- public API ---------------------------------------------------------------------
+    def evaluate(self, archs: Sequence[Sequence[int]], **meta) -> list[dict[str, float]]:
+        """Scores in the order of `archs`; new archs are scored (sharded over ranks) and archived."""
+        archs = [self.space.validate(a) for a in archs]
+        todo = list(dict.fromkeys(a for a in archs if a not in self.archive))
+        self.stats["cache_hits"] += len(archs) - len(todo)
+        if todo:
+            tic = time.perf_counter()
+            local = [self.score(a) for a in tqdm(dist.shard(todo), desc="evaluate", leave=False,
+                                                 disable=self.quiet or not dist.is_main())]
+            for arch, scores in zip(todo, dist.gather_sharded(local, len(todo))):
+                self.archive.add(arch, scores, **meta)
+            self.stats["evaluations"] += len(todo)
+            self.stats["seconds"] += time.perf_counter() - tic
+        return [dict(self.archive.get(a)) for a in archs]
+
+    def score(self, arch: Arch) -> dict[str, float]:
+        """Score one arch now, bypassing the archive."""
+        with preserved_bn_state(self.supernet):
+            self._recalibrate(arch)
+            model = self.supernet.path(arch).eval()
+            clean_wrong, adv_wrong, logits = self._errors(model)
+            scores = {"clean_err": clean_wrong / len(self.val_y),
+                      "adv_err": adv_wrong / len(self.val_y),
+                      "params": int(self.space.params(arch)),
+                      "flops": int(self.space.flops(arch))}
+            if self.ood_x is not None:
+                with torch.inference_mode():
+                    ood_logits = torch.cat([model(xb) for xb in self.ood_x.split(self.batch_size)])
+                scores["ood_aupr_err"] = 1.0 - ood_aupr(logits, ood_logits)
+        return scores
+
+    def calibrated_state(self, arch: Arch) -> dict[str, torch.Tensor]:
+        """`extract(arch)` with BatchNorm statistics recalibrated for this arch (for export)."""
+        with preserved_bn_state(self.supernet):
+            self._recalibrate(arch)
+            return {k: v.detach().clone() for k, v in self.supernet.extract(arch).items()}
+
+    # -- internals ----------------------------------------------------------------------
+    def _recalibrate(self, arch: Arch) -> None:
+        """Running statistics := exact mean of the batch statistics over the fixed BN batches.
+
+        Batch i is folded in with momentum 1/(i+1), so the result is the plain
+        average over equal-sized batches, independent of what ran before.
+        """
+        with torch.no_grad():
+            for m in self.bn_layers:
+                m.reset_running_stats()
+            self.supernet.train()
+            for i, xb in enumerate(self.bn_batches):
+                for m in self.bn_layers:
+                    m.momentum = 1.0 / (i + 1)
+                self.supernet(xb, arch)
+        self.supernet.eval()
+
+    def _errors(self, model: nn.Module) -> tuple[int, int, torch.Tensor]:
+        """Wrong counts, clean and under attack; summed on device, synced once."""
+        clean_wrong = torch.zeros((), dtype=torch.long, device=self.device)
+        adv_wrong = torch.zeros((), dtype=torch.long, device=self.device)
+        all_logits = []
+        for xb, yb in zip(self.val_x.split(self.batch_size), self.val_y.split(self.batch_size)):
+            with torch.inference_mode():
+                logits = model(xb)
+            clean_wrong += (logits.argmax(1) != yb).sum()
+            all_logits.append(logits)
+            x_adv = self.attack(model, xb, yb)
+            with torch.inference_mode():
+                adv_wrong += (model(x_adv).argmax(1) != yb).sum()
+        return int(clean_wrong), int(adv_wrong), torch.cat(all_logits)

@@ -1,0 +1,258 @@
+"""Supernet training (Algorithm 1 of paper 004) and standalone retraining.
+
+Both loops share one epoch function: draw a model (a supernet path or a
+standalone net), let the objective run its own forward/backward/step, log
+one CSV row per epoch and checkpoint atomically so `--resume` continues a
+killed run with the same result.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from tamnas import distributed as dist
+from tamnas.adversarial import build_objective
+from tamnas.checkpoint import RunDir, load_checkpoint, save_checkpoint
+from tamnas.config import Config, TrainConfig
+from tamnas.data import DataBundle, load_data, make_loader
+from tamnas.supernets import SearchSpace, build_space
+
+
+def lr_at(epoch: int, lr: float, milestones: Iterable[int], gamma: float,
+          restart_at: int | None = None) -> float:
+    """Step schedule; with `restart_at` the count of passed milestones starts again there."""
+    start = restart_at if restart_at is not None and epoch >= restart_at else 0
+    passed = sum(1 for m in milestones if start < m <= epoch)
+    return lr * gamma ** passed
+
+
+@dataclass
+class SamplingSchedule:
+    """Which subnets phase 1 and phase 2 of Algorithm 1 may draw in a given epoch."""
+
+    space: SearchSpace
+    train: TrainConfig
+
+    @property
+    def total_epochs(self) -> int:
+        return self.train.phase1_epochs + self.train.phase2_epochs
+
+    def phase(self, epoch: int) -> int:
+        return 1 if epoch < self.train.phase1_epochs else 2
+
+    def ratio_values(self, epoch: int) -> list[float]:
+        """Phase 1: the widest ratio only; phase 2: the two widest, then one more every N epochs."""
+        offered = sorted(self.space.ratio_values, reverse=True)
+        if self.phase(epoch) == 1:
+            return offered[:1]
+        k = 2 + (epoch - self.train.phase1_epochs) // self.train.enlarge_every
+        return offered[:min(k, len(offered))]
+
+    def allowed(self, epoch: int) -> dict[str, list[int]] | None:
+        if not hasattr(self.space, "ratio_indices"):
+            return None
+        return {"ratio": self.space.ratio_indices(self.ratio_values(epoch))}
+
+    def params_range(self, epoch: int) -> list[int] | None:
+        r = self.train.params_range_phase1 if self.phase(epoch) == 1 else self.train.params_range_phase2
+        return None if r[1] <= 0 else list(r)
+
+    def sample(self, rng: np.random.Generator, epoch: int):
+        return self.space.sample(rng, self.params_range(epoch), self.allowed(epoch))
+
+    def resample_now(self, epoch: int, batch: int) -> bool:
+        if self.train.resample_every == "batch":
+            return True
+        every = int(self.train.resample_every)
+        first_of_phase = epoch in (0, self.train.phase1_epochs)
+        return batch == 0 and (epoch % every == 0 or first_of_phase)
+
+
+class CsvLog:
+    """Append-only CSV log that survives restarts (rows past a resumed epoch are dropped)."""
+
+    def __init__(self, path: Path, fields: list[str]):
+        self.path, self.fields = path, fields
+
+    def truncate_after(self, epoch: int) -> None:
+        if not self.path.exists():
+            return
+        with open(self.path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < epoch]
+        self._write(rows, "w")
+
+    def append(self, row: dict) -> None:
+        self._write([row], "a")
+
+    def _write(self, rows: list[dict], mode: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = mode == "w" or not self.path.exists()
+        with open(self.path, mode, newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+
+
+LOG_FIELDS = ["epoch", "phase", "lr", "loss", "clean_acc", "adv_acc", "ratios", "batches",
+              "seconds"]
+
+
+def _rng_state(rng: np.random.Generator, gen: torch.Generator) -> dict:
+    return {"numpy": rng.bit_generator.state, "torch_gen": gen.get_state(),
+            "torch_global": torch.get_rng_state()}
+
+
+def _restore_rng(state: dict, rng: np.random.Generator, gen: torch.Generator) -> None:
+    rng.bit_generator.state = state["numpy"]
+    gen.set_state(state["torch_gen"])
+    torch.set_rng_state(state["torch_global"])
+
+
+def run_epochs(*, model_for_batch: Callable[[int, int], nn.Module], module: nn.Module,
+               objective, optimizer: torch.optim.Optimizer, loader_for_epoch: Callable,
+               epochs: int, lr_for_epoch: Callable[[int], float], batches_per_epoch: int,
+               checkpoint_path: Path, checkpoint_kind: str, log: CsvLog, device: torch.device,
+               rng: np.random.Generator, gen: torch.Generator, resume: bool, quiet: bool,
+               extra_row: Callable[[int], dict] | None = None, desc: str = "train") -> int:
+    """The shared epoch loop; returns the number of epochs completed (for logs)."""
+    start = 0
+    if resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, kind=checkpoint_kind)
+        module.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _restore_rng(state["rng"], rng, gen)
+        start = state["epoch"]
+    if dist.is_main():
+        log.truncate_after(start)
+    bar = tqdm(range(start, epochs), desc=desc, disable=quiet or not dist.is_main(),
+               initial=start, total=epochs)
+    for epoch in bar:
+        lr = lr_for_epoch(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        tic = time.perf_counter()
+        sums: dict[str, float] = {}
+        n = 0
+        for i, (x, y) in enumerate(loader_for_epoch(epoch)):
+            if batches_per_epoch and i >= batches_per_epoch:
+                break
+            model = model_for_batch(epoch, i)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            metrics = objective.step(model, x, y, optimizer=optimizer)
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            n += 1
+        row = {"epoch": epoch, "lr": lr, "batches": n, "seconds": round(time.perf_counter() - tic, 3)}
+        row.update({k: v / max(n, 1) for k, v in dist.average_metrics(sums, n).items()})
+        if extra_row:
+            row.update(extra_row(epoch))
+        if dist.is_main():
+            log.append(row)
+            save_checkpoint(checkpoint_path, {
+                "model": module.state_dict(), "optimizer": optimizer.state_dict(),
+                "rng": _rng_state(rng, gen), "epoch": epoch + 1}, kind=checkpoint_kind)
+        dist.barrier()
+        bar.set_postfix(loss=f"{row.get('loss', 0):.3f}", acc=f"{row.get('clean_acc', 0):.2f}",
+                        adv=f"{row.get('adv_acc', 0):.2f}")
+    return epochs - start
+
+
+def _sgd(params, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
+    return dist.GradAveragingSGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def _train_loader(cfg: Config, data: DataBundle, epoch: int):
+    """A fresh shuffle per epoch from (seed, epoch): resumable, and the same on every rank."""
+    return make_loader(data.train, cfg.data.batch_size // dist.world_size(), shuffle=True,
+                       seed=cfg.seed * 100_003 + epoch, num_workers=cfg.data.num_workers,
+                       drop_last=True, rank=dist.rank(), world_size=dist.world_size())
+
+
+def _generators(seed: int, device: torch.device) -> tuple[np.random.Generator, torch.Generator]:
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed), torch.Generator(device="cpu").manual_seed(seed + 1)
+
+
+def train_supernet(cfg: Config, run: RunDir, device: torch.device, *, data: DataBundle | None = None,
+                   resume: bool = True, quiet: bool = False) -> nn.Module:
+    """Algorithm 1: train the weight-sharing supernet with sampled paths; returns the supernet."""
+    space = build_space(cfg)
+    data = data if data is not None else load_data(cfg.data, cfg.seed)
+    rng, gen = _generators(cfg.seed, device)
+    supernet = space.build_supernet().to(device)
+    dist.broadcast_module(supernet)
+    objective = build_objective(cfg.train, generator=gen)
+    optimizer = _sgd(supernet.parameters(), cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay)
+    schedule = SamplingSchedule(space, cfg.train)
+    current: dict = {}
+
+    def model_for_batch(epoch: int, i: int) -> nn.Module:
+        # Every rank draws from the same generator, so DDP sees one graph per step.
+        if "arch" not in current or schedule.resample_now(epoch, i):
+            current["arch"] = schedule.sample(rng, epoch)
+        return supernet.path(current["arch"])
+
+    restart = cfg.train.phase1_epochs if cfg.train.phase2_lr_reset else None
+    run_epochs(
+        model_for_batch=model_for_batch, module=supernet, objective=objective, optimizer=optimizer,
+        loader_for_epoch=lambda e: _train_loader(cfg, data, e), epochs=schedule.total_epochs,
+        lr_for_epoch=lambda e: lr_at(e, cfg.train.lr, cfg.train.lr_milestones, cfg.train.lr_gamma,
+                                     restart),
+        batches_per_epoch=cfg.train.batches_per_epoch, checkpoint_path=run.supernet_checkpoint,
+        checkpoint_kind="supernet", log=CsvLog(run.supernet_log, LOG_FIELDS), device=device,
+        rng=rng, gen=gen, resume=resume, quiet=quiet, desc="supernet",
+        extra_row=lambda e: {"phase": schedule.phase(e),
+                             "ratios": " ".join(map(str, schedule.ratio_values(e)))})
+    return supernet
+
+
+def load_trained_supernet(cfg: Config, run: RunDir, device: torch.device) -> tuple[SearchSpace, nn.Module]:
+    """The space and the supernet weights of a finished (or partial) training run."""
+    if not run.supernet_checkpoint.exists():
+        raise FileNotFoundError(f"{run.root} has no trained supernet ({run.supernet_checkpoint}); "
+                                f"run `tamnas train-supernet` first")
+    space = build_space(cfg)
+    supernet = space.build_supernet()
+    state = load_checkpoint(run.supernet_checkpoint, kind="supernet")
+    try:
+        supernet.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise ValueError(f"{run.supernet_checkpoint} does not fit the space in {run.config} "
+                         f"({str(e).splitlines()[0]})") from None
+    return space, supernet.to(device).eval()
+
+
+def retrain(cfg: Config, space: SearchSpace, arch, out_dir: Path, device: torch.device, *,
+            init_state: dict | None = None, data: DataBundle | None = None, resume: bool = True,
+            quiet: bool = False) -> nn.Module:
+    """Train the standalone net of `arch` (from scratch, or from `init_state`, e.g. extract(arch))."""
+    data = data if data is not None else load_data(cfg.data, cfg.seed)
+    rng, gen = _generators(cfg.seed, device)
+    net = space.build_standalone(arch)
+    if init_state is not None:
+        net.load_state_dict(init_state)
+    net = net.to(device)
+    dist.broadcast_module(net)
+    objective = build_objective(cfg.train, generator=gen)
+    r = cfg.retrain
+    optimizer = _sgd(net.parameters(), r.lr, r.momentum, r.weight_decay)
+
+    run_epochs(
+        model_for_batch=lambda e, i: net, module=net, objective=objective,
+        optimizer=optimizer, loader_for_epoch=lambda e: _train_loader(cfg, data, e), epochs=r.epochs,
+        lr_for_epoch=lambda e: lr_at(e, r.lr, r.lr_milestones, r.lr_gamma),
+        batches_per_epoch=r.batches_per_epoch, checkpoint_path=out_dir / "checkpoint.pt",
+        checkpoint_kind="retrain", log=CsvLog(out_dir / "train_log.csv", LOG_FIELDS),
+        device=device, rng=rng, gen=gen, resume=resume, quiet=quiet, desc="retrain",
+        extra_row=lambda e: {"phase": 0})
+    return net.eval()
