@@ -41,6 +41,7 @@ class SamplingSchedule:
 
     space: SearchSpace
     train: TrainConfig
+    ratios: tuple[float, ...] = ()   # the ratios the space offers (space.ratios of the config)
 
     @property
     def total_epochs(self) -> int:
@@ -51,14 +52,14 @@ class SamplingSchedule:
 
     def ratio_values(self, epoch: int) -> list[float]:
         """Phase 1: the widest ratio only; phase 2: the two widest, then one more every N epochs."""
-        offered = sorted(self.space.ratio_values, reverse=True)
+        offered = sorted(self.ratios, reverse=True)
         if self.phase(epoch) == 1:
             return offered[:1]
         k = 2 + (epoch - self.train.phase1_epochs) // self.train.enlarge_every
         return offered[:min(k, len(offered))]
 
     def allowed(self, epoch: int) -> dict[str, list[int]] | None:
-        if not hasattr(self.space, "ratio_indices"):
+        if not self.ratios or not hasattr(self.space, "ratio_indices"):
             return None
         return {"ratio": self.space.ratio_indices(self.ratio_values(epoch))}
 
@@ -193,7 +194,7 @@ def train_supernet(cfg: Config, run: RunDir, device: torch.device, *, data: Data
     dist.broadcast_module(supernet)
     objective = build_objective(cfg.train, generator=gen)
     optimizer = _sgd(supernet.parameters(), cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay)
-    schedule = SamplingSchedule(space, cfg.train)
+    schedule = SamplingSchedule(space, cfg.train, tuple(cfg.space.ratios))
     current: dict = {}
 
     def model_for_batch(epoch: int, i: int) -> nn.Module:

@@ -1,0 +1,103 @@
+"""Supernet training: the sampling schedule, learning, and exact kill-and-resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import tamnas
+from tamnas.checkpoint import RunDir, load_checkpoint
+from tamnas.data import load_data
+from tamnas.train import SamplingSchedule, lr_at, train_supernet
+
+TINY = {
+    "space.stem_channels": 4, "space.stage_channels": [8, 16], "space.stage_layers": [1, 2],
+    "space.head_channels": 16, "space.fc_channels": 16, "space.blocks": [0, 3, 6, 18],
+    "data.resolution": 8, "data.val_size": 100, "data.batch_size": 32, "data.train_limit": 640,
+    "train.yopo_m": 2, "train.yopo_n": 1,
+}
+
+
+def test_lr_schedule_steps_at_milestones_and_restarts_in_phase_two():
+    ms = [2, 4, 6, 8]
+    assert [lr_at(e, 1.0, ms, 0.1) for e in (0, 1, 2, 3, 4)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
+    # phase 2 starts at epoch 5 with the full rate again, then steps at 6 and 8
+    assert [lr_at(e, 1.0, ms, 0.1, restart_at=5) for e in (4, 5, 6, 8)] == pytest.approx(
+        [0.01, 1, 0.1, 0.01])
+
+
+def test_sampling_schedule_follows_the_preset():
+    cfg = tamnas.load_config("cifar10-tamnas", {"train.phase1_epochs": 10, "train.enlarge_every": 3})
+    space = tamnas.build_space(cfg)
+    sched = SamplingSchedule(space, cfg.train, tuple(cfg.space.ratios))
+    assert sched.phase(9) == 1 and sched.phase(10) == 2
+    assert sched.ratio_values(0) == [2.0] and sched.ratio_values(9) == [2.0]
+    assert sched.ratio_values(10) == [2.0, 1.8] and sched.ratio_values(12) == [2.0, 1.8]
+    assert sched.ratio_values(13) == [2.0, 1.8, 1.6]
+    assert sched.ratio_values(10 + 3 * 20) == sorted(cfg.space.ratios, reverse=True)
+    assert sched.params_range(0) == cfg.train.params_range_phase1
+    assert sched.params_range(10) == cfg.train.params_range_phase2
+    rng = np.random.default_rng(0)
+    for epoch in (0, 10, 13):
+        allowed = set(sched.ratio_values(epoch))
+        lo, hi = sched.params_range(epoch)
+        for _ in range(5):
+            arch = sched.sample(rng, epoch)
+            desc = space.describe(arch)
+            assert {layer["ratio"] for layer in desc["layers"]} <= allowed
+            assert lo <= space.params(arch) <= hi
+
+
+def test_resample_every_n_epochs_keeps_one_path():
+    cfg = tamnas.load_config("quickstart", {"train.resample_every": "2", "train.phase1_epochs": 3})
+    sched = SamplingSchedule(tamnas.build_space(cfg), cfg.train, tuple(cfg.space.ratios))
+    assert sched.resample_now(0, 0) and not sched.resample_now(0, 1)
+    assert not sched.resample_now(1, 0) and sched.resample_now(2, 0)
+    assert sched.resample_now(3, 0)  # first epoch of phase 2
+
+
+@pytest.fixture(scope="module")
+def digits_cfg():
+    return tamnas.load_config("quickstart", {**TINY, "train.phase1_epochs": 2,
+                                             "train.phase2_epochs": 2, "train.lr": 0.1})
+
+
+def test_short_supernet_run_learns(digits_cfg, tmp_path):
+    cfg = tamnas.load_config("quickstart", {**TINY, "train.phase1_epochs": 3, "train.phase2_epochs": 3,
+                                            "train.lr_milestones": [100]})
+    run = RunDir(tmp_path / "run")
+    train_supernet(cfg, run, torch.device("cpu"), quiet=True)
+    log = pd.read_csv(run.supernet_log)
+    assert list(log["epoch"]) == list(range(6)) and list(log["phase"]) == [1, 1, 1, 2, 2, 2]
+    assert log["clean_acc"].iloc[-2:].mean() > log["clean_acc"].iloc[0] + 0.1
+    assert log["adv_acc"].iloc[-2:].mean() > log["adv_acc"].iloc[0]
+    assert load_checkpoint(run.supernet_checkpoint, kind="supernet")["epoch"] == 6
+
+
+def test_kill_and_resume_gives_the_same_weights(digits_cfg, tmp_path, monkeypatch):
+    data = load_data(digits_cfg.data, digits_cfg.seed)
+    ref = train_supernet(digits_cfg, RunDir(tmp_path / "full"), torch.device("cpu"), data=data,
+                         quiet=True)
+
+    import tamnas.train as train_module
+
+    real_save, saves = train_module.save_checkpoint, []
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saves.append(1)
+        if len(saves) == 2:
+            raise KeyboardInterrupt  # killed right after epoch 2 was checkpointed
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+    part = RunDir(tmp_path / "part")
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(digits_cfg, part, torch.device("cpu"), data=data, quiet=True)
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    assert load_checkpoint(part.supernet_checkpoint, kind="supernet")["epoch"] == 2
+    resumed = train_supernet(digits_cfg, part, torch.device("cpu"), data=data, quiet=True)
+    for (k, a), b in zip(ref.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert list(pd.read_csv(part.supernet_log)["epoch"]) == [0, 1, 2, 3]
