@@ -1,0 +1,266 @@
+"""Every evaluated architecture with its scores: lookup cache, Pareto fronts and persistence.
+
+The archive is the one record of a search that every later stage reads (plots,
+LEGO, export, retrain). `archive.json` is authoritative and restores the
+archive exactly; `archive.csv` is the same table for pandas and people.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from tamnas.checkpoint import atomic_write_json, atomic_write_text
+from tamnas.config import SCORE_NAMES
+from tamnas.supernets.base import Arch
+
+FORMAT = "tamnas-archive-v1"
+JSON_NAME = "archive.json"
+CSV_NAME = "archive.csv"
+
+
+def arch_key(arch: Sequence[int]) -> str:
+    """The readable key of an arch, e.g. "3-0-12-9"."""
+    return "-".join(str(int(g)) for g in arch)
+
+
+def parse_key(key: str) -> Arch:
+    return tuple(int(g) for g in str(key).split("-"))
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python scalars, so that JSON holds them and equality is exact."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError(f"archive values must be numbers, strings or None; got {type(value).__name__} "
+                     f"{value!r}")
+
+
+def non_dominated(F: np.ndarray) -> np.ndarray:
+    """Indices of the non-dominated rows of F (all objectives minimised), in ascending order."""
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+    F = np.asarray(F, dtype=float)
+    if F.ndim != 2:
+        raise ValueError(f"non_dominated: expected a 2-d array of objective values, got shape "
+                         f"{F.shape}")
+    if len(F) == 0:
+        return np.zeros(0, dtype=int)
+    idx = NonDominatedSorting().do(F, only_non_dominated_front=True)
+    return np.sort(np.asarray(idx, dtype=int))
+
+
+class Archive:
+    """Scores and metadata of every evaluated arch, in insertion order.
+
+    Metadata (e.g. strategy, generation) describe where an arch was first
+    scored; `order` is its insertion index. Adding a known arch again changes
+    nothing: scores belong to the arch, not to the visit.
+    """
+
+    def __init__(self, space_name: str, n_genes: int):
+        self.space_name = str(space_name)
+        self.n_genes = int(n_genes)
+        self._scores: dict[Arch, dict[str, Any]] = {}
+        self._meta: dict[Arch, dict[str, Any]] = {}
+
+    # -- container ----------------------------------------------------------------------
+    def _arch(self, arch: Sequence[int]) -> Arch:
+        arch = tuple(int(g) for g in arch)
+        if len(arch) != self.n_genes:
+            raise ValueError(f"archive of {self.space_name}: arch {arch_key(arch)} has {len(arch)} "
+                             f"genes, expected {self.n_genes}")
+        return arch
+
+    def add(self, arch: Sequence[int], scores: Mapping[str, Any], **meta: Any) -> bool:
+        """Record an arch; True if new, False if already there (then nothing changes)."""
+        arch = self._arch(arch)
+        if arch in self._scores:
+            return False
+        if not scores:
+            raise ValueError(f"archive: no scores given for arch {arch_key(arch)}")
+        clash = set(meta) & (set(scores) | {"arch", "order"})
+        if clash:
+            raise ValueError(f"archive: meta keys {sorted(clash)} clash with score or reserved "
+                             "names")
+        self._scores[arch] = {str(k): _plain(v) for k, v in scores.items()}
+        self._meta[arch] = {"order": len(self._meta),
+                            **{str(k): _plain(v) for k, v in meta.items()}}
+        return True
+
+    def get(self, arch: Sequence[int]) -> dict[str, Any] | None:
+        """The scores of an arch (a copy), or None if it was never evaluated."""
+        scores = self._scores.get(tuple(int(g) for g in arch))
+        return dict(scores) if scores is not None else None
+
+    def meta(self, arch: Sequence[int]) -> dict[str, Any] | None:
+        meta = self._meta.get(tuple(int(g) for g in arch))
+        return dict(meta) if meta is not None else None
+
+    def __contains__(self, arch: object) -> bool:
+        try:
+            return tuple(int(g) for g in arch) in self._scores  # type: ignore[union-attr]
+        except TypeError:
+            return False
+
+    def __len__(self) -> int:
+        return len(self._scores)
+
+    def archs(self) -> list[Arch]:
+        return list(self._scores)
+
+    def update(self, other: "Archive") -> int:
+        """Add the archs of `other` not yet here, keeping their metadata; returns how many."""
+        if other.n_genes != self.n_genes or other.space_name != self.space_name:
+            raise ValueError(f"cannot merge an archive of {other.space_name} ({other.n_genes} "
+                             f"genes) into one of {self.space_name} ({self.n_genes} genes)")
+        added = 0
+        for arch in other.archs():
+            meta = {k: v for k, v in other._meta[arch].items() if k != "order"}
+            added += self.add(arch, other._scores[arch], **meta)
+        return added
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Archive) and self.space_name == other.space_name
+                and self.n_genes == other.n_genes
+                and list(self._scores.items()) == list(other._scores.items())
+                and self._meta == other._meta)
+
+    # -- tables -------------------------------------------------------------------------
+    def score_names(self) -> list[str]:
+        """Score columns present, known scores first in their canonical order."""
+        names: dict[str, None] = {}
+        for scores in self._scores.values():
+            names.update(dict.fromkeys(scores))
+        known = [n for n in SCORE_NAMES if n in names]
+        return known + sorted(n for n in names if n not in SCORE_NAMES)
+
+    def meta_names(self) -> list[str]:
+        names: dict[str, None] = {}
+        for meta in self._meta.values():
+            names.update(dict.fromkeys(meta))
+        return sorted(n for n in names if n != "order") + ["order"] if names else []
+
+    def frame(self) -> pd.DataFrame:
+        """One row per arch: arch key, genes g0..gN, every score, metadata (order last)."""
+        genes = [f"g{i}" for i in range(self.n_genes)]
+        scores, metas = self.score_names(), self.meta_names()
+        rows = []
+        for arch, s in self._scores.items():
+            m = self._meta[arch]
+            rows.append([arch_key(arch), *arch, *(s.get(k, math.nan) for k in scores),
+                         *(m.get(k) for k in metas)])
+        df = pd.DataFrame(rows, columns=["arch", *genes, *scores, *metas])
+        for g in genes:
+            df[g] = df[g].astype("int64")
+        if "order" in df:
+            df["order"] = df["order"].astype("int64")
+        return df
+
+    def front(self, objectives: Sequence[str], rows: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Non-dominated rows (minimisation) of `rows` (default: the archive) over `objectives`.
+
+        Rows lacking a value for one of the objectives take no part. The
+        result keeps the input order and index.
+        """
+        df = self.frame() if rows is None else rows
+        objectives = list(objectives)
+        missing = [o for o in objectives if o not in df.columns]
+        if not objectives or missing:
+            raise ValueError(f"front: unknown objectives {missing or objectives}; this archive has "
+                             f"scores {', '.join(self.score_names()) or '(none)'}")
+        usable = df[df[objectives].notna().all(axis=1)]
+        idx = non_dominated(usable[objectives].to_numpy(dtype=float))
+        return usable.iloc[idx]
+
+    # -- persistence ----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "space": self.space_name, "n_genes": self.n_genes,
+                "entries": [{"arch": list(a), "scores": self._scores[a], "meta": self._meta[a]}
+                            for a in self._scores]}
+
+    @classmethod
+    def from_dict(cls, blob: Mapping, source: str = "archive") -> "Archive":
+        if not isinstance(blob, Mapping) or blob.get("format") != FORMAT:
+            raise ValueError(f"{source} is not a tamnas archive (no {FORMAT} tag)")
+        try:
+            archive = cls(blob["space"], blob["n_genes"])
+            entries = sorted(blob["entries"], key=lambda e: e["meta"]["order"])
+            for e in entries:
+                meta = {k: v for k, v in e["meta"].items() if k != "order"}
+                if not archive.add(e["arch"], e["scores"], **meta):
+                    raise ValueError(f"duplicate arch {arch_key(e['arch'])}")
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{source} is corrupt ({type(err).__name__}: {err}); delete it or "
+                             "pass --no-resume") from None
+        return archive
+
+    def save(self, directory: str | Path) -> Path:
+        """Write archive.json (exact) and archive.csv (the frame) atomically into `directory`."""
+        directory = Path(directory)
+        atomic_write_json(directory / JSON_NAME, self.to_dict())
+        atomic_write_text(directory / CSV_NAME, self.frame().to_csv(index=False))
+        return directory / JSON_NAME
+
+    @classmethod
+    def load(cls, directory: str | Path, *, missing_ok: bool = False, space_name: str | None = None,
+             n_genes: int | None = None) -> "Archive":
+        """Restore an archive saved by `save`.
+
+        A missing file is a FileNotFoundError unless `missing_ok`, which then
+        returns an empty archive of `space_name`/`n_genes`. Given those, a saved
+        archive of another space is a ValueError.
+        """
+        path = Path(directory) / JSON_NAME
+        if not path.is_file():
+            if not missing_ok:
+                raise FileNotFoundError(f"no archive at {path}; run a search first")
+            if space_name is None or n_genes is None:
+                raise ValueError("Archive.load(missing_ok=True) needs space_name and n_genes for "
+                                 "the empty archive")
+            return cls(space_name, n_genes)
+        try:
+            blob = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"archive {path} is corrupt ({type(err).__name__}); delete it or pass "
+                             "--no-resume") from None
+        archive = cls.from_dict(blob, source=f"archive {path}")
+        if (space_name is not None and archive.space_name != space_name) or \
+                (n_genes is not None and archive.n_genes != n_genes):
+            raise ValueError(f"archive {path} belongs to space {archive.space_name} with "
+                             f"{archive.n_genes} genes, not {space_name} with {n_genes}; use "
+                             "another run directory or pass --no-resume")
+        return archive
+
+
+def front_records(space, df: pd.DataFrame) -> list[dict]:
+    """front.json entries: genes, the space's readable description and the scores of each row."""
+    n = space.n_genes
+    scores = [c for c in SCORE_NAMES if c in df.columns]
+    records = []
+    for _, row in df.iterrows():
+        arch = tuple(int(row[f"g{i}"]) for i in range(n))
+        records.append({"arch": list(arch), "description": space.describe(arch),
+                        "scores": {k: _plain(row[k].item() if hasattr(row[k], "item") else row[k])
+                                   for k in scores if not pd.isna(row[k])}})
+    return records
+
+
+def archs_of(df: pd.DataFrame, n_genes: int) -> list[Arch]:
+    """The archs of a frame's rows, read from the gene columns."""
+    genes = df[[f"g{i}" for i in range(n_genes)]].to_numpy(dtype=np.int64)
+    return [tuple(int(g) for g in row) for row in genes]
+
+
+__all__ = ["Archive", "non_dominated", "front_records", "arch_key", "parse_key", "archs_of"]
