@@ -160,7 +160,7 @@ def _load_search(run: RunDir):
 
 
 def _front(cfg: Config, archive) -> pd.DataFrame:
-    return archive.front(cfg.search.objectives).sort_values("adv_err").reset_index(drop=True)
+    return archive.front(cfg.search.objectives).sort_values("adv_err", kind="stable").reset_index(drop=True)
 
 
 def plot_stage(cfg: Config, run_dir: str | Path, *, device: torch.device = None,

@@ -1,0 +1,305 @@
+"""`report.md`: all one run produced: config, front, figures, statistics, LEGO, retraining, attacks.
+
+The report reads only files of the run directory, so it can be written at any
+stage: a piece that is missing shows as "not run" instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from tamnas.analysis.stats import markdown_table
+from tamnas.checkpoint import atomic_write_text
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+log = logging.getLogger("tamnas")
+
+NOT_RUN = "_not run_"
+# (section, key, label) of the settings the report shows.
+KEY_SETTINGS = [
+    ("", "preset", "preset"), ("", "seed", "seed"),
+    ("data", "dataset", "dataset"), ("data", "resolution", "resolution"),
+    ("space", "name", "search space"), ("space", "width_mult", "width multiplier"),
+    ("space", "stage_layers", "choice layers per stage"),
+    ("space", "stage_channels", "stage channels"),
+    ("train", "objective", "supernet objective"), ("train", "phase1_epochs", "phase-1 epochs"),
+    ("train", "phase2_epochs", "phase-2 epochs"), ("train", "eps", "training eps"),
+    ("attack", "eps", "search attack eps"), ("attack", "steps", "search attack steps"),
+    ("search", "strategy", "strategy"), ("search", "objectives", "objectives"),
+    ("search", "pop_size", "population"), ("search", "generations", "generations"),
+    ("output", "top_k", "top-k"), ("output", "top_by", "top-k ranked by"),
+]
+# Known figures first, in reading order, with their captions; others follow alphabetically.
+FIGURE_CAPTIONS = {
+    "front": "Non-dominated front with inherited weights (paper Fig. 6): marker area = parameters.",
+    "front_retrained": "The same archs after retraining (paper Fig. 7); colours match the front.",
+    "inherited_vs_retrained": "Inherited vs retrained errors with Kendall tau.",
+    "hypervolume": "Hypervolume of the population per generation.",
+    "layer_blocks": "Block choices per layer among the top-k (paper Fig. 8, Table XIV).",
+    "layer_ratios": "Channel-ratio choices per layer among the top-k (paper Fig. 9, Table XV).",
+}
+DESCRIPTION_COLUMNS = ["layer", "stride", "block", "kernel", "ratio", "mid_channels"]
+ERR_COLUMNS = ("adv_err", "clean_err", "ood_aupr_err")
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    """A CSV as a frame, or None if absent, empty or unreadable (the report then says so)."""
+    if not path.is_file():
+        return None
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        log.warning("report: cannot read %s (%s)", path, type(err).__name__)
+        return None
+    return df if len(df.columns) else None
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        log.warning("report: cannot read %s (%s)", path, type(err).__name__)
+        return None
+
+
+def _read_config(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        log.warning("report: cannot read %s (%s)", path, type(err).__name__)
+        return None
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def _percent(df: pd.DataFrame) -> pd.DataFrame:
+    """Error columns as percentages with two decimals, renamed to say so."""
+    out = df.copy()
+    for col in out.columns:
+        if str(col).endswith("_err") and pd.api.types.is_numeric_dtype(out[col]):
+            out[col] = (100.0 * out[col].astype(float)).round(2)
+            out = out.rename(columns={col: f"{col} (%)"})
+    return out
+
+
+# --- sections ---------------------------------------------------------------------------------
+def _config_section(cfg: dict | None) -> list[str]:
+    lines = ["## Configuration", ""]
+    if cfg is None:
+        return lines + [f"{NOT_RUN} (no readable config.toml)", ""]
+    rows = []
+    for section, key, label in KEY_SETTINGS:
+        table = cfg if not section else cfg.get(section, {})
+        if isinstance(table, dict) and key in table:
+            rows.append({"setting": label, "key": f"{section}.{key}" if section else key,
+                         "value": _fmt(table[key])})
+    table = pd.DataFrame(rows, columns=["setting", "key", "value"])
+    lines.append(markdown_table(table, index=False))
+    return lines + ["The full configuration is in `config.toml`.", ""]
+
+
+def _training_section(run_dir: Path) -> list[str]:
+    lines = ["## Supernet training", ""]
+    df = _read_csv(run_dir / "supernet" / "train_log.csv")
+    if df is None or not len(df):
+        return lines + [NOT_RUN, ""]
+    return lines + [f"{len(df)} epochs logged in `supernet/train_log.csv`; the last one:", "",
+                    markdown_table(df.tail(1).reset_index(drop=True), index=False)]
+
+
+def front_table(archive: pd.DataFrame, objectives: Iterable[str]) -> pd.DataFrame:
+    """The non-dominated rows of an archive table, sorted by adversarial error (row K = front:K)."""
+    from tamnas.search.archive import non_dominated
+
+    objectives = [o for o in objectives if o in archive.columns]
+    if not objectives:
+        raise ValueError("report: the archive has none of the objectives")
+    usable = archive[archive[objectives].notna().all(axis=1)]
+    front = usable.iloc[non_dominated(usable[objectives].to_numpy(dtype=float))]
+    key = "adv_err" if "adv_err" in front.columns else objectives[0]
+    return front.sort_values(key, kind="stable").reset_index(drop=True)
+
+
+def _search_section(run_dir: Path, cfg: dict | None) -> list[str]:
+    lines = ["## Search", ""]
+    archive = _read_csv(run_dir / "search" / "archive.csv")
+    gens = _read_csv(run_dir / "search" / "generations.csv")
+    if archive is None or not len(archive):
+        return lines + [NOT_RUN, ""]
+    strategies = []
+    if "strategy" in archive:
+        strategies = sorted(archive["strategy"].dropna().astype(str).unique())
+    lines.append(f"{len(archive)} architectures evaluated"
+                 + (f" by {', '.join(strategies)}" if strategies else "") + ".")
+    if gens is not None and len(gens):
+        last = gens.iloc[-1]
+        parts = [f"{len(gens)} generations/steps logged"]
+        if "hv" in gens:
+            parts.append(f"final hypervolume {float(last['hv']):.4g}")
+        for col, label in (("evaluations", "archs scored"), ("cache_hits", "cache hits")):
+            if col in gens:
+                parts.append(f"{label} {int(last[col])}")
+        if "seconds" in gens:
+            parts.append(f"{float(last['seconds']):.1f} s")
+        lines.append("; ".join(parts) + ".")
+    objectives = (cfg or {}).get("search", {}).get("objectives", ["adv_err", "clean_err", "params"])
+    front = front_table(archive, objectives)
+    shown = ("arch", "adv_err", "clean_err", "params", "flops", "ood_aupr_err", "strategy",
+             "generation")
+    cols = [c for c in shown if c in front.columns]
+    table = _percent(front[cols])
+    table.index.name = "front"
+    lines += ["", f"### Non-dominated front ({len(front)} archs over {', '.join(objectives)})", "",
+              "Row K is `--arch front:K`.", "", markdown_table(table, index=True)]
+    return lines
+
+
+def _figures_section(run_dir: Path, base: Path) -> list[str]:
+    lines = ["## Figures", ""]
+    figs = sorted((run_dir / "figures").glob("*.png")) if (run_dir / "figures").is_dir() else []
+    if not figs:
+        return lines + [f"{NOT_RUN} (no figures; `tamnas plot` makes them)", ""]
+    known = list(FIGURE_CAPTIONS)
+    figs.sort(key=lambda p: (known.index(p.stem) if p.stem in known else len(known), p.stem))
+    for fig in figs:
+        rel = Path(os.path.relpath(fig.resolve(), base.resolve())).as_posix()
+        link = f"<{rel}>" if " " in rel else rel
+        caption = FIGURE_CAPTIONS.get(fig.stem, fig.stem.replace("_", " "))
+        lines += [f"![{fig.stem}]({link})", "", f"*{caption}*", ""]
+    return lines
+
+
+def _stats_section(run_dir: Path, cfg: dict | None) -> list[str]:
+    top = (cfg or {}).get("output", {})
+    lines = ["## Per-layer statistics of the top-k", ""]
+    tables = sorted((run_dir / "stats").glob("*_counts.csv"))
+    if not tables:
+        return lines + [NOT_RUN, ""]
+    if top:
+        lines += [f"Top {top.get('top_k', '?')} front members ranked by {top.get('top_by', '?')}; "
+                  "each cell counts how often a layer holds a choice "
+                  "(paper Tables XIV and XV).", ""]
+    for path in tables:
+        df = _read_csv(path)
+        if df is None:
+            continue
+        df = df.set_index(df.columns[0])
+        kind = path.stem.replace("_counts", "")
+        lines += [f"### {kind} choices", "", markdown_table(df, index=True)]
+    return lines
+
+
+def description_table(description: Any) -> pd.DataFrame | None:
+    """The per-layer list inside an arch description as a table (layer, stride, block, ...)."""
+    if not isinstance(description, dict):
+        return None
+    candidates = [description.get("layers")] + list(description.values())
+    for value in candidates:
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            df = pd.DataFrame(value)
+            first = [c for c in DESCRIPTION_COLUMNS if c in df.columns]
+            df = df[first + [c for c in df.columns if c not in first]]
+            for col in df.columns:
+                df[col] = df[col].map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
+            return df
+    return None
+
+
+def _lego_section(run_dir: Path) -> list[str]:
+    lines = ["## LEGO net", ""]
+    blob = _read_json(run_dir / "exports" / "lego.json")
+    if not isinstance(blob, dict):
+        return lines + [f"{NOT_RUN} (`tamnas lego` writes exports/lego.json)", ""]
+    genes = blob.get("genes", [])
+    key = "-".join(map(str, genes))
+    lines += [f"Genes `{key}` in space `{blob.get('space', '?')}`: per layer the most frequent "
+              "block and ratio among the top-k (ties: the best-ranked arch's choice; illegal modes "
+              "replaced by the most frequent legal choice).", ""]
+    scores = blob.get("scores")
+    if isinstance(scores, dict) and scores:
+        lines += ["Inherited-weight scores:", "",
+                  markdown_table(_percent(pd.DataFrame([scores])), index=False)]
+    else:
+        lines += ["Scores: not recorded.", ""]
+    table = description_table(blob.get("description"))
+    if table is not None:
+        lines += ["Layers:", "", markdown_table(table, index=False)]
+    return lines
+
+
+def _retrain_section(run_dir: Path) -> list[str]:
+    lines = ["## Retraining", ""]
+    summary = _read_csv(run_dir / "retrain" / "summary.csv")
+    if summary is None or not len(summary):
+        return lines + [NOT_RUN, ""]
+    lines += ["Test-set errors of standalone nets after retraining, next to their inherited-weight "
+              "(validation) errors.", "", markdown_table(_percent(summary), index=False)]
+    corr = _read_json(run_dir / "retrain" / "correlation.json")
+    if isinstance(corr, dict) and corr:
+        values = ", ".join(f"{k.replace('_', ' ')} {float(v):.3f}" for k, v in corr.items())
+        lines += [f"Rank agreement of inherited and retrained errors: {values}.", ""]
+    return lines
+
+
+def _robustness_section(run_dir: Path) -> list[str]:
+    lines = ["## Robustness", ""]
+    grids = sorted((run_dir / "retrain").glob("*/robustness.csv"))
+    found = False
+    for path in grids:
+        df = _read_csv(path)
+        if df is None:
+            continue
+        found = True
+        md = path.with_suffix(".md")  # the grid module's own rendering (percent) wins when present
+        body = md.read_text(encoding="utf-8").rstrip() + "\n" if md.is_file() else \
+            markdown_table(df, index=False)
+        lines += [f"### {path.parent.name}", "", body]
+        aa = _read_json(path.parent / "autoattack.json")
+        if isinstance(aa, dict) and "accuracy" in aa:
+            lines += [f"AutoAttack accuracy {float(aa['accuracy']):.4f} at eps "
+                      f"{float(aa.get('eps', float('nan'))):.4f}.", ""]
+    if not found:
+        lines += [f"{NOT_RUN} (`tamnas evaluate` writes the eps x steps grid)", ""]
+    return lines
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None,
+                 title: str | None = None) -> Path:
+    """Gather a run directory into `report.md` (or `out`) with relative links to its figures."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} does not exist")
+    cfg = _read_config(run_dir / "config.toml")
+    path = Path(out) if out is not None else run_dir / "report.md"
+    lines = [f"# {title or f'tamnas report: {run_dir.resolve().name}'}", ""]
+    for section in (_config_section(cfg), _training_section(run_dir), _search_section(run_dir, cfg),
+                    _figures_section(run_dir, path.parent), _stats_section(run_dir, cfg),
+                    _lego_section(run_dir), _retrain_section(run_dir),
+                    _robustness_section(run_dir)):
+        lines += section
+    atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
+    return path
+
+
+__all__ = ["write_report", "front_table", "description_table"]
