@@ -164,10 +164,12 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tamnas.errors import MissingExtraError
+
     args = build_parser().parse_args(argv)
     try:
         return dispatch(args)
-    except (ValueError, FileNotFoundError, UserError, ImportError) as e:
+    except (ValueError, FileNotFoundError, UserError, MissingExtraError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"tamnas: error: {msg}", file=sys.stderr)
         return EXIT_USER_ERROR
