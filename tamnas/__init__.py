@@ -14,4 +14,11 @@ def build_space(cfg: Config):
     return _build(cfg)
 
 
-__all__ = ["Config", "load_config", "build_space", "__version__"]
+def load_arch(path, weights: bool = True, device: str = "cpu"):
+    """An exported arch JSON back as a ready nn.Module (eval mode), weights loaded when asked."""
+    from tamnas.analysis.export import load_arch as _load
+
+    return _load(path, weights=weights, device=device)
+
+
+__all__ = ["Config", "load_config", "build_space", "load_arch", "__version__"]

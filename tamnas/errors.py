@@ -30,7 +30,8 @@ def require(module_name: str, extra: str, feature: str | None = None) -> ModuleT
         if isinstance(err, ModuleNotFoundError) and missing in (None, module_name, root):
             reason = f"module {module_name!r} is not installed"
         else:  # present but broken: say why, still in one line
-            reason = f"importing {module_name!r} failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            reason = f"importing {module_name!r} failed: {first}"
         raise MissingExtraError(f"{what} needs the optional extra: pip install 'tamnas[{extra}]' "
                                 f"({reason})") from None
 

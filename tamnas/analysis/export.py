@@ -1,0 +1,308 @@
+"""Export an architecture (arch JSON + standalone weights + optional ONNX); load it in one call.
+
+The arch JSON is self-contained: the space's name and config rebuild the
+space anywhere (`SPACES[name].from_config(config)`), the genes pick the
+network, and the weights file beside it holds the standalone state dict.
+`load_arch` is the documented Python entry point (`tamnas.load_arch`).
+
+Weights go through `tamnas.checkpoint.save_checkpoint(kind="standalone")`:
+an atomic write with a format tag, so a truncated or foreign file gives one
+clear error. `load_arch` also accepts the `standalone_weights` checkpoints
+that retraining writes.
+
+ONNX uses the TorchScript-based exporter (`torch.onnx.export(...,
+dynamo=False)`): with torch 2.x the default dynamo exporter needs the extra
+package `onnxscript`, while the TorchScript path needs nothing beyond torch
+(tested with torch 2.14; older torch has no `dynamo` flag and uses this path
+by default). The exported file is checked with
+`onnx.checker` and, when onnxruntime is installed, run on a random input and
+compared with the PyTorch output.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tamnas.analysis.lego import ARCH_FORMAT
+from tamnas.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from tamnas.errors import require
+
+log = logging.getLogger(__name__)
+
+WEIGHT_KINDS = ("standalone", "standalone_weights")
+ONNX_OPSET = 17
+ONNX_ATOL = 1e-4
+_REQUIRED_KEYS = ("space", "space_config")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars to Python, tuples to lists, keys to str."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return value
+
+
+def _check_name(name: str) -> str:
+    name = str(name)
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise ValueError(f"export name {name!r} is not a plain file name; "
+                         "use letters, digits, '-' or '_'")
+    return name
+
+
+def _load_weights_into(net: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:2])
+        raise ValueError(f"{source}: the weights do not fit this architecture "
+                         f"({detail[:300]})") from None
+
+
+def _example_shape(space, example_input_shape) -> tuple[int, ...]:
+    if example_input_shape is not None:
+        shape = tuple(int(s) for s in example_input_shape)
+        if len(shape) < 2 or any(s <= 0 for s in shape):
+            raise ValueError(f"example_input_shape {list(example_input_shape)} is not a positive "
+                             "(batch, channels, height, width) shape")
+        return shape
+    channels = getattr(space, "in_channels", None)
+    resolution = getattr(space, "resolution", None)
+    if channels is None or resolution is None:
+        raise ValueError(f"ONNX export of space {space.name!r} needs example_input_shape, "
+                         "e.g. (1, 3, 32, 32)")
+    return (1, int(channels), int(resolution), int(resolution))
+
+
+def _torch_onnx_export(net: nn.Module, example: torch.Tensor, path: Path) -> None:
+    kwargs = {"input_names": ["input"], "output_names": ["logits"], "opset_version": ONNX_OPSET,
+              "dynamic_axes": {"input": {0: "batch"}, "logits": {0: "batch"}}}
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:  # torch >= 2.5
+        kwargs["dynamo"] = False
+    with warnings.catch_warnings():
+        # The TorchScript exporter announces its deprecation on every call.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        torch.onnx.export(net, (example,), str(path), **kwargs)
+
+
+def verify_onnx(path: str | Path, net: nn.Module, example_input_shape, atol: float = ONNX_ATOL,
+                seed: int = 0) -> float | None:
+    """Run the ONNX file with onnxruntime on a random input and compare with `net`.
+
+    Returns the max abs difference, or None when onnxruntime is not installed
+    (the file is then only structurally checked). Raises ValueError when the
+    difference reaches `atol`: the export would compute something else.
+    """
+    try:
+        ort = require("onnxruntime", "onnx", feature="ONNX verification")
+    except ImportError:
+        log.warning("onnxruntime is not installed; %s was checked but not run", path)
+        return None
+    shape = tuple(int(s) for s in example_input_shape)
+    gen = torch.Generator().manual_seed(seed)
+    # Batch 2 also checks that the batch axis really is dynamic.
+    x = torch.rand((2,) + shape[1:], generator=gen)
+    net = net.to("cpu").eval()
+    with torch.no_grad():
+        expected = net(x).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    if got.shape != expected.shape:
+        raise ValueError(f"ONNX model {path} returns shape {list(got.shape)}, PyTorch "
+                         f"{list(expected.shape)}; the export is not faithful")
+    diff = float(np.max(np.abs(got - expected)))
+    if not diff < atol:
+        raise ValueError(f"ONNX model {path} differs from the PyTorch module by {diff:.3g} "
+                         f"(max abs, tolerance {atol:g}); the export is not faithful")
+    return diff
+
+
+def export_onnx(net: nn.Module, path: str | Path, example_input_shape) -> float | None:
+    """Write `net` (eval, CPU) as ONNX with a dynamic batch axis, verify it, return the max diff."""
+    onnx = require("onnx", "onnx", feature="ONNX export")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = tuple(int(s) for s in example_input_shape)
+    net = net.to("cpu").eval()
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        _torch_onnx_export(net, torch.zeros(shape), tmp)
+        onnx.checker.check_model(str(tmp))
+        diff = verify_onnx(tmp, net, shape)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return diff
+
+
+def export_arch(space, arch, out_dir: str | Path, name: str,
+                state_dict: Mapping[str, torch.Tensor] | None = None,
+                scores: Mapping[str, Any] | None = None, onnx: bool = False,
+                example_input_shape=None) -> dict[str, Path]:
+    """Write `<name>.json`, `<name>.pt` (when `state_dict` is given) and `<name>.onnx` (when asked).
+
+    The JSON is written last, so its presence means the export is complete.
+    Without a state dict the ONNX file holds the freshly initialised network.
+    Returns the written paths under the keys "json", "weights", "onnx".
+    """
+    from tamnas import __version__
+
+    arch = space.validate(arch)
+    name = _check_name(name)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    net = space.build_standalone(arch)
+    paths: dict[str, Path] = {}
+    blob: dict[str, Any] = {
+        "format": ARCH_FORMAT, "name": name, "space": space.name,
+        "space_config": _plain(space.config()), "genes": list(arch),
+        "description": _plain(space.describe(arch)),
+        "scores": _plain(dict(scores)) if scores is not None else None,
+        "weights": None, "onnx": None, "tamnas_version": __version__,
+    }
+    if state_dict is not None:
+        _load_weights_into(net, state_dict, f"export {name}")
+        weights = out_dir / f"{name}.pt"
+        state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
+        save_checkpoint(weights, state, kind="standalone")
+        paths["weights"] = weights
+        blob["weights"] = weights.name
+    if onnx:
+        shape = _example_shape(space, example_input_shape)
+        onnx_path = out_dir / f"{name}.onnx"
+        diff = export_onnx(net, onnx_path, shape)
+        paths["onnx"] = onnx_path
+        blob["onnx"] = {"file": onnx_path.name, "opset": ONNX_OPSET, "input_shape": list(shape),
+                        "max_abs_diff": diff}
+    json_path = out_dir / f"{name}.json"
+    atomic_write_json(json_path, blob)
+    return {"json": json_path, **paths}
+
+
+def _arch_blob(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"arch file {path} does not exist")
+    try:
+        blob = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        where = f" (line {err.lineno})" if isinstance(err, json.JSONDecodeError) else ""
+        raise ValueError(f"{path} is not a tamnas arch file: not valid JSON{where}") from None
+    if not isinstance(blob, dict):
+        raise ValueError(f"{path} is not a tamnas arch file: expected a JSON object with keys "
+                         f"format, space, space_config, genes")
+    if "format" in blob and blob["format"] != ARCH_FORMAT:
+        raise ValueError(f"{path} is not a tamnas arch file: format {blob['format']!r}, "
+                         f"expected {ARCH_FORMAT!r}")
+    missing = [k for k in _REQUIRED_KEYS if k not in blob]
+    if "genes" not in blob and "description" not in blob:
+        missing.append("genes")
+    if missing:
+        raise ValueError(f"{path} is not a tamnas arch file: missing key(s) {', '.join(missing)}")
+    return blob
+
+
+def _rebuild_space(path: Path, blob: dict):
+    from tamnas.supernets import SPACES, _load_builtin
+
+    _load_builtin()
+    space_name = blob["space"]
+    if space_name not in SPACES:
+        raise ValueError(f"{path}: unknown space {space_name!r}; choose one of "
+                         f"{', '.join(sorted(SPACES))}")
+    cls = SPACES[space_name]
+    if not hasattr(cls, "from_config"):
+        raise ValueError(f"{path}: space {space_name!r} cannot be rebuilt from a config "
+                         "(no from_config)")
+    config = blob["space_config"]
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: space_config must be a JSON object, got {type(config).__name__}")
+    try:
+        return cls.from_config(config)
+    except (ValueError, TypeError, KeyError) as err:
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: space_config does not rebuild space {space_name!r}: "
+                         f"{msg}") from None
+
+
+def read_arch_json(path: str | Path) -> tuple[Any, tuple[int, ...], dict]:
+    """(space, arch, meta) of an arch JSON.
+
+    One-line ValueError for a foreign file, an unknown space or illegal genes.
+
+    `meta` is the whole JSON object (name, scores, weights, ...). Genes win
+    over the description; a file with a description only is parsed by the space.
+    """
+    path = Path(path)
+    blob = _arch_blob(path)
+    space = _rebuild_space(path, blob)
+    try:
+        if "genes" in blob:
+            genes = blob["genes"]
+            if not isinstance(genes, list) or not all(isinstance(g, int) and not isinstance(g, bool)
+                                                      for g in genes):
+                raise ValueError(f"genes must be a list of integers, got {str(genes)[:80]}")
+            arch = space.validate(genes)
+        else:
+            arch = space.parse(blob["description"])
+    except (ValueError, KeyError, TypeError) as err:
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: illegal architecture: {msg}") from None
+    return space, arch, dict(blob)
+
+
+def load_arch(path: str | Path, weights: bool = True,
+              device: str | torch.device = "cpu") -> nn.Module:
+    """The standalone network an arch JSON describes, with its weights, in eval mode, on `device`.
+
+    Weights come from the file the JSON names (or `<stem>.pt` beside it).
+    Pass weights=False for a freshly initialised network, e.g. to train it.
+    """
+    path = Path(path)
+    space, arch, meta = read_arch_json(path)
+    net = space.build_standalone(arch)
+    if weights:
+        weights_path = path.parent / (meta.get("weights") or f"{path.stem}.pt")
+        if not weights_path.is_file():
+            raise FileNotFoundError(f"{path}: weights file {weights_path} not found; export with "
+                                    "weights or call load_arch(path, weights=False)")
+        _load_weights_into(net, _read_weights(weights_path), str(weights_path))
+    return net.to(device).eval()
+
+
+def _read_weights(path: Path) -> Mapping[str, torch.Tensor]:
+    """State dict of an exported (`standalone`) or retrained (`standalone_weights`) checkpoint."""
+    first_error = None
+    for kind in WEIGHT_KINDS:
+        try:
+            state = load_checkpoint(path, kind=kind, map_location="cpu")
+            break
+        except ValueError as err:
+            first_error = first_error or err
+    else:
+        raise first_error
+    if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"weights file {path} does not hold a state dict of tensors")
+    return state
+
+
+__all__ = ["WEIGHT_KINDS", "export_arch", "export_onnx", "load_arch", "read_arch_json",
+           "verify_onnx"]

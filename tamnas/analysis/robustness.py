@@ -1,0 +1,303 @@
+"""The eps x steps robustness grid (paper 004, Tables II-XIII), its self-checks, AutoAttack, files.
+
+The grid has one row per eps and the columns `clean`, `fgsm` and `pgd-K`
+for each PGD step count K, holding accuracies in [0, 1]. The paper does not
+state its PGD step size; we follow Madry et al. and use step = 2.5 * eps /
+steps by default (`step_size_rule="2.5*eps/steps"`): the total travel,
+2.5 eps, exceeds the ball's width of 2 eps for every step count, so a random
+start can still reach any corner. A number instead fixes one step size for
+every cell.
+
+The self-checks (DESIGN.md section 10) catch gradient masking and broken
+attacks: at eps = 0 every attack equals clean accuracy; accuracy never rises
+with eps nor with steps; PGD never beats FGSM at the same eps; no attack
+beats clean accuracy. PGD starts from a random point, so a few images may
+flip by chance: comparisons allow `tol` = max(1 example, 0.5%).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from tamnas.checkpoint import atomic_write_text
+from tamnas.errors import MissingExtraError
+
+DEFAULT_RULE = "2.5*eps/steps"
+DEFAULT_TOL = 0.005
+_RULE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*\*\s*eps\s*/\s*steps\s*$")
+_BALL_SLACK = 1e-5
+
+
+def step_size(eps: float, steps: int, rule: str | float = DEFAULT_RULE) -> float:
+    """PGD step size for one grid cell: `rule` is "<k>*eps/steps" or a fixed number."""
+    if isinstance(rule, (int, float)) and not isinstance(rule, bool):
+        if not rule >= 0:
+            raise ValueError(f"step_size_rule {rule!r} must be >= 0")
+        return float(rule)
+    match = _RULE.match(str(rule))
+    if not match:
+        raise ValueError(f"step_size_rule {rule!r} is not understood; use '2.5*eps/steps' "
+                         "(any factor) or a fixed number")
+    return float(match.group(1)) * float(eps) / int(steps)
+
+
+def pgd_column(steps: int) -> str:
+    return f"pgd-{int(steps)}"
+
+
+def _pgd_steps(table: pd.DataFrame) -> list[tuple[int, str]]:
+    cols = [(int(c.split("-", 1)[1]), c) for c in table.columns
+            if isinstance(c, str) and re.fullmatch(r"pgd-\d+", c)]
+    return sorted(cols)
+
+
+def _check_lists(eps_list: Sequence[float],
+                 steps_list: Sequence[int]) -> tuple[list[float], list[int]]:
+    eps = sorted({float(e) for e in eps_list})
+    steps = sorted({int(s) for s in steps_list})
+    if not eps or any(not 0.0 <= e <= 1.0 for e in eps):
+        raise ValueError(f"eps_list {list(eps_list)} must hold values in [0, 1] "
+                         "(pixel scale, e.g. 8/255)")
+    if not steps or any(s < 1 for s in steps):
+        raise ValueError(f"steps_list {list(steps_list)} must hold integers >= 1")
+    return eps, steps
+
+
+def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    with torch.no_grad():
+        return int((model(x).argmax(1) == y).sum())
+
+
+def _checked(x_adv: torch.Tensor, x: torch.Tensor, eps: float, name: str) -> torch.Tensor:
+    """Refuse an attack output outside the eps-ball or [0, 1]: it would fake (non-)robustness."""
+    dist = float((x_adv - x).abs().max()) if x.numel() else 0.0
+    outside = float(x_adv.min()) < -_BALL_SLACK or float(x_adv.max()) > 1 + _BALL_SLACK
+    if dist > eps + _BALL_SLACK or outside:
+        raise RuntimeError(f"{name} returned an input {dist:.4g} from x (eps {eps:.4g}) or outside "
+                           "[0, 1]; the attack is broken")
+    return x_adv.detach()
+
+
+def robustness_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_list: Sequence[float],
+                    steps_list: Sequence[int], step_size_rule: str | float = DEFAULT_RULE,
+                    batch_size: int = 256, device: str | torch.device | None = None,
+                    generator: torch.Generator | None = None, restarts: int = 1,
+                    progress: bool = False) -> pd.DataFrame:
+    """Clean, FGSM and PGD accuracy for every eps (rows) and PGD step count (columns).
+
+    The model is put in eval mode (and moved to `device` when given). Every
+    cell attacks all of `x` independently, with the step size of
+    `step_size_rule`; `generator` drives PGD's random starts, so a fixed
+    seed gives the same table. `table.attrs` records n, the rule and restarts.
+    """
+    from tamnas import attacks
+
+    eps_values, steps_values = _check_lists(eps_list, steps_list)
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"robustness_grid: x has {len(x)} images and y {len(y)} labels; "
+                         "give the same non-zero number")
+    if batch_size < 1:
+        raise ValueError(f"batch_size {batch_size} must be >= 1")
+    for s in steps_values:
+        step_size(0.0, s, step_size_rule)  # validate the rule once, before any work
+    if device is not None:
+        model.to(device)
+    model.eval()
+    dev = torch.device(device) if device is not None else next(
+        (p.device for p in model.parameters()), torch.device("cpu"))
+
+    clean = 0
+    fgsm = {e: 0 for e in eps_values}
+    pgd = {(e, s): 0 for e in eps_values for s in steps_values}
+    starts = range(0, len(x), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="robustness grid", unit="batch", leave=False)
+    for start in starts:
+        xb = x[start:start + batch_size].to(dev)
+        yb = y[start:start + batch_size].to(dev)
+        clean += _correct(model, xb, yb)
+        for e in eps_values:
+            x_adv = _checked(attacks.fgsm(model, xb, yb, e), xb, e, "fgsm")
+            fgsm[e] += _correct(model, x_adv, yb)
+            for s in steps_values:
+                x_adv = attacks.pgd(model, xb, yb, eps=e, steps=s,
+                                    step_size=step_size(e, s, step_size_rule),
+                                    restarts=restarts, generator=generator)
+                pgd[e, s] += _correct(model, _checked(x_adv, xb, e, f"pgd-{s}"), yb)
+
+    n = len(x)
+    rows = {e: {"clean": clean / n, "fgsm": fgsm[e] / n,
+                **{pgd_column(s): pgd[e, s] / n for s in steps_values}} for e in eps_values}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "eps"
+    table.attrs.update({"n": n, "step_size_rule": step_size_rule if isinstance(step_size_rule, str)
+                        else float(step_size_rule), "restarts": int(restarts)})
+    return table
+
+
+def _fmt_eps(eps: float) -> str:
+    """2/255 when eps is a whole number of pixel levels, else a decimal."""
+    levels = eps * 255
+    if abs(levels - round(levels)) < 1e-6:
+        return "0" if round(levels) == 0 else f"{round(levels)}/255"
+    return f"{eps:.4g}"
+
+
+def tolerance(table: pd.DataFrame, tol: float | None = None) -> float:
+    """The slack of the self-checks: `tol` if given, else max(one example, 0.5%)."""
+    if tol is not None:
+        return float(tol)
+    n = table.attrs.get("n")
+    return max(1.0 / n, DEFAULT_TOL) if n else DEFAULT_TOL
+
+
+def sanity_checks(table: pd.DataFrame, tol: float | None = None) -> list[str]:
+    """Warnings for every violated expectation of a robustness grid (empty list when all hold).
+
+    A violation does not stop anything: it signals gradient masking or a weak
+    attack, so the numbers deserve distrust.
+    """
+    tol = tolerance(table, tol)
+    table = table.sort_index()
+    pgd_cols = [c for _, c in _pgd_steps(table)]
+    attack_cols = (["fgsm"] if "fgsm" in table.columns else []) + pgd_cols
+    eps_values = [float(e) for e in table.index]
+    slack = f"(tolerance {tol:.4f})"
+    out: list[str] = []
+
+    def acc(e: float, col: str) -> float:
+        return float(table.at[e, col])
+
+    if "clean" in table.columns:
+        for e in eps_values:
+            clean = acc(e, "clean")
+            for col in attack_cols:
+                a = acc(e, col)
+                if abs(e) < 1e-12 and abs(a - clean) > 1e-9:
+                    out.append(f"{col} at eps 0 gives {a:.4f}, clean accuracy is {clean:.4f}; "
+                               "an attack with no budget must change nothing")
+                elif a > clean + tol:
+                    out.append(f"{col} at eps {_fmt_eps(e)} gives {a:.4f}, above clean "
+                               f"accuracy {clean:.4f} {slack}")
+    for col in attack_cols:
+        for lo, hi in itertools.pairwise(eps_values):
+            if acc(hi, col) > acc(lo, col) + tol:
+                out.append(f"{col} accuracy rises with eps: {acc(lo, col):.4f} at "
+                           f"{_fmt_eps(lo)} -> {acc(hi, col):.4f} at {_fmt_eps(hi)} {slack}; "
+                           "a sign of gradient masking or a weak attack")
+    for e in eps_values:
+        for fewer, more in itertools.pairwise(pgd_cols):
+            if acc(e, more) > acc(e, fewer) + tol:
+                out.append(f"accuracy rises with PGD steps at eps {_fmt_eps(e)}: {fewer} "
+                           f"{acc(e, fewer):.4f} -> {more} {acc(e, more):.4f} {slack}")
+        for col in pgd_cols if "fgsm" in table.columns else []:
+            if acc(e, col) > acc(e, "fgsm") + tol:
+                out.append(f"{col} beats FGSM at eps {_fmt_eps(e)}: {acc(e, col):.4f} > "
+                           f"{acc(e, 'fgsm'):.4f} {slack}; PGD should be the stronger attack, "
+                           "a sign of gradient masking")
+    return out
+
+
+def autoattack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+                        device: str | torch.device | None = None, version: str = "standard",
+                        batch_size: int = 256) -> float:
+    """Accuracy under AutoAttack (optional extra `attacks`), the field's reference evaluation."""
+    from tamnas import attacks
+
+    if device is not None:
+        model.to(device)
+    model.eval()
+    dev = torch.device(device) if device is not None else next(
+        (p.device for p in model.parameters()), torch.device("cpu"))
+    try:
+        x_adv = attacks.autoattack(model, x, y, eps, version=version, device=dev)
+    except MissingExtraError:
+        raise
+    except ImportError as err:  # any other import failure: still the one-line CLI error
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "tamnas[attacks]" not in msg:
+            msg = f"AutoAttack needs the optional extra: pip install 'tamnas[attacks]' ({msg})"
+        raise MissingExtraError(msg) from None
+    x_adv = _checked(x_adv.to(x.device), x, eps, "autoattack")
+    correct = 0
+    for start in range(0, len(x), batch_size):
+        stop = start + batch_size
+        correct += _correct(model, x_adv[start:stop].to(dev), y[start:stop].to(dev))
+    return correct / len(x)
+
+
+def _display(table: pd.DataFrame, percent: bool = True) -> tuple[list[str], list[list[str]]]:
+    header = ["eps"] + [str(c) for c in table.columns]
+    rows = []
+    for e, row in table.sort_index().iterrows():
+        cells = [f"{100 * float(v):.2f}" if percent else f"{float(v):.4f}" for v in row.to_numpy()]
+        rows.append([_fmt_eps(float(e))] + cells)
+    return header, rows
+
+
+def format_grid(table: pd.DataFrame) -> str:
+    """Aligned plain-text grid in percent, for the terminal."""
+    header, rows = _display(table)
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in [header] + rows]
+    notes = []
+    if "n" in table.attrs:
+        notes.append(f"{table.attrs['n']} images")
+    if "step_size_rule" in table.attrs:
+        notes.append(f"PGD step {table.attrs['step_size_rule']}")
+    return "\n".join(lines + ([f"accuracy %; {', '.join(notes)}"] if notes else ["accuracy %"]))
+
+
+def markdown_grid(table: pd.DataFrame) -> str:
+    """The grid as a GitHub Markdown table, accuracies in percent."""
+    header, rows = _display(table)
+    rule = ["---"] + ["---:"] * (len(header) - 1)
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def save_grid(table: pd.DataFrame, path_base: str | Path) -> dict[str, Path]:
+    """Write `<path_base>.csv` (eps and accuracies as fractions) and `<path_base>.md` (percent)."""
+    base = Path(path_base)
+    csv_path, md_path = Path(f"{base}.csv"), Path(f"{base}.md")
+    frame = table.sort_index().reset_index()
+    frame.insert(1, "eps_255", [float(e) * 255 for e in frame["eps"]])
+    atomic_write_text(csv_path, frame.to_csv(index=False, float_format="%.10g"))
+    atomic_write_text(md_path, markdown_grid(table))
+    return {"csv": csv_path, "md": md_path}
+
+
+def read_grid(path: str | Path) -> pd.DataFrame:
+    """A grid written by `save_grid`, indexed by eps again (for `sanity_checks` on saved runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"robustness grid {path} does not exist")
+    frame = pd.read_csv(path)
+    if "eps" not in frame.columns or "clean" not in frame.columns:
+        raise ValueError(f"{path} is not a robustness grid: it needs the columns eps and clean")
+    return frame.drop(columns=["eps_255"], errors="ignore").set_index("eps")
+
+
+__all__ = [
+    "DEFAULT_RULE",
+    "autoattack_accuracy",
+    "format_grid",
+    "markdown_grid",
+    "pgd_column",
+    "read_grid",
+    "robustness_grid",
+    "sanity_checks",
+    "save_grid",
+    "step_size",
+    "tolerance",
+]
