@@ -1,0 +1,362 @@
+"""The DARTS cell space: legality rule, exact costs, supernet paths vs standalone nets."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import tamnas
+from tamnas.data import dataset_info
+from tamnas.supernets import SPACES
+from tamnas.supernets.darts.ops import PRIMITIVES, Normalize, op_flops, op_params
+from tamnas.supernets.darts.space import DartsSpace
+
+# (preset, cells, init_channels, resolution): tiny configs covering both placements, odd sizes.
+CONFIGS = [("cifar10-e2rnas", 3, 4, 8), ("cifar10-e2rnas", 5, 6, 10),
+           ("cifar10-dsara", 4, 5, 9), ("cifar10-dsara", 5, 8, 16)]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is fastest, and on a shared machine by far."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_space(preset: str = "cifar10-e2rnas", cells: int = 4, init_channels: int = 4,
+               resolution: int = 8, **extra) -> DartsSpace:
+    cfg = tamnas.load_config(preset, overrides={"space.cells": cells,
+                                                "space.init_channels": init_channels,
+                                                "data.resolution": resolution, **extra})
+    info = dataset_info(cfg.data.dataset)
+    return DartsSpace(cfg.space, num_classes=info.num_classes, in_channels=info.in_channels,
+                      resolution=cfg.data.resolution, mean=info.mean, std=info.std)
+
+
+def one_hot(arch) -> list[torch.Tensor]:
+    return [nn.functional.one_hot(torch.tensor(v), len(PRIMITIVES)).double() for v in arch]
+
+
+def randomize(net: nn.Module, seed: int) -> nn.Module:
+    """Random weights and BatchNorm statistics, so that no path is trivially equal to another."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=gen))
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=gen))
+                m.weight.copy_(1 + 0.3 * torch.randn(m.num_features, generator=gen))
+                m.bias.copy_(0.2 * torch.randn(m.num_features, generator=gen))
+    return net.eval()
+
+
+def numel(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def hook_flops(net: nn.Module, in_channels: int, resolution: int) -> int:
+    """Multiply-adds by the E2RNAS rules, counted from the shapes each layer really sees."""
+    total = 0
+    counted = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.AvgPool2d, nn.MaxPool2d,
+               nn.AdaptiveAvgPool2d, nn.Linear, nn.Identity, Normalize)
+
+    def hook(m, inputs, out):
+        nonlocal total
+        x = inputs[0]
+        if isinstance(m, nn.Conv2d):
+            total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, nn.BatchNorm2d):
+            total += 2 * out.numel()
+        elif isinstance(m, nn.ReLU):
+            total += x.numel()
+        elif isinstance(m, nn.AvgPool2d):
+            total += out.numel()
+        elif isinstance(m, nn.AdaptiveAvgPool2d):
+            total += x.numel()
+        elif isinstance(m, nn.Linear):
+            total += m.in_features * m.out_features
+
+    leaves = [m for m in net.modules() if not list(m.children())]
+    assert all(isinstance(m, counted) for m in leaves), {type(m) for m in leaves}
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    with torch.no_grad():
+        net.eval()(torch.rand(1, in_channels, resolution, resolution))
+    for h in handles:
+        h.remove()
+    return total
+
+
+def test_darts_is_registered_and_built_from_presets():
+    assert SPACES["darts"] is DartsSpace
+    space = make_space()
+    assert space.name == "darts" and len(space.genes) == 2 * 14
+    assert len(make_space("cifar10-dsara").genes) == 3 * 14
+    assert {g.kind for g in space.genes} == {"op"} and PRIMITIVES[0] == "none"
+
+
+@pytest.mark.parametrize("preset,cells,init_channels,resolution", CONFIGS)
+def test_params_equal_numel_of_the_standalone_net(preset, cells, init_channels, resolution):
+    space = make_space(preset, cells, init_channels, resolution)
+    rng = np.random.default_rng(cells * 10 + init_channels)
+    for _ in range(8):
+        arch = space.sample(rng)
+        assert space.params(arch) == numel(space.build_standalone(arch))
+
+
+@pytest.mark.parametrize("preset,cells,init_channels,resolution", CONFIGS[1:3])
+def test_flops_equal_an_independent_hook_count(preset, cells, init_channels, resolution):
+    space = make_space(preset, cells, init_channels, resolution)
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        arch = space.sample(rng)
+        net = space.build_standalone(arch)
+        assert space.flops(arch) == hook_flops(net, space.in_channels, resolution)
+
+
+def test_op_flops_follow_the_e2rnas_formulas_at_stride_one():
+    C, H = 12, 7
+    chw, c2hw = C * H * H, C * C * H * H
+    assert op_flops("sep_conv_3x3", C, 1, H) == 2 * (chw + c2hw + 9 * chw + 2 * chw)
+    assert op_flops("sep_conv_5x5", C, 1, H) == 2 * (chw + c2hw + 25 * chw + 2 * chw)
+    assert op_flops("dil_conv_3x3", C, 1, H) == chw + c2hw + 9 * chw + 2 * chw
+    assert op_flops("dil_conv_5x5", C, 1, H) == chw + c2hw + 25 * chw + 2 * chw
+    assert op_flops("avg_pool_3x3", C, 1, H) == chw
+    for name in ("max_pool_3x3", "skip_connect", "none"):
+        assert op_flops(name, C, 1, H) == 0
+    assert op_params("sep_conv_3x3", C, 1) == 2 * (9 * C + C * C + 2 * C)
+
+
+@pytest.mark.parametrize("preset", ["cifar10-e2rnas", "cifar10-dsara"])
+def test_discrete_forward_equals_one_hot_mixture_and_the_extracted_standalone(preset):
+    space = make_space(preset, cells=5, init_channels=4, resolution=10)
+    supernet = randomize(space.build_supernet(), seed=1).double()
+    x = torch.rand(2, space.in_channels, 10, 10, dtype=torch.float64)
+    rng = np.random.default_rng(5)
+    outs = []
+    for _ in range(3):
+        arch = space.sample(rng)
+        with torch.no_grad():
+            path = supernet(x, arch)
+            mixed = supernet.forward_relaxed(x, one_hot(arch))
+            net = space.build_standalone(arch).double()
+            net.load_state_dict(supernet.extract(arch))
+            alone = net.eval()(x)
+            split = net.forward_from_first(net.first_layer(x))
+        assert torch.allclose(path, mixed, atol=1e-10)
+        assert torch.allclose(path, alone, atol=1e-10) and torch.allclose(alone, split)
+        outs.append(path)
+    assert not torch.allclose(outs[0], outs[1])   # different archs, different functions
+
+
+def test_extract_holds_exactly_the_standalone_tensors():
+    space = make_space(cells=3)
+    supernet = space.build_supernet()
+    arch = space.sample(np.random.default_rng(0))
+    state = supernet.extract(arch)
+    assert set(state) == set(space.build_standalone(arch).state_dict())
+    assert sum(v.numel() for k, v in state.items() if "running" not in k and "num_batches" not in k
+               and not k.startswith("first_layer.0.")) == space.params(arch)
+
+
+def test_relaxed_forward_is_differentiable_in_the_probabilities():
+    space = make_space(cells=3)
+    supernet = randomize(space.build_supernet(), seed=2)
+    probs = [torch.full((len(PRIMITIVES),), 1.0 / len(PRIMITIVES), requires_grad=True)
+             for _ in space.genes]
+    supernet.forward_relaxed(torch.rand(2, 3, 8, 8), probs).sum().backward()
+    grads = torch.stack([p.grad for p in probs])
+    assert torch.all(grads[:, 0] == 0)            # the zero op changes nothing
+    assert float(grads[:, 1:].abs().min()) > 0
+    with pytest.raises(ValueError, match="probability vectors"):
+        supernet.forward_relaxed(torch.rand(1, 3, 8, 8), probs[:-1])
+
+
+def test_first_layer_is_normalisation_plus_a_bare_convolution():
+    space = make_space(cells=3)
+    supernet = space.build_supernet()
+    kinds = [type(m) for m in supernet.first_layer]
+    assert kinds == [Normalize, nn.Conv2d] and supernet.first_layer[1].bias is None
+    arch = space.sample(np.random.default_rng(1))
+    x = torch.rand(2, 3, 8, 8)
+    supernet.eval()
+    assert torch.allclose(supernet(x, arch), supernet.forward_from_first(supernet.first_layer(x), arch))
+
+
+def _brute_force_legal(space: DartsSpace):
+    """Every legal arch of a tiny space, from the rule itself (two non-none inputs per node)."""
+    per_node = []
+    for nodes in space.node_genes:
+        for genes in nodes:
+            options = []
+            for pair in itertools.combinations(genes, 2):
+                for ops in itertools.product(range(1, len(PRIMITIVES)), repeat=2):
+                    options.append(dict(zip(pair, ops)))
+            per_node.append(options)
+    for choice in itertools.product(*per_node):
+        arch = [0] * len(space.genes)
+        for part in choice:
+            for g, op in part.items():
+                arch[g] = op
+        yield tuple(arch)
+
+
+def test_bounds_and_sampling_agree_with_brute_force_on_a_tiny_space():
+    space = make_space(cells=3, init_channels=2, **{"space.nodes": 1})
+    archs = list(_brute_force_legal(space))
+    assert len(archs) == (7 * 7) ** 2      # one node per cell type, both its edges present
+    params = [space.params(a) for a in archs]
+    flops = [space.flops(a) for a in archs]
+    assert space.params_bounds() == (min(params), max(params))
+    assert space.flops_bounds() == (min(flops), max(flops))
+    allowed = {"op": [4, 5]}
+    sub = [p for a, p in zip(archs, params) if set(a) <= {0, 4, 5}]
+    assert space.params_bounds(allowed) == (min(sub), max(sub))
+    rng = np.random.default_rng(0)
+    lo, hi = sorted(params)[len(params) // 4], sorted(params)[len(params) // 2]
+    for _ in range(30):
+        arch = space.sample(rng, [lo, hi])
+        assert lo <= space.params(arch) <= hi and arch in set(archs)
+        assert set(space.sample(rng, allowed=allowed)) <= {0, 4, 5}
+    with pytest.raises(ValueError, match="misses this space"):
+        space.sample(rng, [max(params) + 1, max(params) + 10])
+
+
+def test_samples_are_legal_and_cover_every_edge_and_op():
+    space = make_space("cifar10-dsara")
+    rng = np.random.default_rng(1)
+    archs = [space.sample(rng) for _ in range(300)]
+    for arch in archs:
+        assert space.validate(arch) == arch
+    values = np.array(archs)
+    assert all(set(values[:, g]) == set(range(len(PRIMITIVES))) for g in range(2, len(space.genes))
+               if space.genes[g].name.split(".")[1] != "node2")
+    # Node 2 reads exactly two edges, both always present: never none.
+    assert all(0 not in set(values[:, g]) for g in (0, 1, 14, 15, 28, 29))
+
+
+@pytest.mark.parametrize("preset", ["cifar10-e2rnas", "cifar10-dsara"])
+def test_derived_genotypes_follow_the_darts_rule(preset):
+    space = make_space(preset)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        alphas = [torch.randn(len(PRIMITIVES), generator=gen) for _ in space.genes]
+        arch = space.derive(alphas)
+        assert space.validate(arch) == arch
+        w = np.stack([torch.softmax(a, 0).numpy() for a in alphas])
+        strength = w[:, 1:].max(1)
+        for nodes in space.node_genes:
+            for genes in nodes:
+                chosen = [g for g in genes if arch[g] != 0]
+                dropped = [g for g in genes if arch[g] == 0]
+                assert len(chosen) == 2
+                assert all(strength[c] >= strength[d] for c in chosen for d in dropped)
+                assert all(arch[c] == 1 + int(w[c, 1:].argmax()) for c in chosen)
+    # A strong `none` does not hide an edge: only non-none ops rank the edges.
+    alphas = [torch.zeros(len(PRIMITIVES)) for _ in space.genes]
+    alphas[0] = torch.tensor([9.0, 0, 0, 0, 3.0, 0, 0, 0])
+    assert space.derive(alphas)[0] == 4
+    assert space.derive([torch.softmax(a, 0) for a in alphas], from_probs=True)[0] == 4
+
+
+def test_illegal_archs_raise_value_error_naming_the_node():
+    space = make_space()
+    arch = list(space.sample(np.random.default_rng(2)))
+    node3 = space.node_genes[0][1]                     # normal cell, node 3: edges from 0, 1, 2
+    three = list(arch)
+    for g in node3:
+        three[g] = 4
+    with pytest.raises(ValueError, match="normal cell node 3 has 3 incoming ops"):
+        space.validate(three)
+    one = list(arch)
+    for g in node3:
+        one[g] = 0
+    one[node3[0]] = 5
+    with pytest.raises(ValueError, match="node 3 has 1 incoming"):
+        space.validate(one)
+    with pytest.raises(ValueError, match="allowed 0..7"):
+        space.validate(arch[:-1] + [8])
+    with pytest.raises(ValueError, match="genes, expected"):
+        space.validate(arch[:-1])
+    with pytest.raises(ValueError):
+        space.build_standalone(three)
+
+
+def test_repair_makes_any_gene_vector_legal_and_keeps_legal_ones():
+    space = make_space("cifar10-dsara")
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        raw = rng.integers(-1, len(PRIMITIVES) + 1, size=len(space.genes))
+        fixed = space.repair(raw, rng)
+        assert space.validate(fixed) == fixed
+        kept = [g for g in range(len(raw)) if 0 < raw[g] < len(PRIMITIVES) and fixed[g] != 0]
+        assert all(fixed[g] == raw[g] for g in kept)   # ops on surviving edges are untouched
+    legal = space.sample(rng)
+    assert space.repair(legal, rng) == legal
+
+
+def test_expected_cost_is_exact_for_one_hot_and_linear_in_between():
+    space = make_space("cifar10-dsara", cells=5)
+    rng = np.random.default_rng(6)
+    a, b = space.sample(rng), space.sample(rng)
+    for kind, cost in (("params", space.params), ("flops", space.flops)):
+        assert float(space.expected_cost(kind, one_hot(a))) == cost(a)
+        half = [0.5 * p + 0.5 * q for p, q in zip(one_hot(a), one_hot(b))]
+        assert float(space.expected_cost(kind, half)) == pytest.approx(0.5 * cost(a) + 0.5 * cost(b))
+        table = space.cost_table(kind)
+        assert space.cost_constant(kind) + sum(float(t[v]) for t, v in zip(table, a)) == cost(a)
+    probs = [torch.full((8,), 0.125, requires_grad=True) for _ in space.genes]
+    space.expected_cost("params", probs).backward()
+    assert torch.equal(probs[3].grad, space.cost_table("params")[3])
+    with pytest.raises(ValueError, match="params, flops"):
+        space.expected_cost("latency", probs)
+
+
+def test_placements_give_the_filter_ratios_of_the_papers():
+    standard = make_space("cifar10-e2rnas", cells=8, init_channels=4)
+    dsara = make_space("cifar10-dsara", cells=8, init_channels=4)
+    assert [s.c for s in standard.layout.cells] == [4, 4, 8, 8, 8, 16, 16, 16]     # 1-2-4
+    assert [s.c for s in dsara.layout.cells] == [4, 4, 8, 8, 8, 8, 8, 8]           # 1-2-2
+    names = [dsara.cell_types[s.ctype] for s in dsara.layout.cells]
+    assert names == ["accurate", "accurate", "reduce", "accurate", "accurate", "reduce", "robust",
+                     "robust"]
+    assert [s.size for s in dsara.layout.cells] == [8, 8, 8, 4, 4, 4, 2, 2]
+    assert [standard.cell_types[s.ctype] for s in standard.layout.cells].count("reduce") == 2
+
+
+def test_describe_parse_round_trip_through_json():
+    space = make_space("cifar10-dsara")
+    arch = space.sample(np.random.default_rng(7))
+    desc = json.loads(json.dumps(space.describe(arch)))
+    assert set(desc["cells"]) == {"accurate", "robust", "reduce"}
+    assert all(len(node) == 2 for nodes in desc["cells"].values() for node in nodes)
+    assert space.parse(desc) == arch
+    assert space.parse({"genes": list(arch)}) == arch
+    assert space.parse({"cells": desc["cells"]}) == arch
+    bad = json.loads(json.dumps(desc))
+    bad["cells"]["robust"][0][0][0] = "conv_7x7"
+    with pytest.raises(ValueError, match="conv_7x7"):
+        space.parse(bad)
+    bad = json.loads(json.dumps(desc))
+    bad["genes"][0] = (bad["genes"][0] % 7) + 1
+    with pytest.raises(ValueError, match="disagree"):
+        space.parse(bad)
+
+
+def test_config_rebuilds_an_equal_space():
+    space = make_space("cifar10-dsara", cells=4, init_channels=5, resolution=9)
+    config = json.loads(json.dumps(space.config()))
+    again = DartsSpace.from_config(config)
+    assert again.config() == space.config()
+    arch = space.sample(np.random.default_rng(8))
+    assert again.params(arch) == space.params(arch) and again.flops(arch) == space.flops(arch)
+    with pytest.raises(ValueError, match="unknown keys"):
+        DartsSpace.from_config({**config, "width": 2})
+    with pytest.raises(ValueError, match="placement"):
+        DartsSpace.from_config({**config, "placement": "grid"})
