@@ -1,0 +1,9 @@
+"""TAM-NAS ShuffleNetV2 search space (paper 004), registered as "shufflenet"."""
+
+from __future__ import annotations
+
+from tamnas.supernets.shufflenet.space import BLOCKS, ShuffleNetSpace
+from tamnas.supernets.shufflenet.standalone import build_standalone
+from tamnas.supernets.shufflenet.supernet import ShuffleNetSupernet
+
+__all__ = ["BLOCKS", "ShuffleNetSpace", "ShuffleNetSupernet", "build_standalone"]

@@ -1,0 +1,122 @@
+"""Weight-sharing ShuffleNetV2 supernet: one module per offered block and layer, ratios as channel slices.
+
+Each choice layer holds every offered block at the widest offered ratio; a
+path runs its blocks on the first `mid` intermediate channels of those
+weights (sliced convolutions and BatchNorm), so all ratios share weights.
+The relaxed forward mixes blocks with their probabilities and ratios through
+soft channel masks sum_r p_r [c < mid_r].
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tamnas.supernets.base import Arch, Supernet
+from tamnas.supernets.shufflenet.blocks import FirstLayer, Head, slice_state
+
+
+class ChoiceLayer(nn.Module):
+    """The candidates of one layer, each at its widest intermediate width."""
+
+    def __init__(self, space, layer: int):
+        super().__init__()
+        ids = space.choices[layer]
+        self.candidates = nn.ModuleList(space.make_block(layer, b, space.max_mid(layer, b)) for b in ids)
+        mids = space.mids[layer]                                    # (blocks, ratios)
+        self.mids: list[list[int]] = mids.tolist()
+        self.max_mids: list[int] = [int(c.mid) for c in self.candidates]
+        # masks[b][r, c] = 1 if channel c is active at ratio r, for the relaxed forward
+        for j, m in enumerate(self.max_mids):
+            ind = (torch.arange(m)[None, :] < torch.as_tensor(mids[j])[:, None]).float()
+            self.register_buffer(f"mask{j}", ind, persistent=False)
+
+    def forward(self, x: torch.Tensor, block: int, ratio: int) -> torch.Tensor:
+        k = self.mids[block][ratio]
+        return self.candidates[block](x, None if k == self.max_mids[block] else k)
+
+    def forward_relaxed(self, x: torch.Tensor, p_block: torch.Tensor, p_ratio: torch.Tensor) -> torch.Tensor:
+        out = None
+        weights = p_block.detach().tolist()
+        for j, cand in enumerate(self.candidates):
+            if weights[j] == 0.0:          # exact zero: no value and no gradient to contribute
+                continue
+            mask = p_ratio.to(x.dtype) @ getattr(self, f"mask{j}")
+            y = p_block[j].to(x.dtype) * cand(x, None, mask)
+            out = y if out is None else out + y
+        if out is None:
+            raise ValueError("forward_relaxed: a block probability vector is all zeros")
+        return out
+
+
+class ShuffleNetSupernet(Supernet):
+    """The supernet of a ShuffleNetSpace (build it with `space.build_supernet()`)."""
+
+    def __init__(self, space):
+        super().__init__()
+        self.space = space
+        self.first_layer = FirstLayer(space.in_channels, space.stem_channels, space.mean, space.std)
+        self.stem_bn = nn.BatchNorm2d(space.stem_channels)
+        self.layers = nn.ModuleList(ChoiceLayer(space, spec.index) for spec in space.layers)
+        self.head = Head(space.layers[-1].out_channels, space.head_channels,
+                         space.se_hidden(space.head_channels), space.fc_channels, space.num_classes)
+        self._checked: dict[tuple, Arch] = {}
+
+    def _arch(self, arch: Sequence[int]) -> Arch:
+        key = tuple(int(a) for a in arch)
+        hit = self._checked.get(key)
+        if hit is None:
+            hit = self.space.validate(key)
+            if len(self._checked) > 4096:
+                self._checked.clear()
+            self._checked[key] = hit
+        return hit
+
+    def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
+        return self.forward_from_first(self.first_layer(x), arch)
+
+    def forward_from_first(self, h: torch.Tensor, arch: Arch) -> torch.Tensor:
+        arch = self._arch(arch)
+        h = F.relu(self.stem_bn(h))
+        for i, layer in enumerate(self.layers):
+            h = layer(h, arch[2 * i], arch[2 * i + 1])
+        return self.head(h)
+
+    def forward_relaxed(self, x: torch.Tensor, probs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Mixture of all paths: blocks weighted by probs[2i], ratios by soft masks from probs[2i+1]."""
+        if len(probs) != len(self.space.genes):
+            raise ValueError(f"forward_relaxed: got {len(probs)} probability vectors, expected "
+                             f"{len(self.space.genes)} (one per gene)")
+        for p, g in zip(probs, self.space.genes):
+            if p.shape != (g.choices,):
+                raise ValueError(f"forward_relaxed: gene {g.name} needs {g.choices} probabilities, "
+                                 f"got shape {tuple(p.shape)}")
+        h = F.relu(self.stem_bn(self.first_layer(x)))
+        for i, layer in enumerate(self.layers):
+            h = layer.forward_relaxed(h, probs[2 * i], probs[2 * i + 1])
+        return self.head(h)
+
+    def extract(self, arch: Arch) -> dict[str, torch.Tensor]:
+        """State dict of `space.build_standalone(arch)`: the path's weights cut to its widths."""
+        arch = self._arch(arch)
+        out: dict[str, torch.Tensor] = {}
+        for name, t in self.state_dict().items():
+            if not name.startswith("layers."):
+                out[name] = t.detach().clone()
+        for i, layer in enumerate(self.layers):
+            b, r = arch[2 * i], arch[2 * i + 1]
+            for name, t in slice_state(layer.candidates[b], layer.mids[b][r]).items():
+                out[f"layers.{i}.{name}"] = t.detach().clone()
+        return out
+
+    def path_widths(self, arch: Arch) -> np.ndarray:
+        """Intermediate width of each layer on this path (for inspection)."""
+        arch = self._arch(arch)
+        return np.array([layer.mids[arch[2 * i]][arch[2 * i + 1]] for i, layer in enumerate(self.layers)])
+
+
+__all__ = ["ShuffleNetSupernet", "ChoiceLayer"]

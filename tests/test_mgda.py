@@ -1,0 +1,415 @@
+"""MGDA strategy: every variant searches and scores legal archs, the cost objective reaches its
+target, second-order and Hessian diagnostics match exact autograd, and a killed search resumes."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+import tamnas
+from tamnas.attacks import Attack
+from tamnas.checkpoint import load_checkpoint
+from tamnas.data import ImageTensorDataset, load_data, stack
+from tamnas.search.evaluator import Evaluator
+from tamnas.search.mgda import (EPOCH_LOG, SDARTS_EPS, VARIANTS, WEIGHT_DECAY, BatchStream,
+                                MGDASearch)
+from tamnas.supernets.base import Gene, SearchSpace, Supernet
+
+torch.set_num_threads(1)
+
+TINY = {"data.resolution": 8, "data.batch_size": 16, "data.val_size": 64, "data.train_limit": 128,
+        "data.ood_size": 32, "search.mgda_epochs": 2, "search.mgda_batches_per_epoch": 2,
+        "search.bn_images": 32, "search.eval_images": 32, "attack.steps": 2, "train.eps": 0.05}
+TIME_COLUMNS = ["eval_seconds", "seconds"]
+
+
+# -- a tiny differentiable space: 3 layers, ops identity / conv1x1 / conv3x3 ---------------------
+C, N_LAYERS, N_OPS = 4, 3, 3
+
+
+class RelaxToySpace(SearchSpace):
+    """Layer 0 must not be the identity (a rule the gene bounds do not express)."""
+
+    name = "relaxtoy"
+
+    def __init__(self):
+        self.genes = [Gene(f"layer{i}.op", "op", N_OPS, i) for i in range(N_LAYERS)]
+        self.const = C * 9 + 2 * C + C * 10 + 10            # stem conv, its BN, classifier
+        self.table = [0, C * C, C * C * 9]
+
+    def allowed_values(self, gene, allowed):
+        values = super().allowed_values(gene, allowed)
+        return [v for v in values if not (gene.layer == 0 and v == 0)]
+
+    def validate(self, arch):
+        arch = super().validate(arch)
+        if arch[0] == 0:
+            raise ValueError("relaxtoy: gene layer0.op = 0 is illegal")
+        return arch
+
+    def params(self, arch):
+        return self.const + sum(self.table[a] for a in arch)
+
+    def flops(self, arch):
+        return 64 * self.params(arch)
+
+    def expected_cost(self, kind, probs):
+        table = torch.tensor(self.table, dtype=probs[0].dtype, device=probs[0].device)
+        total = self.const + sum((p * table).sum() for p in probs)
+        return total * (64 if kind == "flops" else 1)
+
+    def params_bounds(self, allowed=None):
+        opts = [self.allowed_values(g, allowed) for g in self.genes]
+        return (self.const + sum(min(self.table[v] for v in o) for o in opts),
+                self.const + sum(max(self.table[v] for v in o) for o in opts))
+
+    def describe(self, arch):
+        return {"ops": list(self.validate(arch))}
+
+    def parse(self, description):
+        return self.validate(description["ops"])
+
+    def config(self):
+        return {"name": self.name}
+
+    def legal_archs(self):
+        return list(itertools.product(*[self.allowed_values(g, None) for g in self.genes]))
+
+    def build_supernet(self):
+        torch.manual_seed(0)
+        return RelaxToyNet()
+
+
+class RelaxToyNet(Supernet):
+    def __init__(self):
+        super().__init__()
+        self.first_layer = nn.Conv2d(1, C, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(C)
+        self.ops = nn.ModuleList(nn.ModuleList([nn.Identity(), nn.Conv2d(C, C, 1, bias=False),
+                                                nn.Conv2d(C, C, 3, padding=1, bias=False)])
+                                 for _ in range(N_LAYERS))
+        self.fc = nn.Linear(C, 10)
+
+    def _head(self, h):
+        return self.fc(h.mean((2, 3)))
+
+    def forward_from_first(self, h, arch):
+        h = torch.relu(self.bn(h))
+        for ops, a in zip(self.ops, arch):
+            h = torch.tanh(ops[a](h))
+        return self._head(h)
+
+    def forward_relaxed(self, x, probs):
+        h = torch.relu(self.bn(self.first_layer(x)))
+        for ops, p in zip(self.ops, probs):
+            h = sum(p[k] * torch.tanh(op(h)) for k, op in enumerate(ops))
+        return self._head(h)
+
+
+# -- fixtures ----------------------------------------------------------------------------------
+def tiny_cfg(**overrides):
+    values = dict(TINY)
+    values.update({k if "." in k else f"search.{k}": v for k, v in overrides.items()})
+    return tamnas.load_config("quickstart", values)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_data(tiny_cfg().data, 0)
+
+
+def make_evaluator(cfg, space, data, supernet=None):
+    supernet = supernet if supernet is not None else space.build_supernet()
+    bn_x, _ = stack(data.train_plain, 32, generator_seed=1)
+    val_x, val_y = stack(data.val, 32, generator_seed=2)
+    return Evaluator(space, supernet, bn_images=bn_x, val_images=val_x, val_labels=val_y,
+                     attack=Attack.from_config(cfg.attack), device=torch.device("cpu"),
+                     batch_size=32)
+
+
+def search(tmp_path, data, space=None, evaluator=None, resume=False, **overrides):
+    kwargs = {k: overrides.pop(k) for k in ("objectives", "hessian_eig") if k in overrides}
+    cfg = tiny_cfg(**overrides)
+    space = space if space is not None else RelaxToySpace()
+    evaluator = evaluator if evaluator is not None else make_evaluator(cfg, space, data)
+    return MGDASearch(space, evaluator, cfg, tmp_path, quiet=True, resume=resume, data=data,
+                      **kwargs)
+
+
+def flat(alpha):
+    return torch.cat([a.detach().reshape(-1) for a in alpha])
+
+
+# -- behaviour -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_variant_moves_alpha_and_scores_a_legal_arch(tmp_path, data, variant):
+    s = search(tmp_path, data, mgda_variant=variant)
+    front = s.run()
+    space = s.space
+    assert len(s.rows) == 2 and [r["epoch"] for r in s.rows] == [0, 1]
+    alpha = flat(s.final_alpha[0])
+    masked = torch.cat([~m for m in s.masks])
+    assert alpha[~masked].abs().max() > 0          # alpha moved away from its zero start
+    for row in s.rows:
+        arch = tuple(int(g) for g in row["arch"].split("-"))
+        assert space.validate(arch) == arch        # legal (layer0 never the identity)
+        assert s.archive.meta(arch)["strategy"] == "mgda"
+        assert row["params"] == space.params(arch)
+        gammas = [v for k, v in row.items() if k.startswith("gamma_") and not pd.isna(v)]
+        assert gammas and math.isclose(sum(gammas), 1.0, abs_tol=1e-5)
+        assert min(gammas) >= -1e-6
+    log = pd.read_csv(tmp_path / EPOCH_LOG)
+    assert len(log) == 2 and (tmp_path / "archive.json").is_file()
+    assert (tmp_path / "front.json").is_file() and len(front) >= 1
+    if variant.startswith("sdarts"):
+        assert [r["sdarts_eps"] for r in s.rows] == pytest.approx(list(SDARTS_EPS))
+
+
+def test_e2rnas_uses_five_objectives_and_dsara_two_stages(tmp_path, data):
+    s = search(tmp_path / "e", data, mgda_variant="e2rnas", mgda_epochs=1)
+    s.run()
+    gammas = {k for k in s.rows[0] if k.startswith("gamma_")}
+    assert gammas == {f"gamma_{o}" for o in ("val_ce", "adv_ce", "ood_kl", "params", "flops")}
+    d = search(tmp_path / "d", data, mgda_variant="dsara", mgda_epochs=4,
+               mgda_batches_per_epoch=1)
+    d.run()
+    log = pd.DataFrame(d.rows)
+    assert log["stage"].tolist() == [1, 1, 2, 2]
+    first, second = log[log.stage == 1], log[log.stage == 2]
+    assert (first["gamma_adv_ce"] == 1.0).all() and first["gamma_val_ce"].isna().all()
+    assert second[["gamma_val_ce", "gamma_adv_ce"]].notna().all().all()
+
+
+def test_params_objective_pulls_the_arch_to_its_target(tmp_path, data):
+    space = RelaxToySpace()
+    lo, hi = space.params_bounds()
+    legal = space.legal_archs()
+    found = {}
+    for name, target in (("small", lo), ("large", hi)):
+        s = search(tmp_path / name, data, space=space, objectives=["params"],
+                   mgda_targets=[float(target)], mgda_arch_lr=0.3, mgda_epochs=3,
+                   mgda_batches_per_epoch=3)
+        s.run()
+        found[name] = space.params(tuple(int(g) for g in s.rows[-1]["arch"].split("-")))
+        probs = s.probs(s.final_alpha[0])
+        legal_probs = [p[m] for p, m in zip(probs, s.masks)]
+        # The cheapest (small) or dearest (large) legal op of every layer gained probability.
+        costs = [torch.tensor([space.table[v] for v in space.allowed_values(g, None)])
+                 for g in space.genes]
+        pick = [int(c.argmin() if name == "small" else c.argmax()) for c in costs]
+        assert all(p[k] > 1.0 / len(p) + 0.05 for p, k in zip(legal_probs, pick))
+    # Brute force: the legal archs closest to each target.
+    assert found["small"] == min(space.params(a) for a in legal)
+    assert found["large"] == max(space.params(a) for a in legal)
+
+
+def test_targets_sweep_runs_one_search_per_target(tmp_path, data):
+    space = RelaxToySpace()
+    lo, hi = space.params_bounds()
+    s = search(tmp_path, data, space=space, mgda_targets=[float(lo), float(hi)], mgda_epochs=1)
+    s.run()
+    assert [r["target"] for r in s.rows] == [lo, hi]
+    assert sorted(s.final_alpha) == [0, 1]
+    assert len(s.points()) == 2
+    # Empty list: one run at the midpoint of the space's parameter range.
+    m = search(tmp_path / "mid", data, space=space, mgda_targets=[], mgda_epochs=1)
+    assert m.targets == [0.5 * (lo + hi)]
+
+
+def test_supernet_of_the_evaluator_is_left_untouched(tmp_path, data):
+    space = RelaxToySpace()
+    cfg = tiny_cfg()
+    evaluator = make_evaluator(cfg, space, data)
+    before = {k: v.clone() for k, v in evaluator.supernet.state_dict().items()}
+    search(tmp_path, data, space=space, evaluator=evaluator, mgda_variant="darts").run()
+    after = evaluator.supernet.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+class _Relaxed(nn.Module):
+    """forward = the wrapped supernet's forward_relaxed, so torch.func can swap its weights."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, probs):
+        return self.net.forward_relaxed(x, probs)
+
+
+def test_second_order_gradient_matches_exact_unrolled_derivative(tmp_path, data):
+    s = search(tmp_path, data, mgda_variant="darts", mgda_second_order=True, mgda_weight_lr=0.05)
+    s.setup()
+    s.step()                                          # non-trivial weights and alpha
+    run = s.current
+    run.model.eval()                                  # BN on running stats: a smooth function
+    xt, yt = run.last_train
+    xv, yv = s._to(run.val.next())
+    xi = run.weight_opt.param_groups[0]["lr"]
+    _, approx = s.unrolled_val_grad(run, (xv, yv))
+
+    wrapped = _Relaxed(run.model)
+    names = [f"net.{n}" for n, _ in run.model.named_parameters()]
+    weights = [p.detach().clone().requires_grad_(True) for p in run.model.parameters()]
+    alpha = [a.detach().clone().requires_grad_(True) for a in run.alpha]
+
+    def loss(params, x, y):
+        return F.cross_entropy(functional_call(wrapped, dict(zip(names, params)),
+                                               (x, s.probs(alpha))), y)
+
+    g = torch.autograd.grad(loss(weights, xt, yt), weights, create_graph=True)
+    unrolled = [w - xi * (gi + WEIGHT_DECAY * w) for w, gi in zip(weights, g)]
+    exact = torch.autograd.grad(loss(unrolled, xv, yv), alpha)
+    assert torch.allclose(flat(approx), flat(exact), rtol=1e-2, atol=1e-6)
+    # The Hessian term matters here, so the check can tell second order from first order.
+    first = torch.autograd.grad(loss(weights, xv, yv), alpha)
+    assert (flat(first) - flat(exact)).norm() > 10 * (flat(approx) - flat(exact)).norm()
+
+
+def test_hessian_eigenvalue_matches_dense_hessian(tmp_path, data):
+    s = search(tmp_path, data, mgda_variant="darts")
+    s.setup()
+    s.step()
+    run = s.current
+    run.model.eval()
+    batch = run.val.next()
+    eig = s.dominant_eigenvalue(run, batch, iters=200)
+    x, y = batch
+    sizes = [a.numel() for a in run.alpha]
+
+    def val_loss(v):
+        alpha = list(torch.split(v, sizes))
+        return F.cross_entropy(run.model.forward_relaxed(x, s.probs(alpha)), y)
+
+    H = torch.autograd.functional.hessian(val_loss, flat(run.alpha).clone())
+    keep = torch.cat([m for m in s.masks])
+    values = torch.linalg.eigvalsh(H[keep][:, keep].double())
+    dominant = values[values.abs().argmax()]
+    assert eig == pytest.approx(float(dominant), rel=2e-2)
+
+
+def test_sdarts_perturbation_stays_in_the_ball_and_leaves_alpha(tmp_path, data):
+    for variant in ("sdarts-rs", "sdarts-adv"):
+        s = search(tmp_path / variant, data, mgda_variant=variant)
+        s.setup()
+        s.step()
+        run = s.current
+        alpha = flat(run.alpha).clone()
+        x, y = s._to(run.train.next())
+        with torch.no_grad():
+            probs = s.probs(run.alpha)
+        pert = s.perturb_probs(run, probs, x, y, 0.2)
+        delta = flat(pert) - flat(probs)
+        assert delta.abs().max() <= 0.2 + 1e-6 and delta.abs().max() > 0.01
+        assert torch.equal(flat(run.alpha), alpha)
+        masked = ~torch.cat(s.masks)
+        assert (flat(pert)[masked] == 0).all()        # illegal choices stay at probability 0
+        if variant == "sdarts-adv":                   # PGD raises the training loss
+            with torch.no_grad():
+                clean = F.cross_entropy(run.model.forward_relaxed(x, probs), y)
+                worst = F.cross_entropy(run.model.forward_relaxed(x, pert), y)
+            assert worst > clean
+
+
+def test_batch_stream_reshuffles_only_when_exhausted_and_resumes(monkeypatch):
+    import tamnas.data as tdata
+
+    opened = []
+    real = tdata.make_loader
+
+    def counting(*args, **kwargs):
+        opened.append(kwargs.get("seed"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tdata, "make_loader", counting)
+    ds = ImageTensorDataset(torch.arange(10.0).view(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous(),
+                            torch.arange(10), 2)
+    full = BatchStream(ds, 4, seed=3)
+    seen = [full.next()[1].tolist() for _ in range(5)]
+    assert len(opened) == 3                           # 2 batches per pass (drop_last), 5 draws
+    assert all(len(b) == 4 for b in seen)
+    assert sorted(seen[0] + seen[1]) == sorted(set(seen[0] + seen[1]))   # no repeat in a pass
+    part = BatchStream(ds, 4, seed=3)
+    for _ in range(3):
+        part.next()
+    resumed = BatchStream(ds, 4, seed=3)
+    resumed.load_state_dict(part.state_dict())
+    assert [resumed.next()[1].tolist() for _ in range(2)] == seen[3:]
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_killed_search_resumes_to_the_same_result(tmp_path, data, monkeypatch):
+    space = RelaxToySpace()
+    supernet = space.build_supernet()
+    overrides = {"mgda_variant": "e2rnas", "mgda_targets": [3000.0, 4000.0], "mgda_epochs": 2}
+    full = search(tmp_path / "full", data, space=space,
+                  evaluator=make_evaluator(tiny_cfg(), space, data, supernet), **overrides)
+    full.run()
+
+    steps = {"n": 0}
+    real_step = MGDASearch.step
+
+    def dying_step(self):
+        if steps["n"] == 3:
+            raise _Killed
+        steps["n"] += 1
+        return real_step(self)
+
+    monkeypatch.setattr(MGDASearch, "step", dying_step)
+    with pytest.raises(_Killed):
+        search(tmp_path / "cut", data, space=space,
+               evaluator=make_evaluator(tiny_cfg(), space, data, supernet), **overrides).run()
+    saved = load_checkpoint(tmp_path / "cut" / "mgda_state.pt", kind="mgda")
+    assert len(saved["rows"]) == 3 and saved["current"]["index"] == 1   # killed mid-target
+    monkeypatch.setattr(MGDASearch, "step", real_step)
+    # A fresh process: a new evaluator with an empty archive, the state from disk.
+    resumed = search(tmp_path / "cut", data, space=space, resume=True,
+                     evaluator=make_evaluator(tiny_cfg(), space, data, supernet), **overrides)
+    resumed.run()
+    cols = [c for c in pd.DataFrame(full.rows).columns if c not in TIME_COLUMNS]
+    pd.testing.assert_frame_equal(pd.DataFrame(resumed.rows)[cols], pd.DataFrame(full.rows)[cols])
+    for k in full.final_alpha:
+        assert torch.equal(flat(full.final_alpha[k]), flat(resumed.final_alpha[k]))
+
+
+def test_unknown_settings_are_one_line_errors(tmp_path, data):
+    with pytest.raises(ValueError, match="mgda objectives"):
+        search(tmp_path, data, objectives=["latency"])
+    with pytest.raises(ValueError, match="mgda_targets"):
+        search(tmp_path, data, mgda_targets=[-5.0])
+
+
+# -- the real spaces -----------------------------------------------------------------------------
+REAL_SPACES = {
+    # Block 18 (pure robust) is offered only in the stride-1 layer, so alpha gets masked genes.
+    "shufflenet": {"space.name": "shufflenet", "space.stem_channels": 4,
+                   "space.stage_channels": [8, 8, 8], "space.stage_layers": [1, 2, 1],
+                   "space.head_channels": 8, "space.fc_channels": 8, "space.blocks": [0, 6, 18],
+                   "space.ratios": [1.0, 2.0]},
+    "darts": {"space.name": "darts", "space.cells": 3, "space.init_channels": 2,
+              "space.nodes": 2},
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_SPACES))
+def test_mgda_runs_end_to_end_on_the_real_spaces(tmp_path, data, name):
+    cfg = tiny_cfg(**REAL_SPACES[name], mgda_variant="e2rnas", mgda_epochs=1,
+                   mgda_batches_per_epoch=1, **{"data.batch_size": 8})
+    space = tamnas.build_space(cfg)
+    evaluator = make_evaluator(cfg, space, data)
+    s = MGDASearch(space, evaluator, cfg, tmp_path, quiet=True, resume=False, data=data)
+    front = s.run()
+    arch = tuple(int(g) for g in s.rows[0]["arch"].split("-"))
+    assert space.validate(arch) == arch
+    assert s.archive.meta(arch)["strategy"] == "mgda" and len(front) >= 1
+    assert flat(s.final_alpha[0]).abs().max() > 0

@@ -1,0 +1,220 @@
+"""ShuffleNetV2 supernet: shared weights, sliced widths, extract -> standalone, relaxed forward, YOPO split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tamnas
+from tamnas.supernets.shufflenet.blocks import sliced_bn
+from tamnas.supernets.shufflenet.space import ShuffleNetSpace
+
+torch.set_num_threads(1)   # tiny tensors: threads only contend on a shared 2-core machine
+
+TINY = {"space.stem_channels": 4, "space.stage_channels": [8, 16], "space.stage_layers": [1, 2],
+        "space.head_channels": 16, "space.fc_channels": 16, "data.resolution": 8}
+CONFIGS = {
+    "tiny": TINY,
+    "tiny-rgb-w": {**TINY, "data.dataset": "cifar10", "space.width_mult": 0.75,
+                   "space.stage_channels": [10, 14, 18], "space.stage_layers": [2, 1, 2],
+                   "space.nonlocal_reduction": 1, "space.se_reduction": 2, "data.resolution": 9},
+    "tiny-subset": {**TINY, "space.blocks": [21, 5, 0, 9, 14, 18], "space.ratios": [2.0, 0.4, 1.0]},
+}
+
+
+def space_of(name: str) -> ShuffleNetSpace:
+    return tamnas.build_space(tamnas.load_config("quickstart", CONFIGS[name]))
+
+
+def randomized_supernet(space: ShuffleNetSpace, seed: int = 0):
+    """A supernet whose BN statistics and affine parameters are far from their defaults."""
+    torch.manual_seed(seed)
+    net = space.build_supernet()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, buf in net.named_buffers():
+            if name.endswith(("running_mean", "running_var")):
+                buf.copy_(torch.rand(buf.shape, generator=g) * 0.8 + (0.6 if "var" in name else -0.4))
+        for name, p in net.named_parameters():
+            if "bn" in name:
+                p.copy_(torch.rand(p.shape, generator=g) + 0.5 if name.endswith("weight")
+                        else torch.randn(p.shape, generator=g) * 0.3)
+    return net.eval()
+
+
+def inputs(space: ShuffleNetSpace, n: int = 3, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, space.in_channels, space.resolution, space.resolution, generator=g)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_extract_into_standalone_reproduces_the_supernet_path(name):
+    space = space_of(name)
+    supernet = randomized_supernet(space)
+    x = inputs(space)
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(10)]
+    for arch in archs:
+        net = space.build_standalone(arch)
+        state = supernet.extract(arch)
+        assert set(state) == set(net.state_dict())
+        net.load_state_dict(state)
+        net.eval()
+        with torch.no_grad():
+            expected = supernet(x, arch)
+            got = net(x)
+        assert (got - expected).abs().max().item() < 1e-5
+    with torch.no_grad():     # the check is meaningful: different paths give different logits
+        assert (supernet(x, archs[0]) - supernet(x, archs[1])).abs().max() > 1e-3
+
+
+def test_forward_is_first_layer_then_the_rest_and_layer_one_is_a_bare_conv():
+    space = space_of("tiny-rgb-w")
+    supernet = randomized_supernet(space)
+    x = inputs(space)
+    arch = space.sample(np.random.default_rng(1))
+    net = space.build_standalone(arch)
+    net.load_state_dict(supernet.extract(arch))
+    net.eval()
+    mean = torch.tensor(space.mean).view(1, -1, 1, 1)
+    std = torch.tensor(space.std).view(1, -1, 1, 1)
+    with torch.no_grad():
+        for model in (supernet, net):
+            z = model.first_layer(x)
+            assert torch.allclose(z, F.conv2d((x - mean) / std, model.first_layer.conv.weight, padding=1),
+                                  atol=1e-6)
+        assert torch.equal(supernet(x, arch), supernet.forward_from_first(supernet.first_layer(x), arch))
+        assert torch.equal(net(x), net.forward_from_first(net.first_layer(x)))
+    assert [n for n, _ in supernet.first_layer.named_parameters()] == ["conv.weight"]
+
+
+def test_archs_sharing_a_layer_choice_share_its_weights():
+    space = space_of("tiny")
+    supernet = randomized_supernet(space)
+    x = inputs(space)
+    # same block in layer 2 (ShuffleV2 k3), different ratios there and different choices elsewhere
+    a = (1, 9, 4, 9, 0, 9)
+    b = (7, 3, 10, 2, 0, 4)
+    c = (7, 3, 10, 2, 3, 4)                    # layer 2 uses another block
+    with torch.no_grad():
+        before = [supernet(x, arch) for arch in (a, b, c)]
+        # the first intermediate channel exists at every ratio: both paths must see the change
+        supernet.layers[2].candidates[0].pw1.weight[0].mul_(-3.0).add_(0.5)
+        after = [supernet(x, arch) for arch in (a, b, c)]
+    assert (after[0] - before[0]).abs().max() > 1e-4
+    assert (after[1] - before[1]).abs().max() > 1e-4
+    assert torch.equal(after[2], before[2])
+    # a channel past ratio 1.0's width is used by ratio 2.0 (a) only, not by ratio 1.0 (b)
+    with torch.no_grad():
+        k = supernet.layers[2].mids[0][4]
+        supernet.layers[2].candidates[0].bn2.bias[k] += 1.0     # feeds pw2 directly (no ReLU)
+        again = [supernet(x, arch) for arch in (a, b)]
+    assert (again[0] - after[0]).abs().max() > 1e-4
+    assert torch.equal(again[1], after[1])
+
+
+def test_single_path_training_touches_only_the_path():
+    space = space_of("tiny")
+    supernet = randomized_supernet(space).train()
+    arch = (2, 4, 5, 1, 19, 3)
+    loss = supernet(inputs(space, 4), arch).square().mean()
+    loss.backward()
+    for i, layer in enumerate(supernet.layers):
+        for j, cand in enumerate(layer.candidates):
+            grads = [p.grad for p in cand.parameters()]
+            if j == arch[2 * i]:
+                assert any(g is not None and g.abs().sum() > 0 for g in grads)
+            else:
+                assert all(g is None for g in grads)
+    # sliced weights: rows past the path's width get no gradient
+    cand = supernet.layers[1].candidates[5]
+    k = supernet.layers[1].mids[5][1]
+    assert cand.pw1.weight.grad[k:].abs().sum() == 0 and cand.pw1.weight.grad[:k].abs().sum() > 0
+
+
+def test_sliced_batchnorm_updates_only_its_slice():
+    bn = torch.nn.BatchNorm2d(6)
+    x = torch.randn(8, 4, 3, 3) * 2 + 1
+    y = sliced_bn(x, bn)
+    ref = torch.nn.BatchNorm2d(4)
+    assert torch.allclose(y, ref(x), atol=1e-6)
+    assert torch.allclose(bn.running_mean[:4], ref.running_mean) and torch.all(bn.running_mean[4:] == 0)
+    assert torch.allclose(bn.running_var[:4], ref.running_var) and torch.all(bn.running_var[4:] == 1)
+    assert int(bn.num_batches_tracked) == 1
+    bn.eval()
+    ref.eval()
+    assert torch.allclose(sliced_bn(x, bn), ref(x), atol=1e-6)
+    bn.train()
+    bn.momentum = None                          # cumulative average, as BN recalibration uses
+    sliced_bn(x * 0, bn)
+    assert torch.allclose(bn.running_mean[:4], ref.running_mean / 2)
+
+
+def one_hot(space: ShuffleNetSpace, arch) -> list[torch.Tensor]:
+    return [F.one_hot(torch.tensor(v), g.choices).float() for v, g in zip(arch, space.genes)]
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-subset"])
+def test_relaxed_forward_with_one_hot_probs_equals_the_path(name):
+    space = space_of(name)
+    supernet = randomized_supernet(space)
+    x = inputs(space)
+    rng = np.random.default_rng(2)
+    for _ in range(6):
+        arch = space.sample(rng)
+        with torch.no_grad():
+            assert (supernet.forward_relaxed(x, one_hot(space, arch)) - supernet(x, arch)).abs().max() < 1e-5
+    # train mode (batch statistics) too
+    supernet.train()
+    with torch.no_grad():
+        assert (supernet.forward_relaxed(x, one_hot(space, arch)) - supernet(x, arch)).abs().max() < 1e-5
+
+
+def test_relaxed_forward_mixes_and_is_differentiable():
+    space = space_of("tiny-subset")
+    supernet = randomized_supernet(space)
+    x = inputs(space)
+    g = torch.Generator().manual_seed(3)
+    alpha = [torch.randn(gene.choices, generator=g).requires_grad_() for gene in space.genes]
+    probs = [torch.softmax(a, 0) for a in alpha]
+    out = supernet.forward_relaxed(x, probs)
+    out.square().mean().backward()
+    assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in alpha)
+    # a mixture of two blocks in the last layer is their probability-weighted sum there
+    arch = space.sample(np.random.default_rng(4))
+    p = one_hot(space, arch)
+    last = len(space.layers) - 1
+    first_two = [torch.zeros_like(p[2 * last]) for _ in range(2)]
+    first_two[0][0], first_two[1][1] = 1.0, 1.0
+    mixed = list(p)
+    mixed[2 * last] = 0.3 * first_two[0] + 0.7 * first_two[1]
+    with torch.no_grad():
+        h = supernet.first_layer(x)
+        h = F.relu(supernet.stem_bn(h))
+        for i, layer in enumerate(supernet.layers[:-1]):
+            h = layer(h, arch[2 * i], arch[2 * i + 1])
+        r = arch[2 * last + 1]
+        mix = 0.3 * supernet.layers[last](h, 0, r) + 0.7 * supernet.layers[last](h, 1, r)
+        assert (supernet.forward_relaxed(x, mixed) - supernet.head(mix)).abs().max() < 1e-5
+
+
+def test_relaxed_forward_rejects_wrong_shapes():
+    space = space_of("tiny")
+    supernet = space.build_supernet()
+    x = inputs(space)
+    probs = one_hot(space, space.sample(np.random.default_rng(0)))
+    with pytest.raises(ValueError, match="layer0.block needs 18"):
+        supernet.forward_relaxed(x, [torch.ones(22) / 22] + probs[1:])
+    with pytest.raises(ValueError, match="expected 6"):
+        supernet.forward_relaxed(x, probs[:-1])
+
+
+def test_supernet_rejects_illegal_archs():
+    space = space_of("tiny")
+    supernet = space.build_supernet()
+    with pytest.raises(ValueError, match=r"layer1\.block = 19"):
+        supernet(inputs(space), (0, 0, 19, 0, 0, 0))
+    with pytest.raises(ValueError, match=r"layer2\.ratio"):
+        supernet.extract((0, 0, 0, 0, 0, 10))
