@@ -1,7 +1,8 @@
 """Objectives' epoch time as ratios to TRADES-PGD-10, and PGD-20 accuracy after one budget.
 
 Same model (one standalone net of the preset's space, same initial weights),
-same digits batches, same batch size for every objective: trades_yopo(5, 3),
+same digits batches, same batch size for every objective: trades_yopo(5, 3)
+(first-layer gradient discarded, the default, and kept as YOPO's Hamiltonian),
 trades (PGD-10), pgd_at (PGD-10), fgsm_rs and standard. Each trains for
 --epochs epochs of --batches batches; the table reports the median epoch time,
 its ratio to TRADES-PGD-10 (DESIGN.md section 5 expects about 0.55-0.6 for
@@ -35,6 +36,8 @@ from tamnas.attacks import Attack, robust_accuracy
 # (label, objective name, TrainConfig overrides); PGD steps follow the names.
 OBJECTIVES = [
     ("trades_yopo-5-3", "trades_yopo", {"yopo_m": 5, "yopo_n": 3}),
+    ("trades_yopo-5-3-hamiltonian", "trades_yopo",
+     {"yopo_m": 5, "yopo_n": 3, "first_layer_grad": "hamiltonian"}),
     ("trades-pgd10", "trades", {"pgd_steps": 10}),
     ("pgd_at-10", "pgd_at", {"pgd_steps": 10}),
     ("fgsm_rs", "fgsm_rs", {}),

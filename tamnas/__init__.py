@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from tamnas.config import Config, load_config  # noqa: E402
+from tamnas.config import Config, load_config
 
 
 def build_space(cfg: Config):
@@ -21,4 +21,4 @@ def load_arch(path, weights: bool = True, device: str = "cpu"):
     return _load(path, weights=weights, device=device)
 
 
-__all__ = ["Config", "load_config", "build_space", "load_arch", "__version__"]
+__all__ = ["Config", "__version__", "build_space", "load_arch", "load_config"]

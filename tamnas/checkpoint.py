@@ -14,10 +14,12 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 FORMAT = "tamnas-checkpoint-v1"
@@ -42,6 +44,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def json_safe(value: Any) -> Any:
+    """JSON-ready copy: numpy scalars and tensors to Python, tuples to lists, keys to str."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (np.generic, torch.Tensor)):
+        return value.tolist()
+    return value
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
@@ -83,7 +96,7 @@ class RunDir:
     def __init__(self, root: str | Path):
         object.__setattr__(self, "root", Path(root).expanduser())
 
-    def ensure(self) -> "RunDir":
+    def ensure(self) -> RunDir:
         self.root.mkdir(parents=True, exist_ok=True)
         return self
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, get_type_hints
+from typing import Any, get_type_hints
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -349,6 +350,20 @@ def save_config(cfg: Config, path: str | Path) -> None:
     atomic_write_text(path, to_toml(cfg))
 
 
-__all__ = ["Config", "DataConfig", "SpaceConfig", "AttackConfig", "TrainConfig", "SearchConfig",
-           "RetrainConfig", "OutputConfig", "load_config", "from_dict", "parse_override",
-           "to_toml", "save_config", "preset_names", "RATIOS"]
+__all__ = [
+    "RATIOS",
+    "AttackConfig",
+    "Config",
+    "DataConfig",
+    "OutputConfig",
+    "RetrainConfig",
+    "SearchConfig",
+    "SpaceConfig",
+    "TrainConfig",
+    "from_dict",
+    "load_config",
+    "parse_override",
+    "preset_names",
+    "save_config",
+    "to_toml",
+]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -110,7 +111,7 @@ class ImageTensorDataset(Dataset):
     def channels(self) -> int:
         return int(self.images.shape[1])
 
-    def with_augment(self, augment: bool) -> "ImageTensorDataset":
+    def with_augment(self, augment: bool) -> ImageTensorDataset:
         """The same images (shared storage) with augmentation switched on or off."""
         return ImageTensorDataset(self.images, self.labels, self.resolution, augment, self.seed,
                                   self.padding)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -420,5 +420,16 @@ def run_all(cfg: Config, out: str | Path, *, device: torch.device, quiet: bool =
     return run
 
 
-__all__ = ["run_all", "train_stage", "search_stage", "plot_stage", "lego_stage", "export_stage",
-           "retrain_stage", "evaluate_stage", "report_stage", "space_info", "resolve_arch"]
+__all__ = [
+    "evaluate_stage",
+    "export_stage",
+    "lego_stage",
+    "plot_stage",
+    "report_stage",
+    "resolve_arch",
+    "retrain_stage",
+    "run_all",
+    "search_stage",
+    "space_info",
+    "train_stage",
+]

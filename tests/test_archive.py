@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from toyspace import ToySpace, toy_scores
 
 from tamnas.search.archive import Archive, arch_key, front_records, non_dominated, parse_key
-from toyspace import ToySpace, toy_scores
 
 OBJECTIVES = ["adv_err", "clean_err", "params", "flops"]
 

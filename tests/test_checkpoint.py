@@ -10,8 +10,13 @@ import pytest
 import torch
 
 from tamnas import checkpoint
-from tamnas.checkpoint import (RunDir, atomic_write_json, atomic_write_text, load_checkpoint,
-                               save_checkpoint)
+from tamnas.checkpoint import (
+    RunDir,
+    atomic_write_json,
+    atomic_write_text,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def _state(seed: int = 0) -> dict:

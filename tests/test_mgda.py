@@ -18,8 +18,14 @@ from tamnas.attacks import Attack
 from tamnas.checkpoint import load_checkpoint
 from tamnas.data import ImageTensorDataset, load_data, stack
 from tamnas.search.evaluator import Evaluator
-from tamnas.search.mgda import (EPOCH_LOG, SDARTS_EPS, VARIANTS, WEIGHT_DECAY, BatchStream,
-                                MGDASearch)
+from tamnas.search.mgda import (
+    EPOCH_LOG,
+    SDARTS_EPS,
+    VARIANTS,
+    WEIGHT_DECAY,
+    BatchStream,
+    MGDASearch,
+)
 from tamnas.supernets.base import Gene, SearchSpace, Supernet
 
 torch.set_num_threads(1)

@@ -8,15 +8,26 @@ import numpy as np
 import pandas as pd
 import pytest
 from pymoo.core.population import Population
+from toyspace import ROBUST, STRIDE2, ToyEvaluator, ToySpace, toy_scores
 
 import tamnas
 from tamnas.search.archive import Archive, non_dominated
-from tamnas.search.nsga2 import (ArchDuplicateElimination, ArchProblem, ArchRepair, ArchSampling,
-                                 GeneCrossover, Hypervolume, NSGA2Search, ResampleMutation,
-                                 format_front_table, k_way_tournament, make_selection,
-                                 objective_bounds, repair_arch)
+from tamnas.search.nsga2 import (
+    ArchDuplicateElimination,
+    ArchProblem,
+    ArchRepair,
+    ArchSampling,
+    GeneCrossover,
+    Hypervolume,
+    NSGA2Search,
+    ResampleMutation,
+    format_front_table,
+    k_way_tournament,
+    make_selection,
+    objective_bounds,
+    repair_arch,
+)
 from tamnas.search.strategy import resolve_params_range
-from toyspace import ROBUST, STRIDE2, ToyEvaluator, ToySpace, toy_scores
 
 SPACE = ToySpace()
 GENES = [f"g{i}" for i in range(SPACE.n_genes)]

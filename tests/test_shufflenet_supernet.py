@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from shufflenet_configs import CONFIGS
 
 import tamnas
 from tamnas.supernets.shufflenet.blocks import sliced_bn
@@ -13,15 +14,6 @@ from tamnas.supernets.shufflenet.space import ShuffleNetSpace
 
 torch.set_num_threads(1)   # tiny tensors: threads only contend on a shared 2-core machine
 
-TINY = {"space.stem_channels": 4, "space.stage_channels": [8, 16], "space.stage_layers": [1, 2],
-        "space.head_channels": 16, "space.fc_channels": 16, "data.resolution": 8}
-CONFIGS = {
-    "tiny": TINY,
-    "tiny-rgb-w": {**TINY, "data.dataset": "cifar10", "space.width_mult": 0.75,
-                   "space.stage_channels": [10, 14, 18], "space.stage_layers": [2, 1, 2],
-                   "space.nonlocal_reduction": 1, "space.se_reduction": 2, "data.resolution": 9},
-    "tiny-subset": {**TINY, "space.blocks": [21, 5, 0, 9, 14, 18], "space.ratios": [2.0, 0.4, 1.0]},
-}
 
 
 def space_of(name: str) -> ShuffleNetSpace:

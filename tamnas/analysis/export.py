@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from tamnas.analysis.lego import ARCH_FORMAT
-from tamnas.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from tamnas.checkpoint import atomic_write_json, json_safe, load_checkpoint, save_checkpoint
 from tamnas.errors import require
 
 log = logging.getLogger(__name__)
@@ -43,19 +43,6 @@ WEIGHT_KINDS = ("standalone", "standalone_weights")
 ONNX_OPSET = 17
 ONNX_ATOL = 1e-4
 _REQUIRED_KEYS = ("space", "space_config")
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe copy: numpy scalars to Python, tuples to lists, keys to str."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    return value
 
 
 def _check_name(name: str) -> str:
@@ -174,9 +161,9 @@ def export_arch(space, arch, out_dir: str | Path, name: str,
     paths: dict[str, Path] = {}
     blob: dict[str, Any] = {
         "format": ARCH_FORMAT, "name": name, "space": space.name,
-        "space_config": _plain(space.config()), "genes": list(arch),
-        "description": _plain(space.describe(arch)),
-        "scores": _plain(dict(scores)) if scores is not None else None,
+        "space_config": json_safe(space.config()), "genes": list(arch),
+        "description": json_safe(space.describe(arch)),
+        "scores": json_safe(dict(scores)) if scores is not None else None,
         "weights": None, "onnx": None, "tamnas_version": __version__,
     }
     if state_dict is not None:

@@ -11,8 +11,8 @@ viridis; every front member keeps its colour in every figure.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -391,6 +391,18 @@ def plot_layer_stats(counts_df: pd.DataFrame, out_base: str | Path,
     return save_figure(layer_stats_figure(counts_df, **kwargs), out_base, formats)
 
 
-__all__ = ["plot_front", "plot_retrained", "plot_inherited_vs_retrained", "plot_hypervolume",
-           "plot_layer_stats", "front_figure", "retrained_figure", "inherited_vs_retrained_figure",
-           "hypervolume_figure", "layer_stats_figure", "save_figure", "arch_colors", "kendall_tau"]
+__all__ = [
+    "arch_colors",
+    "front_figure",
+    "hypervolume_figure",
+    "inherited_vs_retrained_figure",
+    "kendall_tau",
+    "layer_stats_figure",
+    "plot_front",
+    "plot_hypervolume",
+    "plot_inherited_vs_retrained",
+    "plot_layer_stats",
+    "plot_retrained",
+    "retrained_figure",
+    "save_figure",
+]

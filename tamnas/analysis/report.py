@@ -10,8 +10,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -302,4 +303,4 @@ def write_report(run_dir: str | Path, out: str | Path | None = None,
     return path
 
 
-__all__ = ["write_report", "front_table", "description_table"]
+__all__ = ["description_table", "front_table", "write_report"]

@@ -8,8 +8,8 @@ choices and `save_table` writes any table as CSV and Markdown.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -200,5 +200,12 @@ def save_table(df: pd.DataFrame, path_base: str | Path, index: bool | None = Non
     return [csv, md]
 
 
-__all__ = ["top_k", "layer_counts", "save_table", "markdown_table", "gene_label", "genes_of_kind",
-           "TOP_BY"]
+__all__ = [
+    "TOP_BY",
+    "gene_label",
+    "genes_of_kind",
+    "layer_counts",
+    "markdown_table",
+    "save_table",
+    "top_k",
+]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -120,7 +121,7 @@ class Archive:
     def archs(self) -> list[Arch]:
         return list(self._scores)
 
-    def update(self, other: "Archive") -> int:
+    def update(self, other: Archive) -> int:
         """Add the archs of `other` not yet here, keeping their metadata; returns how many."""
         if other.n_genes != self.n_genes or other.space_name != self.space_name:
             raise ValueError(f"cannot merge an archive of {other.space_name} ({other.n_genes} "
@@ -191,7 +192,7 @@ class Archive:
                             for a in self._scores]}
 
     @classmethod
-    def from_dict(cls, blob: Mapping, source: str = "archive") -> "Archive":
+    def from_dict(cls, blob: Mapping, source: str = "archive") -> Archive:
         if not isinstance(blob, Mapping) or blob.get("format") != FORMAT:
             raise ValueError(f"{source} is not a tamnas archive (no {FORMAT} tag)")
         try:
@@ -215,7 +216,7 @@ class Archive:
 
     @classmethod
     def load(cls, directory: str | Path, *, missing_ok: bool = False, space_name: str | None = None,
-             n_genes: int | None = None) -> "Archive":
+             n_genes: int | None = None) -> Archive:
         """Restore an archive saved by `save`.
 
         A missing file is a FileNotFoundError unless `missing_ok`, which then
@@ -263,4 +264,4 @@ def archs_of(df: pd.DataFrame, n_genes: int) -> list[Arch]:
     return [tuple(int(g) for g in row) for row in genes]
 
 
-__all__ = ["Archive", "non_dominated", "front_records", "arch_key", "parse_key", "archs_of"]
+__all__ = ["Archive", "arch_key", "archs_of", "front_records", "non_dominated", "parse_key"]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from tamnas.supernets.base import Arch, Gene, SearchSpace, Supernet, SubnetView
+from tamnas.supernets.base import Arch, Gene, SearchSpace, SubnetView, Supernet
 
 SPACES: dict[str, Callable[..., SearchSpace]] = {}
 
@@ -22,8 +22,8 @@ def register_space(name: str) -> Callable:
 
 def _load_builtin() -> None:
     # Imported lazily so that `import tamnas` stays light.
+    import tamnas.supernets.darts
     import tamnas.supernets.shufflenet  # noqa: F401
-    import tamnas.supernets.darts  # noqa: F401
 
 
 def build_space(cfg) -> SearchSpace:
@@ -40,5 +40,13 @@ def build_space(cfg) -> SearchSpace:
                                   mean=info.mean, std=info.std)
 
 
-__all__ = ["Arch", "Gene", "SearchSpace", "Supernet", "SubnetView", "SPACES", "register_space",
-           "build_space"]
+__all__ = [
+    "SPACES",
+    "Arch",
+    "Gene",
+    "SearchSpace",
+    "SubnetView",
+    "Supernet",
+    "build_space",
+    "register_space",
+]

@@ -7,8 +7,8 @@ Strategies, the evaluator, training and export see only this contract.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -98,7 +98,7 @@ class SearchSpace:
         raise NotImplementedError
 
     # --- builders -----------------------------------------------------------
-    def build_supernet(self) -> "Supernet":
+    def build_supernet(self) -> Supernet:
         raise NotImplementedError
 
     def build_standalone(self, arch: Arch) -> nn.Module:
@@ -120,7 +120,7 @@ class Supernet(nn.Module):
 
     first_layer: nn.Module  # YOPO's layer one: normalisation + bare first convolution
 
-    def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:  # noqa: D401
+    def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
         return self.forward_from_first(self.first_layer(x), arch)
 
     def forward_from_first(self, h: torch.Tensor, arch: Arch) -> torch.Tensor:
@@ -132,7 +132,7 @@ class Supernet(nn.Module):
     def extract(self, arch: Arch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def path(self, arch: Arch) -> "SubnetView":
+    def path(self, arch: Arch) -> SubnetView:
         return SubnetView(self, arch)
 
 

@@ -92,4 +92,4 @@ def format_space_info(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["space_info", "format_space_info"]
+__all__ = ["format_space_info", "space_info"]

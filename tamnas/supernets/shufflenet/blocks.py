@@ -32,7 +32,7 @@ Choices the paper leaves open, fixed here (and counted exactly by space.py):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -310,5 +310,15 @@ class Head(nn.Module):
         return self.classifier(F.relu(self.fc(self.se(h))))
 
 
-__all__ = ["SE", "NonLocal", "ShuffleBlock", "PureRobustBlock", "FirstLayer", "Head", "channel_shuffle",
-           "sliced_conv", "sliced_bn", "slice_state"]
+__all__ = [
+    "SE",
+    "FirstLayer",
+    "Head",
+    "NonLocal",
+    "PureRobustBlock",
+    "ShuffleBlock",
+    "channel_shuffle",
+    "slice_state",
+    "sliced_bn",
+    "sliced_conv",
+]

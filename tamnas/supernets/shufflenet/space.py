@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -453,7 +453,7 @@ class ShuffleNetSpace(SearchSpace):
         return d
 
     @classmethod
-    def from_config(cls, d: Mapping) -> "ShuffleNetSpace":
+    def from_config(cls, d: Mapping) -> ShuffleNetSpace:
         """Rebuild a space from `config()` (e.g. read from an exported arch JSON)."""
         d = dict(d)
         extra = {k: d.pop(k) for k in ("num_classes", "in_channels", "resolution", "mean", "std")
@@ -493,4 +493,4 @@ def _ranges(ids: Sequence[int]) -> str:
     return ", ".join(parts)
 
 
-__all__ = ["ShuffleNetSpace", "BLOCKS", "BlockSpec", "LayerSpec", "se_params", "nl_params", "nl_macs"]
+__all__ = ["BLOCKS", "BlockSpec", "LayerSpec", "ShuffleNetSpace", "nl_macs", "nl_params", "se_params"]

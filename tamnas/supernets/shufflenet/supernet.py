@@ -9,7 +9,7 @@ soft channel masks sum_r p_r [c < mid_r].
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -119,4 +119,4 @@ class ShuffleNetSupernet(Supernet):
         return np.array([layer.mids[arch[2 * i]][arch[2 * i + 1]] for i, layer in enumerate(self.layers)])
 
 
-__all__ = ["ShuffleNetSupernet", "ChoiceLayer"]
+__all__ = ["ChoiceLayer", "ShuffleNetSupernet"]
