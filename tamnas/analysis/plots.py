@@ -87,8 +87,8 @@ def _fmt_params(n: float) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e3 else f"{n:.0f}"
 
 
-def _size_legend(ax, params: np.ndarray, largest: float, loc: str = "lower left"):
-    """A legend of marker sizes: smallest and largest parameter counts shown."""
+def _size_legend(ax, params: np.ndarray, largest: float):
+    """A legend of marker sizes (smallest, median, largest), right of the axes below the key."""
     params = np.asarray(params, dtype=float)
     params = params[np.isfinite(params)]
     if not len(params):
@@ -97,7 +97,8 @@ def _size_legend(ax, params: np.ndarray, largest: float, loc: str = "lower left"
     handles = [Line2D([], [], ls="", marker="o", mfc="none", mec="0.3",
                       ms=float(np.sqrt(_areas(np.array([r]), largest)[0])), label=_fmt_params(r))
                for r in refs]
-    return ax.legend(handles=handles, title="parameters", loc=loc, labelspacing=1.2,
+    return ax.legend(handles=handles, title="parameters", loc="lower left", bbox_to_anchor=(1.02, 0),
+                     labelspacing=1.2,
                      borderpad=0.9, frameon=True, fontsize="small", title_fontsize="small")
 
 
@@ -135,7 +136,7 @@ def front_figure(archive_df: pd.DataFrame, front_df: pd.DataFrame, *, x: str = "
     largest = _largest(pd.concat([archive_df[size], front_df[size]]))
     colors = arch_colors(front_df["arch"])
 
-    fig = Figure(figsize=(7.0, 5.2), layout="constrained")
+    fig = Figure(figsize=(8.4, 5.2), layout="constrained")
     ax = fig.add_subplot()
 
     def marker_of(df: pd.DataFrame) -> list[str]:
@@ -157,6 +158,12 @@ def front_figure(archive_df: pd.DataFrame, front_df: pd.DataFrame, *, x: str = "
                    edgecolors="black", linewidths=0.7, alpha=0.9, zorder=3)
         ax.annotate(str(pos), (r[x], r[y]), xytext=(4, 4), textcoords="offset points",
                     fontsize=8, zorder=4)
+    if "strategy" in archive_df:  # the LEGO net stands out wherever it lands
+        for r in archive_df[archive_df["strategy"] == "lego"].to_dict("records"):
+            ax.scatter([r[x]], [r[y]], s=_areas([r[size]], largest)[0] * 1.6, marker="*", c="black",
+                       zorder=5)
+            ax.annotate("LEGO", (r[x], r[y]), xytext=(5, -10), textcoords="offset points",
+                        fontsize=8, zorder=5)
     _percent_axes(ax, x, y)
     size_leg = _size_legend(ax, pd.concat([archive_df[size], front_df[size]]).to_numpy(), largest)
     handles = [Line2D([], [], ls="", marker="o", mfc=FADED, mec="none", alpha=0.6, ms=7,
@@ -165,7 +172,8 @@ def front_figure(archive_df: pd.DataFrame, front_df: pd.DataFrame, *, x: str = "
                       label=f"non-dominated ({len(front_df)})")]
     handles += [Line2D([], [], ls="", marker=m, mfc="white", mec="black", ms=7, label=s)
                 for s, m in markers.items()]
-    ax.legend(handles=handles, loc="upper right", fontsize="small", frameon=True)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small",
+              frameon=True)  # outside the axes: a legend never hides a point
     if size_leg is not None:
         ax.add_artist(size_leg)
     ax.set_title(title or "Non-dominated front (inherited weights)")
@@ -208,7 +216,7 @@ def retrained_figure(front_df: pd.DataFrame, retrained_df: pd.DataFrame, *,
               for i, a in enumerate(retrained_df["arch"])]
     largest = _largest(params + front_df["params"].astype(float).tolist())
 
-    fig = Figure(figsize=(7.0, 5.2), layout="constrained")
+    fig = Figure(figsize=(8.4, 5.2), layout="constrained")
     ax = fig.add_subplot()
     for i, row in enumerate(retrained_df.to_dict("records")):
         key = str(row["arch"])
@@ -236,7 +244,8 @@ def retrained_figure(front_df: pd.DataFrame, retrained_df: pd.DataFrame, *,
                               ms=7, label="inherited weights (before)"))
     handles += [Line2D([], [], ls="", marker=m, mfc="white", mec="black", ms=7, label=f"init: {s}")
                 for s, m in markers.items()]
-    ax.legend(handles=handles, loc="upper right", fontsize="small", frameon=True)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small",
+              frameon=True)  # outside the axes: a legend never hides a point
     if size_leg is not None:
         ax.add_artist(size_leg)
     ax.set_title(title or "Front members after retraining")
