@@ -1,6 +1,9 @@
 """Small ShuffleNetV2 space configurations shared by the space and supernet tests."""
 
-TINY = {"space.stem_channels": 4, "space.stage_channels": [8, 16], "space.stage_layers": [1, 2],
+# The full block and ratio sets (the quickstart preset offers only a subset).
+FULL = {"space.blocks": list(range(22)),
+        "space.ratios": [0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0]}
+TINY = {**FULL, "space.stem_channels": 4, "space.stage_channels": [8, 16], "space.stage_layers": [1, 2],
         "space.head_channels": 16, "space.fc_channels": 16, "data.resolution": 8}
 CONFIGS = {
     "tiny": TINY,
