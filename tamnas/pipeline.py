@@ -388,7 +388,8 @@ def evaluate_stage(cfg: Config, run_dir: str | Path, *, arch: str | None = None,
             _say(f"warning: {name}: {warning}")
         if autoattack:
             acc = robustness.autoattack_accuracy(net, x, y, cfg.attack.eps, device)
-            atomic_write_json(out / "autoattack.json", {"eps": cfg.attack.eps, "accuracy": acc})
+            if dist.is_main():
+                atomic_write_json(out / "autoattack.json", {"eps": cfg.attack.eps, "accuracy": acc})
             _say(f"evaluate: {name} AutoAttack (standard, eps {cfg.attack.eps:.4f}): {acc:.4f}", quiet)
         tables.append(table)
     return tables
@@ -413,10 +414,11 @@ def run_all(cfg: Config, out: str | Path, *, device: torch.device, quiet: bool =
     run = train_stage(cfg, out, device=device, quiet=quiet, resume=resume, data=data)
     search_stage(cfg, run.root, device=device, quiet=quiet, resume=resume, data=data)
     if dist.is_main():
-        ctx = Context(cfg, run, device, quiet, True, data)
-        lego_stage(cfg, run.root, device=device, quiet=quiet, ctx=ctx)
-        plot_stage(cfg, run.root, quiet=quiet)
-        report_stage(cfg, run.root, quiet=quiet)
+        with dist.local_only():  # the other ranks are done: no collective may wait for them
+            ctx = Context(cfg, run, device, quiet, True, data)
+            lego_stage(cfg, run.root, device=device, quiet=quiet, ctx=ctx)
+            plot_stage(cfg, run.root, quiet=quiet)
+            report_stage(cfg, run.root, quiet=quiet)
     return run
 
 

@@ -150,6 +150,7 @@ def run_epochs(*, model_for_batch: Callable[[int, int], nn.Module], module: nn.M
             model = model_for_batch(epoch, i)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             metrics = objective.step(model, x, y, optimizer=optimizer)
+            dist.average_buffers(module)  # one BatchNorm state on every rank (no-op alone)
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             n += 1
@@ -173,8 +174,18 @@ def _sgd(params, lr: float, momentum: float, weight_decay: float) -> torch.optim
 
 
 def _train_loader(cfg: Config, data: DataBundle, epoch: int):
-    """A fresh shuffle per epoch from (seed, epoch): resumable, and the same on every rank."""
-    return make_loader(data.train, cfg.data.batch_size // dist.world_size(), shuffle=True,
+    """A fresh shuffle per epoch from (seed, epoch): resumable, and the same on every rank.
+
+    Under torchrun each rank takes data.batch_size // world_size images of
+    every global batch, so the ranks' batches together are the one-process
+    batch (a batch size that is no multiple of the world size loses the
+    remainder; crop/flip augmentation is drawn per rank).
+    """
+    per_rank = cfg.data.batch_size // dist.world_size()
+    if per_rank < 1:
+        raise ValueError(f"data.batch_size: {cfg.data.batch_size} is smaller than the "
+                         f"{dist.world_size()} ranks; use at least {dist.world_size()}")
+    return make_loader(data.train, per_rank, shuffle=True,
                        seed=cfg.seed * 100_003 + epoch, num_workers=cfg.data.num_workers,
                        drop_last=True, rank=dist.rank(), world_size=dist.world_size())
 
@@ -198,7 +209,7 @@ def train_supernet(cfg: Config, run: RunDir, device: torch.device, *, data: Data
     current: dict = {}
 
     def model_for_batch(epoch: int, i: int) -> nn.Module:
-        # Every rank draws from the same generator, so DDP sees one graph per step.
+        # Every rank draws from the same generator, so all ranks train the same path.
         if "arch" not in current or schedule.resample_now(epoch, i):
             current["arch"] = schedule.sample(rng, epoch)
         return supernet.path(current["arch"])

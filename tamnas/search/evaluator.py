@@ -11,10 +11,12 @@ weights and buffers are the same, bit for bit, after a call.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -54,8 +56,9 @@ class Evaluator:
                  val_images: torch.Tensor, val_labels: torch.Tensor, attack: Attack,
                  device: torch.device, archive: Archive | None = None,
                  ood_images: torch.Tensor | None = None, batch_size: int = 256,
-                 bn_batch_size: int | None = None, quiet: bool = True):
+                 bn_batch_size: int | None = None, quiet: bool = True, seed: int = 0):
         self.space, self.supernet, self.attack, self.device = space, supernet, attack, device
+        self.seed = int(seed)
         self.archive = archive if archive is not None else Archive(space.name, space.n_genes)
         self.batch_size = batch_size
         bn_bs = bn_batch_size or batch_size
@@ -83,7 +86,8 @@ class Evaluator:
             ood_x, _ = stack(data.ood, cfg.search.eval_images, generator_seed=cfg.seed + 13)
         return cls(space, supernet, bn_images=bn_x, val_images=val_x, val_labels=val_y,
                    attack=Attack.from_config(cfg.attack), device=device, archive=archive,
-                   ood_images=ood_x, batch_size=cfg.data.eval_batch_size, quiet=quiet)
+                   ood_images=ood_x, batch_size=cfg.data.eval_batch_size, quiet=quiet,
+                   seed=cfg.seed)
 
     # -- public API ---------------------------------------------------------------------
     def evaluate(self, archs: Sequence[Sequence[int]], **meta) -> list[dict[str, float]]:
@@ -93,9 +97,14 @@ class Evaluator:
         self.stats["cache_hits"] += len(archs) - len(todo)
         if todo:
             tic = time.perf_counter()
-            local = [self.score(a) for a in tqdm(dist.shard(todo), desc="evaluate", leave=False,
+            # One arch gains nothing from sharding: every rank that asks scores it (scores
+            # are a function of the arch), without a collective, so rank-0-only callers work.
+            shard = len(todo) > 1
+            mine = dist.shard(todo) if shard else todo
+            local = [self.score(a) for a in tqdm(mine, desc="evaluate", leave=False,
                                                  disable=self.quiet or not dist.is_main())]
-            for arch, scores in zip(todo, dist.gather_sharded(local, len(todo))):
+            scored = dist.gather_sharded(local, len(todo)) if shard else local
+            for arch, scores in zip(todo, scored):
                 self.archive.add(arch, scores, **meta)
             self.stats["evaluations"] += len(todo)
             self.stats["seconds"] += time.perf_counter() - tic
@@ -106,7 +115,7 @@ class Evaluator:
         with preserved_bn_state(self.supernet):
             self._recalibrate(arch)
             model = self.supernet.path(arch).eval()
-            clean_wrong, adv_wrong, logits = self._errors(model)
+            clean_wrong, adv_wrong, logits = self._errors(model, self._attack_for(arch))
             scores = {"clean_err": clean_wrong / len(self.val_y),
                       "adv_err": adv_wrong / len(self.val_y),
                       "params": int(self.space.params(arch)),
@@ -140,7 +149,20 @@ class Evaluator:
                 self.supernet(xb, arch)
         self.supernet.eval()
 
-    def _errors(self, model: nn.Module) -> tuple[int, int, torch.Tensor]:
+    def _attack_for(self, arch: Arch):
+        """The attack with its random start drawn from (seed, arch) unless it brings a generator.
+
+        So an arch's score does not depend on what was scored before it in
+        this process: the same with one rank or several, in any order.
+        """
+        if getattr(self.attack, "generator", None) is not None \
+                or not dataclasses.is_dataclass(self.attack):
+            return self.attack
+        seq = np.random.SeedSequence([self.seed & (2**64 - 1), *arch])
+        key = int(seq.generate_state(1, np.uint64)[0])
+        return dataclasses.replace(self.attack, generator=torch.Generator().manual_seed(key))
+
+    def _errors(self, model: nn.Module, attack) -> tuple[int, int, torch.Tensor]:
         """Wrong counts, clean and under attack; summed on device, synced once."""
         clean_wrong = torch.zeros((), dtype=torch.long, device=self.device)
         adv_wrong = torch.zeros((), dtype=torch.long, device=self.device)
@@ -150,7 +172,7 @@ class Evaluator:
                 logits = model(xb)
             clean_wrong += (logits.argmax(1) != yb).sum()
             all_logits.append(logits)
-            x_adv = self.attack(model, xb, yb)
+            x_adv = attack(model, xb, yb)
             with torch.inference_mode():
                 adv_wrong += (model(x_adv).argmax(1) != yb).sum()
         return int(clean_wrong), int(adv_wrong), torch.cat(all_logits)
