@@ -120,8 +120,8 @@ def search_stage(cfg: Config, run_dir: str | Path, *, strategy: str | None = Non
                  resume: bool = True, data=None) -> pd.DataFrame:
     from tamnas.search.nsga2 import format_front_table
 
-    if strategy is not None:
-        cfg = load_config(RunDir(run_dir).config, {"search.strategy": strategy})
+    if strategy is not None:  # cfg already holds the run's config and the user's overrides
+        cfg.search.strategy = strategy
     if targets is not None:
         cfg.search.mgda_targets = list(targets)
     run = open_run(cfg, run_dir)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch

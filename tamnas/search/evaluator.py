@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ class Evaluator:
 
     @classmethod
     def from_config(cls, cfg, space: SearchSpace, supernet: Supernet, data, device: torch.device,
-                    archive: Archive | None = None, quiet: bool = True) -> "Evaluator":
+                    archive: Archive | None = None, quiet: bool = True) -> Evaluator:
         """Fixed BN and validation subsets drawn once from the run seed."""
         from tamnas.data import stack
 

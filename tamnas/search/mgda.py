@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -141,7 +142,7 @@ class BatchStream:
 class _TargetRun:
     """Everything one target's search changes: weights, alpha, optimisers, streams, generators."""
 
-    def __init__(self, search: "MGDASearch", index: int):
+    def __init__(self, search: MGDASearch, index: int):
         s, dev = search.cfg.search, search.device
         self.index = index
         # A fresh supernet with the trained weights: the evaluator's own module stays untouched.
@@ -190,6 +191,7 @@ class MGDASearch(Strategy):
     """Bi-level MGDA on the relaxed supernet, one run per params target (module docstring)."""
 
     name = "mgda"
+    log_name = "mgda_log.csv"
 
     def __init__(self, space: SearchSpace, evaluator, cfg, run_dir: str | Path, *,
                  seed: int | None = None, quiet: bool = False, resume: bool = True, data=None,

@@ -16,7 +16,8 @@ the same numbers an uninterrupted one would have drawn.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -412,6 +413,18 @@ def format_front_table(df: pd.DataFrame, objectives: Sequence[str], max_rows: in
     return "\n".join(lines)
 
 
-__all__ = ["NSGA2Search", "ArchProblem", "ArchSampling", "GeneCrossover", "ResampleMutation",
-           "ArchRepair", "ArchDuplicateElimination", "k_way_tournament", "make_selection",
-           "repair_arch", "objective_bounds", "Hypervolume", "format_front_table"]
+__all__ = [
+    "ArchDuplicateElimination",
+    "ArchProblem",
+    "ArchRepair",
+    "ArchSampling",
+    "GeneCrossover",
+    "Hypervolume",
+    "NSGA2Search",
+    "ResampleMutation",
+    "format_front_table",
+    "k_way_tournament",
+    "make_selection",
+    "objective_bounds",
+    "repair_arch",
+]

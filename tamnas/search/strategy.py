@@ -47,6 +47,7 @@ class Strategy:
     """Loop, log, outputs and resume; subclasses fill `setup`, `step` and the state hooks."""
 
     name = "strategy"
+    log_name = LOG_NAME  # one log per strategy, so NSGA-II's and MGDA's share a run directory
 
     def __init__(self, space: SearchSpace, evaluator, cfg, run_dir: str | Path, *,
                  seed: int | None = None, quiet: bool = False, resume: bool = True):
@@ -122,7 +123,7 @@ class Strategy:
         atomic_write_json(self.run_dir / FRONT_NAME,
                           {"objectives": self.objectives, "source": "archive",
                            "front": front_records(self.space, front)})
-        atomic_write_text(self.run_dir / LOG_NAME, pd.DataFrame(self.rows).to_csv(index=False))
+        atomic_write_text(self.run_dir / self.log_name, pd.DataFrame(self.rows).to_csv(index=False))
         save_checkpoint(self.checkpoint_path, self.state_dict(), kind=self.name)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -168,4 +169,4 @@ class Strategy:
         return front
 
 
-__all__ = ["Strategy", "resolve_params_range", "LOG_NAME", "FRONT_NAME"]
+__all__ = ["FRONT_NAME", "LOG_NAME", "Strategy", "resolve_params_range"]

@@ -1,0 +1,109 @@
+"""The whole workflow through the CLI on a tiny digits run: run, search again, export, retrain,
+evaluate, MGDA, report — the outputs each stage promises, and their numbers checked."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+import tamnas
+from tamnas.analysis import robustness
+from tamnas.checkpoint import RunDir
+from tamnas.cli import main
+from tamnas.data import load_data
+from tamnas.search.evaluator import Evaluator
+from tamnas.train import load_trained_supernet
+
+TINY = ["--set", "space.stem_channels=4", "--set", "space.stage_channels=[8,16]",
+        "--set", "space.stage_layers=[1,2]", "--set", "space.head_channels=16",
+        "--set", "space.fc_channels=16", "--set", "data.resolution=8",
+        "--set", "data.train_limit=256", "--set", "data.val_size=100",
+        "--set", "train.phase1_epochs=1", "--set", "train.phase2_epochs=1",
+        "--set", "train.yopo_m=2", "--set", "train.yopo_n=1",
+        "--set", "search.pop_size=6", "--set", "search.n_offsprings=6",
+        "--set", "search.generations=2", "--set", "search.bn_images=64",
+        "--set", "search.eval_images=60", "--set", "output.top_k=3",
+        "--set", "retrain.epochs=1", "--set", "output.eval_eps=[0.025,0.05]",
+        "--set", "output.eval_steps=[2,4]"]
+
+
+def cli(*argv: str) -> None:
+    assert main([*argv, "--quiet", "--device", "cpu"]) == 0
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipeline") / "run"
+    cli("run", "quickstart", "--out", str(out), *TINY)
+    return out
+
+
+def test_run_writes_every_stage_and_a_consistent_front(run_dir):
+    run = RunDir(run_dir)
+    for rel in ("config.toml", "supernet/checkpoint.pt", "supernet/train_log.csv",
+                "search/archive.csv", "search/front.json", "search/generations.csv",
+                "exports/lego.json", "exports/lego.pt", "report.md"):
+        assert (run_dir / rel).stat().st_size > 0, rel
+    assert list((run_dir / "figures").glob("*.png"))
+    front = json.loads((run_dir / "search" / "front.json").read_text())["front"]
+    archive = pd.read_csv(run_dir / "search" / "archive.csv")
+    assert len(archive) >= 6 and front
+    # every front member is in the archive with the same scores, and none dominates another
+    scores = [(r["scores"]["adv_err"], r["scores"]["clean_err"], r["scores"]["params"]) for r in front]
+    for i, a in enumerate(scores):
+        for j, b in enumerate(scores):
+            assert i == j or not (all(x <= y for x, y in zip(a, b)) and a != b)
+    assert len(pd.read_csv(run.supernet_log)) == 2
+
+
+def test_a_finished_search_is_skipped_and_keeps_its_outputs(run_dir):
+    before = (run_dir / "search" / "archive.csv").read_text()
+    cli("search", str(run_dir))
+    assert (run_dir / "search" / "archive.csv").read_text() == before
+
+
+def test_exported_front_member_reproduces_its_archived_clean_error(run_dir):
+    """The export carries the arch's recalibrated BN statistics, so the standalone module
+    scores exactly what the search archived for it on the search's validation images."""
+    cli("export", str(run_dir), "--arch", "front:0")
+    exported = sorted((run_dir / "exports").glob("front*.json"))
+    assert exported
+    record = json.loads(exported[0].read_text())
+    net = tamnas.load_arch(exported[0], weights=True).eval()
+    cfg = tamnas.load_config(run_dir / "config.toml")
+    space, supernet = load_trained_supernet(cfg, RunDir(run_dir), torch.device("cpu"))
+    evaluator = Evaluator.from_config(cfg, space, supernet, load_data(cfg.data, cfg.seed),
+                                      torch.device("cpu"))
+    with torch.no_grad():
+        wrong = int((net(evaluator.val_x).argmax(1) != evaluator.val_y).sum()) / len(evaluator.val_y)
+    front = json.loads((run_dir / "search" / "front.json").read_text())["front"]
+    assert tuple(record["genes"]) == tuple(front[0]["arch"])
+    assert wrong == pytest.approx(front[0]["scores"]["clean_err"], abs=1e-9)
+
+
+def test_retrain_then_evaluate_writes_logs_and_a_monotone_grid(run_dir):
+    cli("retrain", str(run_dir), "--arch", "lego")
+    logs = list((run_dir / "retrain").glob("*/train_log.csv"))
+    assert logs and len(pd.read_csv(logs[0])) == 1
+    cli("evaluate", str(run_dir), "--arch", "lego")
+    grid = pd.read_csv(run_dir / "retrain" / "lego" / "robustness.csv")
+    assert list(grid["eps"]) == [0.025, 0.05]
+    assert {"clean", "fgsm", "pgd-2", "pgd-4"} <= set(grid.columns)
+    assert robustness.sanity_checks(grid) == []
+    cli("report", str(run_dir))
+    report = (run_dir / "report.md").read_text()
+    assert "LEGO" in report and "etrain" in report
+
+
+def test_mgda_points_join_the_same_archive(run_dir):
+    n_before = len(pd.read_csv(run_dir / "search" / "archive.csv"))
+    nsga2_log = (run_dir / "search" / "generations.csv").read_text()
+    cli("search", str(run_dir), "--strategy", "mgda", "--set", "search.mgda_epochs=1",
+        "--set", "search.mgda_batches_per_epoch=2", "--set", "search.mgda_targets=[3000]")
+    archive = pd.read_csv(run_dir / "search" / "archive.csv")
+    assert len(archive) > n_before and "mgda" in set(archive["strategy"])
+    assert len(pd.read_csv(run_dir / "search" / "mgda_log.csv")) >= 1
+    assert (run_dir / "search" / "generations.csv").read_text() == nsga2_log
