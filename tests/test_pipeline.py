@@ -107,3 +107,28 @@ def test_mgda_points_join_the_same_archive(run_dir):
     assert len(archive) > n_before and "mgda" in set(archive["strategy"])
     assert len(pd.read_csv(run_dir / "search" / "mgda_log.csv")) >= 1
     assert (run_dir / "search" / "generations.csv").read_text() == nsga2_log
+
+
+def test_all_front_retraining_writes_the_rank_correlation_table(run_dir):
+    cli("retrain", str(run_dir), "--all-front", "--init", "supernet")
+    summary = pd.read_csv(run_dir / "retrain" / "summary.csv")
+    front = json.loads((run_dir / "search" / "front.json").read_text())["front"]
+    assert len(summary) >= len(front)
+    corr = json.loads((run_dir / "retrain" / "correlation.json").read_text())
+    for which in ("clean", "adv"):
+        pair = summary[[f"inherited_{which}_err", f"retrained_{which}_err"]]
+        for key, method in (("spearman_rho", "spearman"), ("kendall_tau", "kendall")):
+            expected = pair.corr(method).iloc[0, 1]
+            assert corr[f"{key}_{which}"] == pytest.approx(expected, nan_ok=True)
+
+
+def test_nsga2_runs_end_to_end_on_the_darts_space(tmp_path):
+    out = tmp_path / "darts"
+    cli("run", "quickstart", "--out", str(out), "--set", "space.name=darts",
+        "--set", "space.cells=3", "--set", "space.init_channels=4", *TINY)
+    front = json.loads((out / "search" / "front.json").read_text())
+    assert front["front"] and (out / "exports" / "lego.json").exists()
+    space = tamnas.build_space(tamnas.load_config(out / "config.toml"))
+    assert space.name == "darts"
+    for record in front["front"]:
+        space.validate(record["arch"])
