@@ -160,7 +160,8 @@ def _load_search(run: RunDir):
 
 
 def _front(cfg: Config, archive) -> pd.DataFrame:
-    return archive.front(cfg.search.objectives).sort_values("adv_err", kind="stable").reset_index(drop=True)
+    front = archive.front(cfg.search.objectives)
+    return front.sort_values("adv_err", kind="stable").reset_index(drop=True)
 
 
 def plot_stage(cfg: Config, run_dir: str | Path, *, device: torch.device = None,
@@ -259,7 +260,8 @@ def export_stage(cfg: Config, run_dir: str | Path, *, arch: str, fmt: str = "tor
     ctx = Context(cfg, run, device, quiet, resume)
     a, name = resolve_arch(arch, ctx)
     if weights is None:
-        weights = "retrained" if (run.root / "retrain" / name / "model.pt").exists() else "inherited"
+        retrained = (run.root / "retrain" / name / "model.pt").exists()
+        weights = "retrained" if retrained else "inherited"
     paths = _export(ctx, a, name, run.exports_dir, weights=weights, fmt=fmt)
     _say("export: " + ", ".join(str(p) for p in paths.values()), quiet)
     return paths
@@ -358,7 +360,8 @@ def evaluate_stage(cfg: Config, run_dir: str | Path, *, arch: str | None = None,
     if arch is None:
         done = sorted((run.root / "retrain").glob("*/scores.json"))
         if not done:
-            raise FileNotFoundError(f"{run.root} has no retrained nets; pass --arch front:K|lego|FILE")
+            raise FileNotFoundError(f"{run.root} has no retrained nets; "
+                                    "pass --arch front:K|lego|FILE")
         targets = [(ctx.space.validate(int(g) for g in json.loads(p.read_text())["arch"].split("-")),
                     p.parent.name) for p in done]
     else:
@@ -390,7 +393,8 @@ def evaluate_stage(cfg: Config, run_dir: str | Path, *, arch: str | None = None,
             acc = robustness.autoattack_accuracy(net, x, y, cfg.attack.eps, device)
             if dist.is_main():
                 atomic_write_json(out / "autoattack.json", {"eps": cfg.attack.eps, "accuracy": acc})
-            _say(f"evaluate: {name} AutoAttack (standard, eps {cfg.attack.eps:.4f}): {acc:.4f}", quiet)
+            _say(f"evaluate: {name} AutoAttack (standard, eps {cfg.attack.eps:.4f}): {acc:.4f}",
+                 quiet)
         tables.append(table)
     return tables
 

@@ -52,7 +52,7 @@ def test_run_writes_every_stage_and_a_consistent_front(run_dir):
     archive = pd.read_csv(run_dir / "search" / "archive.csv")
     assert len(archive) >= 6 and front
     # every front member is in the archive with the same scores, and none dominates another
-    scores = [(r["scores"]["adv_err"], r["scores"]["clean_err"], r["scores"]["params"]) for r in front]
+    scores = [tuple(r["scores"][k] for k in ("adv_err", "clean_err", "params")) for r in front]
     for i, a in enumerate(scores):
         for j, b in enumerate(scores):
             assert i == j or not (all(x <= y for x, y in zip(a, b)) and a != b)
@@ -78,7 +78,8 @@ def test_exported_front_member_reproduces_its_archived_clean_error(run_dir):
     evaluator = Evaluator.from_config(cfg, space, supernet, load_data(cfg.data, cfg.seed),
                                       torch.device("cpu"))
     with torch.no_grad():
-        wrong = int((net(evaluator.val_x).argmax(1) != evaluator.val_y).sum()) / len(evaluator.val_y)
+        wrong = int((net(evaluator.val_x).argmax(1) != evaluator.val_y).sum())
+    wrong /= len(evaluator.val_y)
     front = json.loads((run_dir / "search" / "front.json").read_text())["front"]
     assert tuple(record["genes"]) == tuple(front[0]["arch"])
     assert wrong == pytest.approx(front[0]["scores"]["clean_err"], abs=1e-9)
