@@ -6,6 +6,7 @@ skipped, a partial one resumes; `run_all` chains the main job.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Sequence
@@ -120,11 +121,12 @@ def search_stage(cfg: Config, run_dir: str | Path, *, strategy: str | None = Non
                  resume: bool = True, data=None) -> pd.DataFrame:
     from tamnas.search.nsga2 import format_front_table
 
-    if strategy is not None:  # cfg already holds the run's config and the user's overrides
-        cfg.search.strategy = strategy
-    if targets is not None:
-        cfg.search.mgda_targets = list(targets)
-    run = open_run(cfg, run_dir)
+    run = open_run(cfg, run_dir)  # records --set overrides; --strategy/--targets stay one-off
+    if strategy is not None or targets is not None:
+        cfg = copy.deepcopy(cfg)
+        cfg.search.strategy = strategy or cfg.search.strategy
+        if targets is not None:
+            cfg.search.mgda_targets = list(targets)
     ctx = Context(cfg, run, device, quiet, resume, data)
     strategy_cls = _strategy(cfg.search.strategy)
     _say(f"search: {cfg.search.strategy} over {ctx.space.name} -> {run.search_dir}", quiet)

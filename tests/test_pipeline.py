@@ -108,6 +108,8 @@ def test_mgda_points_join_the_same_archive(run_dir):
     assert len(archive) > n_before and "mgda" in set(archive["strategy"])
     assert len(pd.read_csv(run_dir / "search" / "mgda_log.csv")) >= 1
     assert (run_dir / "search" / "generations.csv").read_text() == nsga2_log
+    # --strategy is for this command only: the run's recorded strategy stays NSGA-II
+    assert tamnas.load_config(run_dir / "config.toml").search.strategy == "nsga2"
 
 
 def test_all_front_retraining_writes_the_rank_correlation_table(run_dir):
