@@ -115,16 +115,22 @@ class Objective:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
 
 
+def _ce_update(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+               acc_name: str) -> dict[str, torch.Tensor]:
+    """Cross-entropy on `x` (clean or adversarial), backward in train mode."""
+    with train_mode(model):
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+    return {"loss": loss, acc_name: _accuracy(logits, y)}
+
+
 @register_objective("standard")
 class Standard(Objective):
     """Cross-entropy on clean images."""
 
     def _backward(self, model, x, y):
-        with train_mode(model):
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            loss.backward()
-        return {"loss": loss, "clean_acc": _accuracy(logits, y)}
+        return _ce_update(model, x, y, "clean_acc")
 
     @classmethod
     def from_config(cls, cfg, generator=None):
@@ -143,11 +149,7 @@ class PgdAT(Objective):
 
     def _backward(self, model, x, y):
         x_adv = pgd(model, x, y, self.eps, self.steps, self.step_size, generator=self.generator)
-        with train_mode(model):
-            logits = model(x_adv)
-            loss = F.cross_entropy(logits, y)
-            loss.backward()
-        return {"loss": loss, "adv_acc": _accuracy(logits, y)}
+        return _ce_update(model, x_adv, y, "adv_acc")
 
     @classmethod
     def from_config(cls, cfg, generator=None):
@@ -168,11 +170,7 @@ class FgsmRS(Objective):
     def _backward(self, model, x, y):
         x_adv = fgsm(model, x, y, self.eps, random_start=True, step_size=self.step_size,
                      generator=self.generator)
-        with train_mode(model):
-            logits = model(x_adv)
-            loss = F.cross_entropy(logits, y)
-            loss.backward()
-        return {"loss": loss, "adv_acc": _accuracy(logits, y)}
+        return _ce_update(model, x_adv, y, "adv_acc")
 
     @classmethod
     def from_config(cls, cfg, generator=None):

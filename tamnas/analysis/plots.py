@@ -102,6 +102,14 @@ def _size_legend(ax, params: np.ndarray, largest: float):
                      borderpad=0.9, frameon=True, fontsize="small", title_fontsize="small")
 
 
+def _place_legends(ax, handles: list, size_leg) -> None:
+    """The key top right and the size legend below it, outside the axes: no point is hidden."""
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small",
+              frameon=True)
+    if size_leg is not None:
+        ax.add_artist(size_leg)
+
+
 def _percent_axes(ax, x: str, y: str) -> None:
     ax.set_xlabel(LABELS.get(x, x))
     ax.set_ylabel(LABELS.get(y, y))
@@ -172,10 +180,7 @@ def front_figure(archive_df: pd.DataFrame, front_df: pd.DataFrame, *, x: str = "
                       label=f"non-dominated ({len(front_df)})")]
     handles += [Line2D([], [], ls="", marker=m, mfc="white", mec="black", ms=7, label=s)
                 for s, m in markers.items()]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small",
-              frameon=True)  # outside the axes: a legend never hides a point
-    if size_leg is not None:
-        ax.add_artist(size_leg)
+    _place_legends(ax, handles, size_leg)
     ax.set_title(title or "Non-dominated front (inherited weights)")
     return fig
 
@@ -244,10 +249,7 @@ def retrained_figure(front_df: pd.DataFrame, retrained_df: pd.DataFrame, *,
                               ms=7, label="inherited weights (before)"))
     handles += [Line2D([], [], ls="", marker=m, mfc="white", mec="black", ms=7, label=f"init: {s}")
                 for s, m in markers.items()]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small",
-              frameon=True)  # outside the axes: a legend never hides a point
-    if size_leg is not None:
-        ax.add_artist(size_leg)
+    _place_legends(ax, handles, size_leg)
     ax.set_title(title or "Front members after retraining")
     return fig
 
