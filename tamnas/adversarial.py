@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tamnas.attacks import eval_mode, fgsm, noise_like, pgd, train_mode
+from tamnas.attacks import eval_mode, fgsm, noise_like, pgd, preserved_bn_state, train_mode
 
 OBJECTIVES: dict[str, type[Objective]] = {}
 FIRST_LAYER_GRAD = ("discard", "hamiltonian")
@@ -65,16 +65,8 @@ def trades_kl(logits_adv: torch.Tensor, logits_clean: torch.Tensor) -> torch.Ten
 @contextmanager
 def train_mode_frozen_bn(model: nn.Module) -> Iterator[nn.Module]:
     """Train mode (batch statistics) while every BatchNorm buffer is put back on exit."""
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [{k: v.clone() for k, v in m._buffers.items() if v is not None} for m in layers]
-    try:
-        with train_mode(model):
-            yield model
-    finally:
-        with torch.no_grad():
-            for m, buffers in zip(layers, saved):
-                for k, v in buffers.items():
-                    m._buffers[k].copy_(v)
+    with preserved_bn_state(model), train_mode(model):
+        yield model
 
 
 def _nonneg(name: str, **values: float) -> None:

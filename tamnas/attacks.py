@@ -24,27 +24,40 @@ AUTOATTACK_HINT = "AutoAttack needs the optional extra: pip install 'tamnas[atta
 
 
 @contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode inside; every submodule's own flag restored on exit (mixed modes survive)."""
+def _mode(model: nn.Module, training: bool) -> Iterator[nn.Module]:
     flags = [(m, m.training) for m in model.modules()]
-    model.eval()
+    model.train(training)
     try:
         yield model
     finally:
-        for m, training in flags:
-            m.training = training
+        for m, flag in flags:
+            m.training = flag
+
+
+def eval_mode(model: nn.Module):
+    """Eval mode inside; every submodule's own flag restored on exit (mixed modes survive)."""
+    return _mode(model, False)
+
+
+def train_mode(model: nn.Module):
+    """Train mode inside; every submodule's own flag restored on exit."""
+    return _mode(model, True)
 
 
 @contextmanager
-def train_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Train mode inside; every submodule's own flag restored on exit."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.train()
+def preserved_bn_state(model: nn.Module) -> Iterator[nn.Module]:
+    """Every BatchNorm buffer and momentum put back on exit, whatever ran inside."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [({k: v.clone() for k, v in m._buffers.items() if v is not None}, m.momentum)
+             for m in layers]
     try:
         yield model
     finally:
-        for m, training in flags:
-            m.training = training
+        with torch.no_grad():
+            for m, (buffers, momentum) in zip(layers, saved):
+                for k, v in buffers.items():
+                    m._buffers[k].copy_(v)
+                m.momentum = momentum
 
 
 def noise_like(x: torch.Tensor, kind: str = "uniform",
@@ -297,6 +310,7 @@ __all__ = [
     "eval_mode",
     "fgsm",
     "noise_like",
+    "preserved_bn_state",
     "pgd",
     "robust_accuracy",
     "train_mode",

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tamnas import distributed as dist
-from tamnas.attacks import Attack
+from tamnas.attacks import Attack, eval_mode, preserved_bn_state
 from tamnas.metrics import ood_aupr
 from tamnas.search.archive import Archive
 from tamnas.supernets.base import Arch, SearchSpace, Supernet
@@ -33,20 +33,10 @@ def _bn_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 
 @contextmanager
-def preserved_bn_state(module: nn.Module) -> Iterator[None]:
-    """Restore every BatchNorm buffer, momentum and the train flag on exit."""
-    layers = _bn_layers(module)
-    saved = [({k: v.clone() for k, v in m._buffers.items() if v is not None}, m.momentum)
-             for m in layers]
-    training = module.training
-    try:
+def preserved_supernet(module: nn.Module) -> Iterator[None]:
+    """BatchNorm buffers, momenta and every train/eval flag as they were, on exit."""
+    with preserved_bn_state(module), eval_mode(module):
         yield
-    finally:
-        for m, (buffers, momentum) in zip(layers, saved):
-            for k, v in buffers.items():
-                m._buffers[k].copy_(v)
-            m.momentum = momentum
-        module.train(training)
 
 
 class Evaluator:
@@ -112,7 +102,7 @@ class Evaluator:
 
     def score(self, arch: Arch) -> dict[str, float]:
         """Score one arch now, bypassing the archive."""
-        with preserved_bn_state(self.supernet):
+        with preserved_supernet(self.supernet):
             self._recalibrate(arch)
             model = self.supernet.path(arch).eval()
             clean_wrong, adv_wrong, logits = self._errors(model, self._attack_for(arch))
@@ -128,7 +118,7 @@ class Evaluator:
 
     def calibrated_state(self, arch: Arch) -> dict[str, torch.Tensor]:
         """`extract(arch)` with BatchNorm statistics recalibrated for this arch (for export)."""
-        with preserved_bn_state(self.supernet):
+        with preserved_supernet(self.supernet):
             self._recalibrate(arch)
             return {k: v.detach().clone() for k, v in self.supernet.extract(arch).items()}
 
