@@ -87,14 +87,10 @@ class Evaluator:
         self.stats["cache_hits"] += len(archs) - len(todo)
         if todo:
             tic = time.perf_counter()
-            # One arch gains nothing from sharding: every rank that asks scores it (scores
-            # are a function of the arch), without a collective, so rank-0-only callers work.
-            shard = len(todo) > 1
-            mine = dist.shard(todo) if shard else todo
-            local = [self.score(a) for a in tqdm(mine, desc="evaluate", leave=False,
+            # Every rank calls this (rank-0-only callers run inside `dist.local_only()`).
+            local = [self.score(a) for a in tqdm(dist.shard(todo), desc="evaluate", leave=False,
                                                  disable=self.quiet or not dist.is_main())]
-            scored = dist.gather_sharded(local, len(todo)) if shard else local
-            for arch, scores in zip(todo, scored):
+            for arch, scores in zip(todo, dist.gather_sharded(local, len(todo))):
                 self.archive.add(arch, scores, **meta)
             self.stats["evaluations"] += len(todo)
             self.stats["seconds"] += time.perf_counter() - tic
