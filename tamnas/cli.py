@@ -122,6 +122,14 @@ def resolve_device(name: str):
     return device
 
 
+def _targets(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--targets {text!r}: give comma-separated parameter counts, "
+                         "e.g. 150000,250000") from None
+
+
 def dispatch(args: argparse.Namespace) -> int:
     from tamnas import distributed as dist
     from tamnas import pipeline
@@ -131,6 +139,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
         print("\n".join(preset_names()))
         return 0
+    targets = _targets(args.targets) if getattr(args, "targets", None) else None
     cfg = resolve_config(args)
     device = resolve_device(args.device)
     dist.init_from_env(args.device)
@@ -143,7 +152,6 @@ def dispatch(args: argparse.Namespace) -> int:
     elif args.command == "train-supernet":
         pipeline.train_stage(cfg, args.out, **opts)
     elif args.command == "search":
-        targets = [float(t) for t in args.targets.split(",")] if args.targets else None
         pipeline.search_stage(cfg, args.run, strategy=args.strategy, targets=targets, **opts)
     elif args.command == "plot":
         pipeline.plot_stage(cfg, args.run, **opts)

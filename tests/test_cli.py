@@ -18,6 +18,8 @@ from tamnas.cli import main
      "expected section.key=value"),
     (["search", "{tmp}/not-a-run"], "is not a tamnas run directory"),
     (["plot", "{tmp}/not-a-run"], "is not a tamnas run directory"),
+    (["search", "{tmp}/r", "--strategy", "mgda", "--targets", "1e5,big"],
+     "--targets '1e5,big': give comma-separated parameter counts"),
     (["train-supernet", "quickstart", "--out", "{tmp}/r", "--device", "tpu"], "--device"),
     (["train-supernet", "quickstart", "--out", "{tmp}/r", "--config", "{tmp}/missing.toml"],
      "missing.toml does not exist"),
