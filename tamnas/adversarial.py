@@ -22,20 +22,25 @@ train-mode accuracy stayed above 0.9). Either way only the update's passes
 move the running statistics. Each submodule's train/eval flag is restored
 when `step` returns.
 
+`adversary_bn="batch"` runs every adversary in train mode with the BatchNorm
+buffers restored (`attacks.batch_stats_mode`) instead of eval mode. That is
+the setting for supernet training: a supernet's running statistics average
+over many recently drawn paths and fit none of them, so an eval-mode
+adversary attacks a network other than the sampled subnet.
+
 Randomness (start noise) comes from the `generator` an objective holds; with
 None the global torch RNG is used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tamnas.attacks import eval_mode, fgsm, noise_like, pgd, preserved_bn_state, train_mode
+from tamnas.attacks import ADVERSARY_MODES, batch_stats_mode, fgsm, noise_like, pgd, train_mode
 
 OBJECTIVES: dict[str, type[Objective]] = {}
 FIRST_LAYER_GRAD = ("discard", "hamiltonian")
@@ -62,13 +67,6 @@ def trades_kl(logits_adv: torch.Tensor, logits_clean: torch.Tensor) -> torch.Ten
                     reduction="sum") / logits_adv.shape[0]
 
 
-@contextmanager
-def train_mode_frozen_bn(model: nn.Module) -> Iterator[nn.Module]:
-    """Train mode (batch statistics) while every BatchNorm buffer is put back on exit."""
-    with preserved_bn_state(model), train_mode(model):
-        yield model
-
-
 def _nonneg(name: str, **values: float) -> None:
     for key, value in values.items():
         if value < 0:
@@ -80,8 +78,13 @@ class Objective:
 
     name = "abstract"
 
-    def __init__(self, generator: torch.Generator | None = None):
+    def __init__(self, generator: torch.Generator | None = None, adversary_bn: str = "eval"):
+        if adversary_bn not in ADVERSARY_MODES:
+            raise ValueError(f"train.adversary_bn: {adversary_bn!r} is unknown; choose one of "
+                             f"{', '.join(ADVERSARY_MODES)}")
         self.generator = generator
+        self.adversary_bn = adversary_bn
+        self.adversary_mode = ADVERSARY_MODES[adversary_bn]
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              optimizer: torch.optim.Optimizer | None = None) -> dict[str, float]:
@@ -103,7 +106,7 @@ class Objective:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        fields = {k: v for k, v in vars(self).items() if k != "generator"}
+        fields = {k: v for k, v in vars(self).items() if k not in ("generator", "adversary_mode")}
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
 
 
@@ -134,18 +137,20 @@ class PgdAT(Objective):
     """Madry et al.: cross-entropy on PGD examples (uniform random start)."""
 
     def __init__(self, eps: float, steps: int, step_size: float,
-                 generator: torch.Generator | None = None):
-        super().__init__(generator)
+                 generator: torch.Generator | None = None, adversary_bn: str = "eval"):
+        super().__init__(generator, adversary_bn)
         _nonneg("pgd_at", eps=eps, steps=steps, step_size=step_size)
         self.eps, self.steps, self.step_size = eps, steps, step_size
 
     def _backward(self, model, x, y):
-        x_adv = pgd(model, x, y, self.eps, self.steps, self.step_size, generator=self.generator)
+        x_adv = pgd(model, x, y, self.eps, self.steps, self.step_size, generator=self.generator,
+                    mode=self.adversary_mode)
         return _ce_update(model, x_adv, y, "adv_acc")
 
     @classmethod
     def from_config(cls, cfg, generator=None):
-        return cls(cfg.eps, cfg.pgd_steps, cfg.pgd_step_size, generator=generator)
+        return cls(cfg.eps, cfg.pgd_steps, cfg.pgd_step_size, generator=generator,
+                   adversary_bn=cfg.adversary_bn)
 
 
 @register_objective("fgsm_rs")
@@ -153,20 +158,21 @@ class FgsmRS(Objective):
     """Wong et al.: uniform start in the eps-ball, one signed step of `step` (1.25 eps), project."""
 
     def __init__(self, eps: float, step: float | None = None,
-                 generator: torch.Generator | None = None):
-        super().__init__(generator)
+                 generator: torch.Generator | None = None, adversary_bn: str = "eval"):
+        super().__init__(generator, adversary_bn)
         step = 1.25 * eps if step is None else step
         _nonneg("fgsm_rs", eps=eps, step=step)
         self.eps, self.step_size = eps, step
 
     def _backward(self, model, x, y):
         x_adv = fgsm(model, x, y, self.eps, random_start=True, step_size=self.step_size,
-                     generator=self.generator)
+                     generator=self.generator, mode=self.adversary_mode)
         return _ce_update(model, x_adv, y, "adv_acc")
 
     @classmethod
     def from_config(cls, cfg, generator=None):
-        return cls(cfg.eps, cfg.fgsm_step * cfg.eps, generator=generator)
+        return cls(cfg.eps, cfg.fgsm_step * cfg.eps, generator=generator,
+                   adversary_bn=cfg.adversary_bn)
 
 
 def _trades_update(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
@@ -190,19 +196,20 @@ class Trades(Objective):
     START_STD = 0.001
 
     def __init__(self, beta: float, eps: float, steps: int, step_size: float,
-                 generator: torch.Generator | None = None):
-        super().__init__(generator)
+                 generator: torch.Generator | None = None, adversary_bn: str = "eval"):
+        super().__init__(generator, adversary_bn)
         _nonneg("trades", beta=beta, eps=eps, steps=steps, step_size=step_size)
         self.beta, self.eps, self.steps, self.step_size = beta, eps, steps, step_size
 
     def _backward(self, model, x, y):
         x_adv = pgd(model, x, y, self.eps, self.steps, self.step_size, loss="kl",
-                    generator=self.generator, start_std=self.START_STD)
+                    generator=self.generator, start_std=self.START_STD, mode=self.adversary_mode)
         return _trades_update(model, x, x_adv, y, self.beta)
 
     @classmethod
     def from_config(cls, cfg, generator=None):
-        return cls(cfg.beta, cfg.eps, cfg.pgd_steps, cfg.pgd_step_size, generator=generator)
+        return cls(cfg.beta, cfg.eps, cfg.pgd_steps, cfg.pgd_step_size, generator=generator,
+                   adversary_bn=cfg.adversary_bn)
 
 
 @register_objective("trades_yopo")
@@ -241,8 +248,8 @@ class TradesYopo(Objective):
 
     def __init__(self, m: int = 5, n: int = 3, eps: float = 8 / 255, sigma: float = 0.007,
                  beta: float = 1.0, first_layer_grad: str = "discard",
-                 generator: torch.Generator | None = None):
-        super().__init__(generator)
+                 generator: torch.Generator | None = None, adversary_bn: str = "eval"):
+        super().__init__(generator, adversary_bn)
         if m < 1 or n < 1:
             raise ValueError(f"trades_yopo: m and n must be >= 1, got m={m}, n={n}")
         _nonneg("trades_yopo", eps=eps, sigma=sigma, beta=beta)
@@ -256,9 +263,9 @@ class TradesYopo(Objective):
                 x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """The adversary alone: (eta, summed Pontryagin gradients of layer one or None).
 
-        Eval mode for "discard", train mode with BatchNorm statistics restored
-        for "hamiltonian" (module docstring); touches no weight, `.grad` or
-        BatchNorm statistic.
+        The objective's adversary mode for "discard" (eval by default), train
+        mode with BatchNorm statistics restored for "hamiltonian" (module
+        docstring); touches no weight, `.grad` or BatchNorm statistic.
         """
         hamiltonian = self.first_layer_grad == "hamiltonian"
         if not (hasattr(model, "first_layer") and hasattr(model, "forward_from_first")):
@@ -269,7 +276,7 @@ class TradesYopo(Objective):
         total = [torch.zeros_like(p) for p in params] if hamiltonian else None
         x = x.detach()
         eta = self.START_STD * noise_like(x, "normal", self.generator)
-        mode = train_mode_frozen_bn if hamiltonian else eval_mode
+        mode = batch_stats_mode if hamiltonian else self.adversary_mode
         with mode(model), torch.enable_grad():
             with torch.no_grad():
                 q = F.softmax(model(x), dim=1)
@@ -310,7 +317,7 @@ class TradesYopo(Objective):
     @classmethod
     def from_config(cls, cfg, generator=None):
         return cls(cfg.yopo_m, cfg.yopo_n, cfg.eps, cfg.yopo_sigma, cfg.beta,
-                   cfg.first_layer_grad, generator=generator)
+                   cfg.first_layer_grad, generator=generator, adversary_bn=cfg.adversary_bn)
 
 
 def build_objective(train_cfg, generator: torch.Generator | None = None) -> Objective:

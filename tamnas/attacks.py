@@ -60,6 +60,22 @@ def preserved_bn_state(model: nn.Module) -> Iterator[nn.Module]:
                 m.momentum = momentum
 
 
+@contextmanager
+def batch_stats_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Train mode (BatchNorm on batch statistics) with every BatchNorm buffer put back on exit.
+
+    What an adversary inside supernet training runs in: the running
+    statistics of a supernet are an average over recently drawn paths and
+    belong to none of them, so an eval-mode adversary attacks a network that
+    is not the one being trained.
+    """
+    with preserved_bn_state(model), train_mode(model):
+        yield model
+
+
+ADVERSARY_MODES = {"eval": eval_mode, "batch": batch_stats_mode}
+
+
 def noise_like(x: torch.Tensor, kind: str = "uniform",
                generator: torch.Generator | None = None) -> torch.Tensor:
     """U(-1, 1) or N(0, 1) noise shaped like x, on x's device.
@@ -131,8 +147,12 @@ def _pgd_once(model: nn.Module, x: torch.Tensor, target: torch.Tensor, lo: torch
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, steps: int,
         step_size: float, restarts: int = 1, loss: str = "ce", random_start: bool = True,
-        generator: torch.Generator | None = None, start_std: float | None = None) -> torch.Tensor:
+        generator: torch.Generator | None = None, start_std: float | None = None,
+        mode=eval_mode) -> torch.Tensor:
     """L-inf PGD (Madry et al.); loss "kl" is TRADES' inner maximisation of KL(f(x) || f(x')).
+
+    `mode` is the context the model runs in: eval mode for evaluation,
+    `batch_stats_mode` for an adversary inside training (see there).
 
     The random start is uniform in the eps-ball, or N(0, start_std^2) when
     `start_std` is given (TRADES starts at x + 0.001 randn: its KL has zero
@@ -145,7 +165,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, s
     if eps == 0 or steps == 0:
         return x
     lo, hi = torch.clamp(x - eps, min=0.0), torch.clamp(x + eps, max=1.0)
-    with eval_mode(model), torch.enable_grad():
+    with mode(model), torch.enable_grad():
         target = _target(model, x, y, loss)
         best = best_wrong = best_loss = None
         for _ in range(restarts):
@@ -169,7 +189,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, s
 
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
          random_start: bool = False, step_size: float | None = None,
-         generator: torch.Generator | None = None) -> torch.Tensor:
+         generator: torch.Generator | None = None, mode=eval_mode) -> torch.Tensor:
     """One signed gradient step (Goodfellow et al.); random_start=True is FGSM-RS.
 
     Plain FGSM steps eps from x. FGSM-RS (Wong et al., "Fast is better than
@@ -186,7 +206,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
         step = 1.25 * eps if step_size is None else step_size
     else:
         start, step = x, eps
-    with eval_mode(model), torch.enable_grad():
+    with mode(model), torch.enable_grad():
         x_adv = start.clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(F.cross_entropy(model(x_adv), y, reduction="sum"), x_adv)
     return torch.clamp(start + step * grad.sign(), lo, hi).detach()
@@ -303,15 +323,17 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
 
 
 __all__ = [
+    "ADVERSARY_MODES",
     "AUTOATTACK_HINT",
     "Attack",
     "MissingExtraError",
     "autoattack",
+    "batch_stats_mode",
     "eval_mode",
     "fgsm",
     "noise_like",
-    "preserved_bn_state",
     "pgd",
+    "preserved_bn_state",
     "robust_accuracy",
     "train_mode",
 ]

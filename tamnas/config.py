@@ -111,6 +111,8 @@ class TrainConfig:
     yopo_n: int = _f(3, low=1)
     yopo_sigma: float = _f(0.007, low=0.0)
     first_layer_grad: str = _f("discard", choices=("discard", "hamiltonian"))
+    adversary_bn: str = _f("eval", choices=("eval", "batch"),
+                           help="BatchNorm of the training adversary: running (eval) or batch statistics")
     pgd_steps: int = _f(10, low=1)
     pgd_step_size: float = _f(2 / 255, low=0.0)
     fgsm_step: float = _f(1.25, low=0.0, help="FGSM-RS step as a multiple of eps")

@@ -316,3 +316,27 @@ def test_objectives_train_a_supernet_path_through_the_subnet_view():
                                  optimizer=torch.optim.SGD(supernet.parameters(), lr=0.1))
         assert all(np.isfinite(v) for v in metrics.values())
     assert not torch.equal(stem, before)
+
+
+@pytest.mark.parametrize("m", [1, 3])
+def test_batch_statistics_adversary_is_the_train_mode_perturbation_and_keeps_bn_buffers(m):
+    """adversary_bn="batch": YOPO's rounds see batch-statistics BN, as the weight update does."""
+    model, x, y = cnn_batch(4)
+    with torch.no_grad():                    # running statistics far from the batch's own
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.fill_(0.7)
+                mod.running_var.fill_(3.0)
+    eps, sigma, seed = 0.1, 0.03, 5
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    objective = TradesYopo(m, 1, eps, sigma, 1.0, generator=torch.Generator().manual_seed(seed),
+                           adversary_bn="batch")
+    eta, _ = objective.perturb(model, x)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in buffers.items())
+    train_etas, _ = hand_yopo_m_1(copy.deepcopy(model), x, eps, sigma, seed, train=True, m=m)
+    eval_etas, _ = hand_yopo_m_1(copy.deepcopy(model), x, eps, sigma, seed, train=False, m=m)
+    # signs of float32 gradients may flip where a gradient is ~0: compare the bulk, not every pixel
+    assert (eta - train_etas[-1]).abs().le(1e-6).float().mean() > 0.99
+    assert (eta - eval_etas[-1]).abs().le(1e-6).float().mean() < 0.9
+    with pytest.raises(ValueError, match="adversary_bn"):
+        TradesYopo(m, 1, eps, sigma, 1.0, adversary_bn="running")

@@ -20,7 +20,6 @@ from tamnas.supernets.base import Arch, Supernet
 from tamnas.supernets.shufflenet.blocks import FirstLayer, Head, share_module, slice_state
 from tamnas.supernets.shufflenet.space import BLOCKS
 
-
 WEIGHT_SHARING = ("none", "projection", "kernel", "family")
 
 
