@@ -82,6 +82,41 @@ class SearchSpace:
         """Smallest and largest parameter count reachable (exact for additive tables)."""
         raise NotImplementedError
 
+    def spread_by_params(self, rng: np.random.Generator, n: int, steps: int = 400) -> list[Arch]:
+        """n distinct archs whose parameter counts are spread evenly over the whole space.
+
+        Uniform samples crowd around the median size (a sum of many independent
+        choices), so archs taken from them all reach about the same accuracy and
+        say little about how well a predictor ranks. Here arch i walks from a
+        uniform sample towards the parameter target lo + (i + 0.5) / n (hi - lo),
+        one re-drawn gene at a time (illegal moves skipped), keeping every draw that comes no farther
+        from the target: the sizes spread over [lo, hi] while every other aspect
+        stays random. Deterministic given `rng`.
+        """
+        if n < 1:
+            raise ValueError(f"spread_by_params: n must be >= 1, got {n}")
+        lo, hi = self.params_bounds()
+        archs: list[Arch] = []
+        for i in range(n):
+            target = lo + (i + 0.5) / n * (hi - lo)
+            arch = list(self.sample(rng))
+            gap = abs(self.params(tuple(arch)) - target)
+            for _ in range(steps):
+                j = int(rng.integers(len(self.genes)))
+                trial = list(arch)
+                trial[j] = int(rng.integers(self.genes[j].choices))
+                try:
+                    d = abs(self.params(tuple(trial)) - target)
+                except ValueError:       # the move broke a rule of the space (e.g. DARTS' two inputs)
+                    continue
+                if d <= gap and tuple(trial) not in archs:
+                    arch, gap = trial, d
+            archs.append(self.validate(arch))
+        if len(set(archs)) < n:
+            raise ValueError(f"{self.name}: could not find {n} distinct archs spread by size; "
+                             f"ask for fewer")
+        return archs
+
     # --- costs ------------------------------------------------------------
     def params(self, arch: Arch) -> int:
         raise NotImplementedError
