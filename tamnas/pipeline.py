@@ -67,8 +67,12 @@ def space_info(cfg: Config, n_samples: int = 500) -> str:
     from tamnas.supernets.info import format_space_info
     from tamnas.supernets.info import space_info as _info
 
+    from tamnas.train import SamplingSchedule
+
     space = build_space(cfg)
-    return format_space_info(_info(space, np.random.default_rng(cfg.seed), n_samples=n_samples))
+    schedule = SamplingSchedule(space, cfg.train, tuple(cfg.space.ratios))
+    return format_space_info(_info(space, np.random.default_rng(cfg.seed), n_samples=n_samples,
+                                   schedule=schedule))
 
 
 def supernet_epochs_done(run: RunDir) -> int:
