@@ -410,6 +410,13 @@ class ShuffleNetSpace(SearchSpace):
         raise ValueError(f"{self.name}: no arch with params in [{lo}, {hi}] found after {tried} draws; "
                          f"this space spans [{p_lo}, {p_hi}] params")
 
+    def sample_params(self, rng: np.random.Generator, n: int,
+                      allowed: Mapping[str, Sequence[int]] | None = None) -> np.ndarray:
+        """Params of `n` uniform samples (as `sample` without a range draws them), vectorised."""
+        options = [np.asarray(self.allowed_values(g, allowed), dtype=np.int64) for g in self.genes]
+        draws = np.stack([o[rng.integers(len(o), size=int(n))] for o in options], axis=1)
+        return self._batch_cost("params", draws)
+
     def n_legal(self, allowed: Mapping[str, Sequence[int]] | None = None) -> int:
         """Number of legal archs (genes are independent once stride-2 layers drop pure robust ids)."""
         return math.prod(len(self.allowed_values(g, allowed)) for g in self.genes)
