@@ -7,6 +7,15 @@ offer only the ids <= 17, which come first, so their block gene simply has
 fewer choices. Parameters and multiply-adds are closed-form per (layer, block,
 ratio) and tabulated once; params(arch) and flops(arch) are sums of lookups.
 
+Two layout options cover what Table I and Fig. 4 leave open (README "Model
+size and the head" has the evidence): `head` "compact" is 176 -> SE -> 1024,
+"table1" reads Table I's "SE 920" row as 176 -> SE -> 920 -> 1024 (about
+0.92M more parameters); `ratio_base` "half" scales a shuffle block's branch
+width out // 2, "full" its whole output width. Only table1 + full puts most
+uniform samples inside section III-C's windows (64% / 93% for phase 1 / 2,
+against 0% for compact + half), so the paper presets use it; the defaults
+stay compact + half.
+
 FLOPs are multiply-adds for one input image: convolutions (out pixels x
 in/groups x k x k x out channels), linear layers, and the two matrix products
 of each non-local layer (N^2 x pairwise channels and N^2 x inner, N = H x W).
