@@ -160,3 +160,20 @@ def test_training_warns_once_about_a_window_few_samples_reach(caplog):
     with caplog.at_level(logging.WARNING, logger="tamnas"):
         assert warn_sparse_windows(SamplingSchedule(paper, cfg.train, tuple(cfg.space.ratios))) == []
     assert not caplog.records
+
+
+def test_an_exported_table1_full_arch_rebuilds_with_its_layout(tmp_path):
+    import torch
+    from shufflenet_configs import CONFIGS
+
+    from tamnas.analysis.export import export_arch, load_arch
+
+    space = tamnas.build_space(tamnas.load_config("quickstart", CONFIGS["tiny-table1-full"]))
+    supernet = space.build_supernet().eval()
+    arch = space.sample(np.random.default_rng(2))
+    paths = export_arch(space, arch, tmp_path, "a", state_dict=supernet.extract(arch))
+    net = load_arch(paths["json"], weights=True).eval()
+    assert any(k.startswith("head.expand.0.") for k in net.state_dict())
+    x = torch.rand(3, space.in_channels, space.resolution, space.resolution)
+    with torch.no_grad():   # same weights, same float32 ops: logits of order 1 agree to ~1e-6
+        torch.testing.assert_close(net(x), supernet(x, arch), rtol=1e-4, atol=1e-5)
