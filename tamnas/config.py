@@ -73,6 +73,8 @@ class SpaceConfig:
     blocks: list = _f(list(range(22)), help="block ids offered (DESIGN.md 4.1)")
     nonlocal_reduction: int = _f(2, low=1, help="non-local inner channels = channels // this")
     se_reduction: int = _f(4, low=1)
+    weight_sharing: str = _f("family", choices=("none", "projection", "kernel", "family"),
+                             help="which candidates of a choice layer share weights in the supernet")
     # DARTS cell space (papers 000-003)
     cells: int = _f(8, low=3)
     init_channels: int = _f(16, low=1)

@@ -16,8 +16,9 @@ torch.set_num_threads(1)   # tiny tensors: threads only contend on a shared 2-co
 
 
 
-def space_of(name: str) -> ShuffleNetSpace:
-    return tamnas.build_space(tamnas.load_config("quickstart", CONFIGS[name]))
+def space_of(name: str, **overrides) -> ShuffleNetSpace:
+    cfg = {**CONFIGS[name], **{f"space.{k}": v for k, v in overrides.items()}}
+    return tamnas.build_space(tamnas.load_config("quickstart", cfg))
 
 
 def randomized_supernet(space: ShuffleNetSpace, seed: int = 0):
@@ -83,7 +84,7 @@ def test_forward_is_first_layer_then_the_rest_and_layer_one_is_a_bare_conv():
 
 
 def test_archs_sharing_a_layer_choice_share_its_weights():
-    space = space_of("tiny")
+    space = space_of("tiny", weight_sharing="none")     # candidates own their weights
     supernet = randomized_supernet(space)
     x = inputs(space)
     # same block in layer 2 (ShuffleV2 k3), different ratios there and different choices elsewhere
@@ -108,7 +109,7 @@ def test_archs_sharing_a_layer_choice_share_its_weights():
 
 
 def test_single_path_training_touches_only_the_path():
-    space = space_of("tiny")
+    space = space_of("tiny", weight_sharing="none")     # candidates own their weights
     supernet = randomized_supernet(space).train()
     arch = (2, 4, 5, 1, 19, 3)
     loss = supernet(inputs(space, 4), arch).square().mean()

@@ -17,16 +17,71 @@ import torch.nn.functional as F
 from torch import nn
 
 from tamnas.supernets.base import Arch, Supernet
-from tamnas.supernets.shufflenet.blocks import FirstLayer, Head, slice_state
+from tamnas.supernets.shufflenet.blocks import FirstLayer, Head, share_module, slice_state
+from tamnas.supernets.shufflenet.space import BLOCKS
+
+
+WEIGHT_SHARING = ("none", "projection", "kernel", "family")
+
+
+def entangle(candidates: Sequence[nn.Module], block_ids: Sequence[int], level: str) -> None:
+    """Tie the weights of candidates that do the same job (DESIGN.md 6.1), in place.
+
+    Each level adds to the one before:
+    - projection: the stride-2 projection branch is one branch for every shuffle candidate
+      (its dw kernel the largest offered, smaller kernels its centre crop), so the
+      feature path that bypasses the main branch stays the same whichever block is drawn;
+    - kernel: blocks that differ only in kernel size are one block with an elastic kernel;
+    - family: within a family the main branch and SE are shared across non-local modes too
+      (each non-local mode keeps its own non-local layer), and the pure robust blocks of one
+      pairwise kind share their non-local embeddings and SE.
+    """
+    if level not in WEIGHT_SHARING:
+        raise ValueError(f"space.weight_sharing: {level!r} is unknown; choose one of "
+                         f"{', '.join(WEIGHT_SHARING)}")
+    if level == "none":
+        return
+    specs = [BLOCKS[b] for b in block_ids]
+    shuffle = [(c, s) for c, s in zip(candidates, specs) if s.family != "robust"]
+    if shuffle and shuffle[0][0].stride == 2:
+        _tie([c for c, _ in shuffle], shuffle[0][0].PROJECTION)
+    if level == "projection":
+        return
+    body = (lambda s: (s.family, s.nonlocal_mode)) if level == "kernel" else (lambda s: s.family)
+    for group in _groups(shuffle, body):
+        _tie(group, group[0].main_modules() + ("se",))
+    for group in _groups([(c, s) for c, s in shuffle if s.nonlocal_mode], lambda s: (s.family, s.nonlocal_mode)):
+        _tie(group, ("nl",))
+    if level == "family":
+        robust = [(c, s) for c, s in zip(candidates, specs) if s.family == "robust"]
+        for group in _groups(robust, lambda s: s.nonlocal_mode):
+            embeddings = ("nl.theta", "nl.phi", "nl.g") if group[0].nl.mode == "embedded" else ("nl.g",)
+            _tie(group, embeddings + ("se",))
+
+
+def _groups(members, key) -> list[list[nn.Module]]:
+    out: dict = {}
+    for c, s in members:
+        out.setdefault(key(s), []).append(c)
+    return [g for g in out.values() if len(g) > 1]
+
+
+def _tie(group: Sequence[nn.Module], names: Sequence[str]) -> None:
+    """Every member uses the modules `names` of the member with the largest kernel."""
+    owner = max(group, key=lambda c: getattr(c, "kernel", 0) or 0)
+    for name in names:
+        for c in group:
+            share_module(c, name, owner.get_submodule(name))
 
 
 class ChoiceLayer(nn.Module):
-    """The candidates of one layer, each at its widest intermediate width."""
+    """The candidates of one layer, each at its widest intermediate width, weights tied by `entangle`."""
 
     def __init__(self, space, layer: int):
         super().__init__()
         ids = space.choices[layer]
         self.candidates = nn.ModuleList(space.make_block(layer, b, space.max_mid(layer, b)) for b in ids)
+        entangle(self.candidates, ids, space.cfg.weight_sharing)
         mids = space.mids[layer]                                    # (blocks, ratios)
         self.mids: list[list[int]] = mids.tolist()
         self.max_mids: list[int] = [int(c.mid) for c in self.candidates]
@@ -119,4 +174,4 @@ class ShuffleNetSupernet(Supernet):
         return np.array([layer.mids[arch[2 * i]][arch[2 * i + 1]] for i, layer in enumerate(self.layers)])
 
 
-__all__ = ["ChoiceLayer", "ShuffleNetSupernet"]
+__all__ = ["WEIGHT_SHARING", "ChoiceLayer", "ShuffleNetSupernet", "entangle"]
