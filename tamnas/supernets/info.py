@@ -84,8 +84,8 @@ def schedule_windows(schedule, n_samples: int = WINDOW_SAMPLES) -> list[dict[str
         if r["window"] is None:
             continue
         share = window_share(schedule.space, r["window"], r["allowed"], n_samples)
-        out.append({k: r[k] for k in ("phase", "epochs", "window", "ratios")}
-                   | {"share": share, "n_samples": n_samples})
+        out.append({**{k: r[k] for k in ("phase", "epochs", "window", "ratios")},
+                    "share": share, "n_samples": n_samples})
     return out
 
 
