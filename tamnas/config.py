@@ -63,6 +63,12 @@ class SpaceConfig:
     stage_layers: list = _f([4, 8, 4])
     head_channels: int = _f(176, low=1)
     fc_channels: int = _f(1024, low=1)
+    head: str = _f("compact", choices=("compact", "table1"),
+                   help="head after the pool: compact SE -> fc_channels, or Table I's SE -> "
+                        "head_mid_channels -> fc_channels (DESIGN.md 4.1)")
+    head_mid_channels: int = _f(920, low=1, help="width of Table I's 'SE 920' row (head = table1)")
+    ratio_base: str = _f("half", choices=("half", "full"),
+                         help="the channel ratio scales half the block's output width or all of it")
     ratios: list = _f(list(RATIOS), help="channel ratios offered to every layer")
     blocks: list = _f(list(range(22)), help="block ids offered (DESIGN.md 4.1)")
     nonlocal_reduction: int = _f(2, low=1, help="non-local inner channels = channels // this")

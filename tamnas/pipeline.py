@@ -66,9 +66,12 @@ def space_info(cfg: Config, n_samples: int = 500) -> str:
     from tamnas.supernets import build_space
     from tamnas.supernets.info import format_space_info
     from tamnas.supernets.info import space_info as _info
+    from tamnas.train import SamplingSchedule
 
     space = build_space(cfg)
-    return format_space_info(_info(space, np.random.default_rng(cfg.seed), n_samples=n_samples))
+    schedule = SamplingSchedule(space, cfg.train, tuple(cfg.space.ratios))
+    return format_space_info(_info(space, np.random.default_rng(cfg.seed), n_samples=n_samples,
+                                   schedule=schedule))
 
 
 def supernet_epochs_done(run: RunDir) -> int:
@@ -119,6 +122,7 @@ class Context:
 def search_stage(cfg: Config, run_dir: str | Path, *, strategy: str | None = None,
                  targets: list[float] | None = None, device: torch.device, quiet: bool = False,
                  resume: bool = True, data=None) -> pd.DataFrame:
+    from tamnas.analysis.stats import arch_labels
     from tamnas.search.nsga2 import format_front_table
 
     run = open_run(cfg, run_dir)  # records --set overrides; --strategy/--targets stay one-off
@@ -136,7 +140,8 @@ def search_stage(cfg: Config, run_dir: str | Path, *, strategy: str | None = Non
     s = ctx.evaluator.stats
     _say(f"search: {len(ctx.archive)} archs in the archive, {s['evaluations']} scored now, "
          f"{s['cache_hits']} cache hits, {s['seconds']:.1f} s scoring", quiet)
-    _say(format_front_table(front, cfg.search.objectives), quiet)
+    _say(format_front_table(front, cfg.search.objectives,
+                            layers=arch_labels(ctx.space, front)), quiet)
     return front
 
 

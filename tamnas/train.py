@@ -25,6 +25,7 @@ from tamnas.checkpoint import RunDir, load_checkpoint, save_checkpoint
 from tamnas.config import Config, TrainConfig
 from tamnas.data import DataBundle, load_data, make_loader
 from tamnas.supernets import SearchSpace, build_space
+from tamnas.supernets.info import warn_sparse_windows
 
 
 def lr_at(epoch: int, lr: float, milestones: Iterable[int], gamma: float,
@@ -206,6 +207,8 @@ def train_supernet(cfg: Config, run: RunDir, device: torch.device, *, data: Data
     objective = build_objective(cfg.train, generator=gen)
     optimizer = _sgd(supernet.parameters(), cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay)
     schedule = SamplingSchedule(space, cfg.train, tuple(cfg.space.ratios))
+    if dist.is_main():
+        warn_sparse_windows(schedule)  # rejection sampling crawls in a window few subnets reach
     current: dict = {}
 
     def model_for_batch(epoch: int, i: int) -> nn.Module:

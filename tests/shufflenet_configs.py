@@ -11,6 +11,9 @@ CONFIGS = {
     "tiny-rgb-w": {**TINY, "data.dataset": "cifar10", "space.width_mult": 0.75,
                    "space.stage_channels": [10, 14, 18], "space.stage_layers": [2, 1, 2],
                    "space.nonlocal_reduction": 1, "space.se_reduction": 2, "data.resolution": 9},
+    # Table I's head (an extra FC in front of fc_channels) and ratios of the full output width
+    "tiny-table1-full": {**TINY, "space.head": "table1", "space.head_mid_channels": 12,
+                         "space.ratio_base": "full"},
     # subsets of blocks and ratios: gene values index into them
     "tiny-subset": {**TINY, "space.blocks": [21, 5, 0, 9, 14, 18], "space.ratios": [2.0, 0.4, 1.0]},
 }

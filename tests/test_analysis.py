@@ -424,3 +424,68 @@ def test_report_says_not_run_for_missing_pieces(tmp_path):
         assert text.split(heading)[1].lstrip().startswith("_not run_"), heading
     with pytest.raises(FileNotFoundError, match="does not exist"):
         report.write_report(tmp_path / "nowhere")
+
+
+# --- readable names with the real ShuffleNet space ---------------------------------------------
+def quickstart_run(tmp_path: Path):
+    """A run directory of the quickstart preset holding a synthetic search of its real space."""
+    from tamnas.supernets import build_space
+
+    cfg = load_config("quickstart", {"output.top_k": 8, "output.formats": ["png"]})
+    space = build_space(cfg)
+    run = tmp_path / "qs"
+    save_config(cfg, run / "config.toml")
+    archive, _, front = search_frames(space, n=30, seed=4)
+    archive.save(run / "search")
+    return cfg, space, run, front
+
+
+def test_every_per_layer_figure_labels_blocks_by_name_and_ratios_by_value(tmp_path, monkeypatch):
+    from tamnas import pipeline
+    from tamnas.supernets.shufflenet.space import BLOCKS
+
+    cfg, space, run, _ = quickstart_run(tmp_path)
+    made: dict[str, tuple[list[str], list[str]]] = {}
+    real_save = plots.save_figure
+
+    def keep(fig, out_base, formats=("png",)):      # tick labels of every figure, before saving
+        ax = fig.axes[0]
+        made[Path(out_base).name] = ([t.get_text() for t in ax.get_xticklabels()],
+                                     [t.get_text() for t in ax.get_yticklabels()])
+        return real_save(fig, out_base, formats)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    pipeline.plot_stage(cfg, run, quiet=True)
+    assert {"layer_blocks", "layer_ratios"} <= set(made)
+    block_names = [BLOCKS[b].name for b in space.blocks]
+    assert block_names == ["shuffle-se k3", "xception-se k5", "shuffle-se-nlEG k7", "robust-nlEG-se"]
+    for name, expected in (("layer_blocks", block_names),
+                           ("layer_ratios", ["0.4", "0.8", "1.2", "1.6", "2.0"])):
+        xticks, yticks = made[name]
+        assert xticks == expected, name
+        assert yticks == [f"layer{i}" for i in range(6)], name
+    counts = pd.read_csv(run / "stats" / "block_counts.csv", index_col=0)
+    assert list(counts.columns) == block_names
+
+
+def test_front_tables_show_layers_by_name_next_to_the_arch_string(tmp_path):
+    from tamnas.search.nsga2 import format_front_table
+
+    _, space, run, front = quickstart_run(tmp_path)
+    labels = stats.arch_labels(space, front)
+    assert labels[0] == space.arch_label(tuple(front.loc[0, [f"g{i}" for i in range(12)]]))
+    assert len(labels[0].split(", ")) == 6 and labels[0].split(", ")[0] in {
+        f"{b} x{r}" for b in ("shuffle-se k3", "xception-se k5", "shuffle-se-nlEG k7")
+        for r in ("0.4", "0.8", "1.2", "1.6", "2.0")}
+    text = report.write_report(run).read_text()
+    section = text.split("### Non-dominated front")[1].split("## Figures")[0]
+    header = next(line for line in section.splitlines() if line.startswith("| front"))
+    assert "| arch | layers |" in header
+    assert f"| {front.loc[0, 'arch']} | {labels[0]} |" in section
+    console = format_front_table(front, ["adv_err", "clean_err", "params"], layers=labels)
+    lines = console.splitlines()
+    assert lines[0].split()[-2:] == ["arch", "layers"]
+    arch_at = lines[0].index("arch")
+    assert lines[2][arch_at:].split()[0] == front.loc[0, "arch"]
+    assert lines[2][lines[0].index("layers"):] == labels[0]
+    assert stats.arch_labels(FakeShuffleSpace(), front) is None    # 12 gene columns, 8 genes

@@ -20,9 +20,10 @@ def test_every_preset_loads_and_validates():
 def test_paper_preset_keeps_paper_settings():
     cfg = load_config("cifar10-tamnas")
     assert (cfg.train.yopo_m, cfg.train.yopo_n, cfg.train.beta) == (5, 3, 1.0)
-    # the paper's ranges scaled by 0.4 to the sizes this implementation of Table I reaches
-    assert cfg.train.params_range_phase1 == [729_000, 950_000]
-    assert cfg.train.params_range_phase2 == [644_000, 948_000]
+    # section III-C's windows, unscaled, with the head/ratio reading that reaches them
+    assert cfg.train.params_range_phase1 == [1_823_000, 2_375_000]
+    assert cfg.train.params_range_phase2 == [1_610_000, 2_370_000]
+    assert (cfg.space.head, cfg.space.ratio_base) == ("table1", "full")
     lo, hi = tamnas.build_space(cfg).params_bounds()
     assert lo < cfg.train.params_range_phase2[0] and cfg.train.params_range_phase1[1] < hi
     assert (cfg.search.pop_size, cfg.search.n_offsprings, cfg.search.generations) == (50, 50, 20)

@@ -102,3 +102,18 @@ def test_kill_and_resume_gives_the_same_weights(digits_cfg, tmp_path, monkeypatc
     for (k, a), b in zip(ref.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
     assert list(pd.read_csv(part.supernet_log)["epoch"]) == [0, 1, 2, 3]
+
+
+def test_training_warns_once_when_a_window_holds_few_samples(tmp_path, caplog):
+    base = tamnas.load_config("quickstart", TINY)
+    space = tamnas.build_space(base)
+    widest = space.sample_params(np.random.default_rng(0), 4000,
+                                 {"ratio": space.ratio_indices([max(space.ratios)])})
+    lo = int(np.quantile(widest, 0.99))          # about 1% of phase-1 samples: reachable, sparse
+    cfg = tamnas.load_config("quickstart", {
+        **TINY, "train.phase1_epochs": 1, "train.phase2_epochs": 0, "train.batches_per_epoch": 1,
+        "train.params_range_phase1": [lo, int(widest.max())]})
+    with caplog.at_level("WARNING", logger="tamnas"):
+        train_supernet(cfg, RunDir(tmp_path / "run"), torch.device("cpu"), quiet=True)
+    warnings = [r.getMessage() for r in caplog.records if "params windows" in r.getMessage()]
+    assert len(warnings) == 1 and "phase 1, epochs 0-0" in warnings[0]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from tamnas.analysis.stats import markdown_table
+from tamnas.analysis.stats import arch_labels, markdown_table
 from tamnas.checkpoint import atomic_write_text
 
 if sys.version_info >= (3, 11):
@@ -142,6 +142,19 @@ def front_table(archive: pd.DataFrame, objectives: Iterable[str]) -> pd.DataFram
     return front.sort_values(key, kind="stable").reset_index(drop=True)
 
 
+def _space(run_dir: Path):
+    """The run's search space rebuilt from its config.toml (for layer names), or None."""
+    from tamnas.config import load_config
+    from tamnas.supernets import build_space
+
+    try:
+        return build_space(load_config(run_dir / "config.toml"))
+    except (ValueError, FileNotFoundError) as err:
+        log.warning("report: layers not named, the space of %s cannot be built (%s)",
+                    run_dir / "config.toml", str(err).splitlines()[0])
+        return None
+
+
 def _search_section(run_dir: Path, cfg: dict | None) -> list[str]:
     lines = ["## Search", ""]
     archive = _read_csv(run_dir / "search" / "archive.csv")
@@ -170,9 +183,15 @@ def _search_section(run_dir: Path, cfg: dict | None) -> list[str]:
              "generation")
     cols = [c for c in shown if c in front.columns]
     table = _percent(front[cols])
+    space = _space(run_dir) if cfg is not None else None
+    names = arch_labels(space, front) if space is not None else None
+    if names is not None:
+        table.insert(cols.index("arch") + 1 if "arch" in cols else 0, "layers", names)
     table.index.name = "front"
     lines += ["", f"### Non-dominated front ({len(front)} archs over {', '.join(objectives)})", "",
-              "Row K is `--arch front:K`.", "", markdown_table(table, index=True)]
+              "Row K is `--arch front:K`"
+              + (" (layers: block xratio per choice layer)." if names is not None else "."), "",
+              markdown_table(table, index=True)]
     return lines
 
 

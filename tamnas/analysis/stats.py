@@ -102,6 +102,20 @@ def gene_label(space, gene_index: int, value: int) -> str:
     return str(hook(gene_index, int(value))) if callable(hook) else str(int(value))
 
 
+def arch_labels(space, df: pd.DataFrame) -> list[str] | None:
+    """Each row's layers by name (the space's `arch_label`), or None if the space has no names
+    or the table's gene columns g0..gN do not fit it."""
+    label = getattr(space, "arch_label", None)
+    genes = [f"g{i}" for i in range(len(space.genes))]
+    if not callable(label) or any(g not in df.columns for g in genes) or \
+            f"g{len(genes)}" in df.columns:
+        return None
+    try:
+        return [str(label(tuple(int(v) for v in row))) for row in df[genes].to_numpy()]
+    except ValueError:      # genes out of this space's range: a table of another space
+        return None
+
+
 def genes_of_kind(space, kind: str) -> list[int]:
     """Indices of the genes of one kind ("block", "ratio", ...), in gene order."""
     idx = [i for i, g in enumerate(space.genes) if g.kind == kind]
@@ -202,6 +216,7 @@ def save_table(df: pd.DataFrame, path_base: str | Path, index: bool | None = Non
 
 __all__ = [
     "TOP_BY",
+    "arch_labels",
     "gene_label",
     "genes_of_kind",
     "layer_counts",

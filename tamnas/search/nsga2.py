@@ -383,8 +383,14 @@ class NSGA2Search(Strategy):
 
 
 # -- CLI table ----------------------------------------------------------------------------------
-def format_front_table(df: pd.DataFrame, objectives: Sequence[str], max_rows: int = 30) -> str:
-    """A short fixed-width table of a front: rank, params, errors in %, arch key."""
+def format_front_table(df: pd.DataFrame, objectives: Sequence[str], max_rows: int = 30,
+                       layers: Sequence[str] | None = None) -> str:
+    """A short fixed-width table of a front: rank, params, errors in %, arch key.
+
+    `layers` (one string per row, e.g. the space's layer names) is shown after the arch key.
+    """
+    if layers is not None and df is not None and len(layers) != len(df):
+        raise ValueError(f"format_front_table: {len(layers)} layer labels for {len(df)} rows")
     if df is None or len(df) == 0:
         return "(empty front)"
     cols = [("rank", lambda i, r: str(i))]
@@ -397,14 +403,17 @@ def format_front_table(df: pd.DataFrame, objectives: Sequence[str], max_rows: in
         if key in df and (key in objectives or key != "ood_aupr_err"):
             cols.append((label, lambda i, r, k=key: f"{100 * float(r[k]):.2f}"))
     cols.append(("arch", lambda i, r: str(r["arch"])))
+    if layers is not None:
+        cols.append(("layers", lambda i, r: str(layers[i])))
     shown = df.head(max_rows).reset_index(drop=True)
     cells = [[fmt(i, row) for _, fmt in cols] for i, row in shown.iterrows()]
     widths = [max(len(name), *(len(c[j]) for c in cells)) for j, (name, _) in enumerate(cols)]
-    last = len(cols) - 1  # the arch key, left-aligned
+    first_text = len(cols) - (2 if layers is not None else 1)  # arch key (and layers): left-aligned
 
     def line(texts: list[str]) -> str:
-        parts = [t if j == last else t.rjust(w) for j, (t, w) in enumerate(zip(texts, widths))]
-        return "  ".join(parts)
+        parts = [t.ljust(w) if j >= first_text else t.rjust(w)
+                 for j, (t, w) in enumerate(zip(texts, widths))]
+        return "  ".join(parts).rstrip()
 
     lines = [line([name for name, _ in cols]), line(["-" * w for w in widths])]
     lines += [line(cell) for cell in cells]

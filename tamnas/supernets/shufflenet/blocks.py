@@ -16,7 +16,8 @@ Choices the paper leaves open, fixed here (and counted exactly by space.py):
 - ShuffleV2 / Xception blocks: stride 1 splits the input in halves, the main
   branch maps the second half; stride 2 feeds the full input to both branches.
   Each branch outputs out_channels // 2; the projection branch is dw-conv k
-  stride 2 + BN + 1x1 conv + BN + ReLU. mid = round(ratio * out_channels // 2).
+  stride 2 + BN + 1x1 conv + BN + ReLU. mid = round(ratio * out_channels // 2), or
+  round(ratio * out_channels) with space.ratio_base = "full".
 - On the main branch, after its last 1x1 conv + BN + ReLU, come the optional
   non-local layer (inner = branch // nonlocal_reduction, 1x1 W followed by BN)
   and then the SE layer (hidden = branch // se_reduction). Ratios do not touch
@@ -358,20 +359,34 @@ class FirstLayer(nn.Module):
 
 
 class Head(nn.Module):
-    """1x1 conv + BN + ReLU, global pool, SE, FC + ReLU, classifier (Table I)."""
+    """1x1 conv + BN + ReLU, global pool, SE, FC + ReLU layers, classifier (Table I).
 
-    def __init__(self, in_channels: int, head_channels: int, se_hidden: int, fc_channels: int,
-                 num_classes: int):
+    `fc_channels` are the widths of the FC layers between the SE and the
+    classifier: one width is the compact head (176 -> 1024), two are Table I's
+    rows "SE 920" and "1x1 Conv 1024" read as 176 -> 920 -> 1024. The last
+    width is always the layer `fc`; earlier ones are `expand.<i>`, so the
+    compact head keeps its state-dict keys.
+    """
+
+    def __init__(self, in_channels: int, head_channels: int, se_hidden: int,
+                 fc_channels: int | Sequence[int], num_classes: int):
         super().__init__()
+        widths = [int(fc_channels)] if isinstance(fc_channels, int) else [int(c) for c in fc_channels]
+        if not widths or min(widths) < 1:
+            raise ValueError(f"head: fc_channels needs one or more positive widths, got {fc_channels}")
         self.conv = _pw(in_channels, head_channels)
         self.bn = nn.BatchNorm2d(head_channels)
         self.se = SE(head_channels, se_hidden)
-        self.fc = nn.Linear(head_channels, fc_channels)
-        self.classifier = nn.Linear(fc_channels, num_classes)
+        ins = [head_channels, *widths[:-1]]
+        self.expand = nn.ModuleList(nn.Linear(a, b) for a, b in zip(ins[:-1], widths[:-1]))
+        self.fc = nn.Linear(ins[-1], widths[-1])
+        self.classifier = nn.Linear(widths[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.bn(self.conv(x))).mean((2, 3))
-        return self.classifier(F.relu(self.fc(self.se(h))))
+        h = self.se(F.relu(self.bn(self.conv(x))).mean((2, 3)))
+        for layer in self.expand:
+            h = F.relu(layer(h))
+        return self.classifier(F.relu(self.fc(h)))
 
 
 __all__ = [

@@ -7,6 +7,15 @@ offer only the ids <= 17, which come first, so their block gene simply has
 fewer choices. Parameters and multiply-adds are closed-form per (layer, block,
 ratio) and tabulated once; params(arch) and flops(arch) are sums of lookups.
 
+Two layout options cover what Table I and Fig. 4 leave open (README "Model
+size and the head" has the evidence): `head` "compact" is 176 -> SE -> 1024,
+"table1" reads Table I's "SE 920" row as 176 -> SE -> 920 -> 1024 (about
+0.92M more parameters); `ratio_base` "half" scales a shuffle block's branch
+width out // 2, "full" its whole output width. Only table1 + full puts most
+uniform samples inside section III-C's windows (64% / 93% for phase 1 / 2,
+against 0% for compact + half), so the paper presets use it; the defaults
+stay compact + half.
+
 FLOPs are multiply-adds for one input image: convolutions (out pixels x
 in/groups x k x k x out channels), linear layers, and the two matrix products
 of each non-local layer (N^2 x pairwise channels and N^2 x inner, N = H x W).
@@ -31,6 +40,8 @@ from tamnas.supernets.base import Arch, Gene, SearchSpace
 from tamnas.supernets.shufflenet.blocks import PureRobustBlock, ShuffleBlock
 
 N_BLOCKS = 22
+HEADS = ("compact", "table1")
+RATIO_BASES = ("half", "full")
 MAX_STRIDE2_ID = 17
 RATIO_TOL = 1e-6
 
@@ -47,12 +58,17 @@ class BlockSpec:
 
     @property
     def name(self) -> str:
+        """The label figures, tables and reports show, e.g. `shuffle-se k3`, `robust-nlG-se-bn`.
+
+        Built from Table XIV's parts: the family (`shuffle`, `xception`,
+        `robust`), `se`, the non-local kind (`nlEG` embedded Gaussian, `nlG`
+        Gaussian), `bn` for the pure robust blocks with BN, and the kernel.
+        """
+        nl = {None: "", "embedded": "nlEG", "gaussian": "nlG"}[self.nonlocal_mode]
         if self.family == "robust":
-            nl = "NL-embedded" if self.nonlocal_mode == "embedded" else "NL-Gaussian"
-            return f"PureRobust {nl}+SE" + ("+BN" if self.bn else "")
-        base = "ShuffleV2" if self.family == "shufflev2" else "ShuffleV2-Xception"
-        nl = {None: "", "embedded": "+NL-embedded", "gaussian": "+NL-Gaussian"}[self.nonlocal_mode]
-        return f"{base}+SE{nl} k{self.kernel}"
+            return "-".join(["robust", nl, "se"] + (["bn"] if self.bn else []))
+        base = "shuffle" if self.family == "shufflev2" else "xception"
+        return "-".join([base, "se"] + ([nl] if nl else [])) + f" k{self.kernel}"
 
 
 def _block_table() -> list[BlockSpec]:
@@ -143,7 +159,15 @@ class ShuffleNetSpace(SearchSpace):
         self.stem_channels = max(1, _round_half_up(c.stem_channels * w))
         self.stage_channels = [_even(ch * w) for ch in c.stage_channels]
         self.head_channels = max(1, _round_half_up(c.head_channels * w))
-        self.fc_channels = max(1, _round_half_up(c.fc_channels * w))
+        if c.head not in HEADS:
+            raise ValueError(f"space.head: {c.head!r} is unknown; choose one of {', '.join(HEADS)}")
+        if c.ratio_base not in RATIO_BASES:
+            raise ValueError(f"space.ratio_base: {c.ratio_base!r} is unknown; choose one of "
+                             f"{', '.join(RATIO_BASES)}")
+        # The head's FC widths after its SE (what `Head` builds): Table I's reading adds the
+        # 920-wide "SE 920" row in front of the 1024-wide layer.
+        widths = [c.fc_channels] if c.head == "compact" else [c.head_mid_channels, c.fc_channels]
+        self.fc_channels: tuple[int, ...] = tuple(max(1, _round_half_up(ch * w)) for ch in widths)
         self.layers: list[LayerSpec] = []
         cin, res = self.stem_channels, self.resolution
         for stage, (cout, n) in enumerate(zip(self.stage_channels, c.stage_layers)):
@@ -169,11 +193,18 @@ class ShuffleNetSpace(SearchSpace):
         return max(1, channels // self.cfg.nonlocal_reduction)
 
     def base_mid(self, layer: int, block_id: int) -> int:
-        """The intermediate width at ratio 1.0: branch width, or the non-local width (pure robust)."""
+        """The intermediate width at ratio 1.0 (what the channel selector scales).
+
+        ShuffleV2/Xception blocks: ratio_base "half" scales the branch width
+        out // 2, "full" the block's whole output width out (Fig. 4 does not
+        say which; "full" is the reading that reproduces the paper's sizes,
+        see README "Model size and the head"). Pure robust blocks: always the
+        non-local inner width C // nonlocal_reduction.
+        """
         spec = self.layers[layer]
         if BLOCKS[block_id].family == "robust":
             return self.nl_inner(spec.out_channels)
-        return spec.out_channels // 2
+        return spec.out_channels if self.cfg.ratio_base == "full" else spec.out_channels // 2
 
     def mid_channels(self, layer: int, block_id: int, ratio: float) -> int:
         return max(1, _round_half_up(float(ratio) * self.base_mid(layer, block_id)))
@@ -228,13 +259,16 @@ class ShuffleNetSpace(SearchSpace):
     def _build_tables(self) -> None:
         c_last = self.layers[-1].out_channels
         res_last = self.layers[-1].out_res
-        hd, fc, h = self.head_channels, self.fc_channels, self.se_hidden(self.head_channels)
+        hd, h = self.head_channels, self.se_hidden(self.head_channels)
+        fc_in = (hd, *self.fc_channels)
+        fc_out = (*self.fc_channels, self.num_classes)
         self._const = {
             "params": (self.in_channels * self.stem_channels * 9 + 2 * self.stem_channels
-                       + c_last * hd + 2 * hd + se_params(hd, h) + hd * fc + fc
-                       + fc * self.num_classes + self.num_classes),
+                       + c_last * hd + 2 * hd + se_params(hd, h)
+                       + sum(a * b + b for a, b in zip(fc_in, fc_out))),
             "flops": (self.resolution ** 2 * self.in_channels * self.stem_channels * 9
-                      + res_last ** 2 * c_last * hd + 2 * hd * h + hd * fc + fc * self.num_classes)}
+                      + res_last ** 2 * c_last * hd + 2 * hd * h
+                      + sum(a * b for a, b in zip(fc_in, fc_out)))}
         self._tables: dict[str, list[np.ndarray]] = {"params": [], "flops": []}
         self.mids: list[np.ndarray] = []
         for spec in self.layers:
@@ -385,16 +419,44 @@ class ShuffleNetSpace(SearchSpace):
         raise ValueError(f"{self.name}: no arch with params in [{lo}, {hi}] found after {tried} draws; "
                          f"this space spans [{p_lo}, {p_hi}] params")
 
+    def sample_params(self, rng: np.random.Generator, n: int,
+                      allowed: Mapping[str, Sequence[int]] | None = None) -> np.ndarray:
+        """Params of `n` uniform samples (as `sample` without a range draws them), vectorised."""
+        options = [np.asarray(self.allowed_values(g, allowed), dtype=np.int64) for g in self.genes]
+        draws = np.stack([o[rng.integers(len(o), size=int(n))] for o in options], axis=1)
+        return self._batch_cost("params", draws)
+
     def n_legal(self, allowed: Mapping[str, Sequence[int]] | None = None) -> int:
         """Number of legal archs (genes are independent once stride-2 layers drop pure robust ids)."""
         return math.prod(len(self.allowed_values(g, allowed)) for g in self.genes)
 
-    def gene_labels(self, index: int) -> list[str]:
-        """Readable meaning of each value of gene `index`."""
+    def gene_choices(self, index: int) -> list[str]:
+        """What each value of gene `index` encodes: block ids or ratios (the compact gene table)."""
         g = self.genes[index]
         if g.kind == "ratio":
-            return [f"{r:g}" for r in self.ratios]
+            return [ratio_label(r) for r in self.ratios]
         return [str(b) for b in self.choices[g.layer]]
+
+    # -- readable names (the one place figures, tables and reports take them from) ----------------
+    def gene_label(self, index: int, value: int) -> str:
+        """The readable name of one gene value: `xception-se-nlEG k5` for a block, `1.8` for a ratio."""
+        g = self.genes[index]
+        if not 0 <= int(value) < g.choices:
+            raise ValueError(f"{self.name}: gene {g.name} = {value} is illegal; allowed "
+                             f"0..{g.choices - 1}")
+        if g.kind == "ratio":
+            return ratio_label(self.ratios[int(value)])
+        return BLOCKS[self.choices[g.layer][int(value)]].name
+
+    def layer_names(self, arch: Sequence[int]) -> list[str]:
+        """Per choice layer `block xratio`, e.g. `shuffle-se k3 x1.8` (arch strings stay the encoding)."""
+        arch = self.validate(arch)
+        return [f"{self.gene_label(2 * i, arch[2 * i])} x{self.gene_label(2 * i + 1, arch[2 * i + 1])}"
+                for i in range(len(self.layers))]
+
+    def arch_label(self, arch: Sequence[int]) -> str:
+        """All layers by name in one line, for front tables next to the arch string."""
+        return ", ".join(self.layer_names(arch))
 
     # -- descriptions -------------------------------------------------------------------------------
     def describe(self, arch: Arch) -> dict:
@@ -480,6 +542,12 @@ class ShuffleNetSpace(SearchSpace):
         return build_standalone(self, arch)
 
 
+def ratio_label(ratio: float) -> str:
+    """A ratio as its value with at least one decimal: 2.0, 1.8, 0.25."""
+    text = f"{float(ratio):g}"
+    return text if "." in text or "e" in text else f"{text}.0"
+
+
 def _ranges(ids: Sequence[int]) -> str:
     """[0, 1, 2, 5, 6] -> '0-2, 5-6'."""
     ids = sorted(ids)
@@ -493,4 +561,5 @@ def _ranges(ids: Sequence[int]) -> str:
     return ", ".join(parts)
 
 
-__all__ = ["BLOCKS", "BlockSpec", "LayerSpec", "ShuffleNetSpace", "nl_macs", "nl_params", "se_params"]
+__all__ = ["BLOCKS", "HEADS", "RATIO_BASES", "BlockSpec", "LayerSpec", "ShuffleNetSpace", "nl_macs",
+           "nl_params", "ratio_label", "se_params"]
