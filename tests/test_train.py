@@ -10,6 +10,7 @@ import torch
 import tamnas
 from tamnas.checkpoint import RunDir, load_checkpoint
 from tamnas.data import load_data
+from tamnas.search.evaluator import Evaluator
 from tamnas.train import SamplingSchedule, lr_at, train_supernet
 
 TINY = {
@@ -66,15 +67,24 @@ def digits_cfg():
 
 def test_short_supernet_run_learns(digits_cfg, tmp_path):
     cfg = tamnas.load_config("quickstart", {**TINY, "train.phase1_epochs": 3, "train.phase2_epochs": 3,
-                                            "train.lr_milestones": [100], "train.lr": 0.1})
+                                            "train.lr_milestones": [100], "train.lr": 0.1,
+                                            "search.bn_images": 128, "search.eval_images": 100})
     run = RunDir(tmp_path / "run")
     train_supernet(cfg, run, torch.device("cpu"), quiet=True)
     log = pd.read_csv(run.supernet_log)
     assert list(log["epoch"]) == list(range(6)) and list(log["phase"]) == [1, 1, 1, 2, 2, 2]
-    # 8x8 digits learn slowly: from chance (0.1) to about 0.2 in six short epochs
-    assert log["clean_acc"].iloc[-2:].mean() > log["clean_acc"].iloc[0] + 0.08
-    assert log["adv_acc"].iloc[-2:].mean() > log["adv_acc"].iloc[0]
+    # with entangled weights six short epochs on 8x8 digits reach about 0.48 (chance: 0.1)
+    assert log["clean_acc"].iloc[-1] > 0.35
+    assert log["adv_acc"].iloc[-1] > 0.3
     assert load_checkpoint(run.supernet_checkpoint, kind="supernet")["epoch"] == 6
+    # and so do its subnets with inherited weights, small and large alike (about 0.43-0.48)
+    space = tamnas.build_space(cfg)
+    data = load_data(cfg.data, cfg.seed)
+    supernet = space.build_supernet()
+    supernet.load_state_dict(load_checkpoint(run.supernet_checkpoint, kind="supernet")["model"])
+    evaluator = Evaluator.from_config(cfg, space, supernet.eval(), data, torch.device("cpu"))
+    scores = evaluator.evaluate(space.spread_by_params(np.random.default_rng(0), 4))
+    assert min(1 - s["clean_err"] for s in scores) > 0.3
 
 
 def test_kill_and_resume_gives_the_same_weights(digits_cfg, tmp_path, monkeypatch):
