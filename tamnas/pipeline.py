@@ -411,6 +411,32 @@ def report_stage(cfg: Config, run_dir: str | Path, *, device: torch.device = Non
     return path
 
 
+def validate_stage(cfg: Config, run_dir: str | Path, *, n_archs: int = 10, seeds: int = 1,
+                   bootstrap: int = 1000, device: torch.device, quiet: bool = False,
+                   resume: bool = True) -> dict | None:
+    """Rank fidelity: archs spread by params, retrained standalone, against their inherited scores."""
+    from tamnas.analysis.validate import check_request, format_result, validate_run
+
+    check_request(n_archs, seeds, bootstrap)
+    run = RunDir(run_dir)
+    total = cfg.train.phase1_epochs + cfg.train.phase2_epochs
+    done = supernet_epochs_done(run)
+    if done < total:
+        what = "no trained supernet" if done == 0 else f"a supernet trained {done} of {total} epochs"
+        raise ValueError(f"{run.root} has {what}; finish it with `tamnas train-supernet` (same "
+                         "preset and --out) before validating")
+    run = open_run(cfg, run_dir)
+    ctx = Context(cfg, run, device, quiet, resume)
+    _say(f"validate: {n_archs} archs x {seeds} seed(s), {cfg.retrain.epochs} retrain epochs each "
+         f"-> {run.root / 'validate'}", quiet)
+    result = validate_run(ctx, n_archs=n_archs, seeds=seeds, bootstrap=bootstrap, resume=resume,
+                          quiet=quiet)
+    if dist.is_main():
+        report_stage(cfg, run.root, quiet=True)
+        _say(format_result(result), quiet)
+    return result
+
+
 def run_all(cfg: Config, out: str | Path, *, device: torch.device, quiet: bool = False,
             resume: bool = True) -> RunDir:
     """The main job: supernet -> search -> plots -> LEGO export -> report."""
@@ -440,4 +466,5 @@ __all__ = [
     "search_stage",
     "space_info",
     "train_stage",
+    "validate_stage",
 ]

@@ -424,3 +424,20 @@ def test_report_says_not_run_for_missing_pieces(tmp_path):
         assert text.split(heading)[1].lstrip().startswith("_not run_"), heading
     with pytest.raises(FileNotFoundError, match="does not exist"):
         report.write_report(tmp_path / "nowhere")
+
+
+def test_report_front_shows_each_error_with_its_standard_error(tmp_path):
+    from tamnas.search.archive import Archive
+
+    run = tmp_path / "noisy"
+    save_config(load_config("quickstart"), run / "config.toml")
+    archive = Archive("shufflenet", 12)
+    archive.add((0,) * 12, {"adv_err": 0.5, "clean_err": 0.2, "params": 100, "n_eval": 300})
+    archive.add((1,) * 12, {"adv_err": 0.3, "clean_err": 0.4, "params": 200, "n_eval": 300})
+    archive.save(run / "search")
+    text = report.write_report(run).read_text()
+    front = text.split("### Non-dominated front")[1].split("## Figures")[0]
+    se = 100 * np.sqrt(0.3 * 0.7 / 300)
+    assert f"30.00 ± {se:.2f}" in front and "over the 300 validation images" in front
+    assert "adv_err_se" not in front
+    assert "## Rank fidelity\n\n_not run_" in text
