@@ -296,8 +296,7 @@ def retrain_stage(cfg: Config, run_dir: str | Path, *, arch: str = "lego", init:
                   all_front: bool = False, device: torch.device, quiet: bool = False,
                   resume: bool = True) -> pd.DataFrame:
     """Retrain archs as standalone nets; test-set scores next to their inherited scores."""
-    from scipy.stats import kendalltau, spearmanr
-
+    from tamnas.analysis.rank_fidelity import kendall_tau, spearman_rho
     from tamnas.checkpoint import save_checkpoint
     from tamnas.train import retrain
 
@@ -332,8 +331,8 @@ def retrain_stage(cfg: Config, run_dir: str | Path, *, arch: str = "lego", init:
         corr = {}
         for which in ("clean", "adv"):
             x, y = table[f"inherited_{which}_err"], table[f"retrained_{which}_err"]
-            corr[f"kendall_tau_{which}"] = float(kendalltau(x, y)[0])
-            corr[f"spearman_rho_{which}"] = float(spearmanr(x, y)[0])
+            corr[f"kendall_tau_{which}"] = kendall_tau(x, y)
+            corr[f"spearman_rho_{which}"] = spearman_rho(x, y)
         atomic_write_json(run.root / "retrain" / "correlation.json", corr)
         _say("retrain: " + ", ".join(f"{k} {v:.3f}" for k, v in corr.items()), quiet)
     _say(table.to_string(index=False), quiet)

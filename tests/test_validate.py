@@ -174,3 +174,91 @@ def test_image_bootstrap_ceiling_separates_distinct_archs_from_equal_ones():
     assert rank_fidelity.readability(0.9, spread["spread_to_noise"]) == "no"
     assert rank_fidelity.readability(0.9, 3.0) == "yes"
     assert rank_fidelity.readability(0.5, 3.0) == "partly"
+
+
+# -- two ranks --------------------------------------------------------------------------------
+def _validate_on_rank(rank: int, world: int, port: int, run_dir: str) -> None:
+    """One torchrun-like rank of `tamnas validate`; records which archs this rank trained."""
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    from tamnas import distributed as dist
+    from tamnas.analysis import validate
+    from tamnas.pipeline import validate_stage
+
+    assert dist.init_from_env("cpu")
+    trained = []
+    run_job = validate._run_job
+
+    def recording(ctx, evaluator, job, root, resume, quiet):
+        trained.append(job.index)
+        return run_job(ctx, evaluator, job, root, resume, quiet)
+
+    validate._run_job = recording
+    try:
+        cfg = tamnas.load_config(f"{run_dir}/config.toml")
+        validate_stage(cfg, run_dir, n_archs=N_ARCHS, bootstrap=100, device=torch.device("cpu"),
+                       quiet=True)
+    finally:
+        dist.shutdown()
+    with open(f"{run_dir}/trained-by-rank{rank}.json", "w") as f:
+        json.dump(trained, f)
+
+
+def _copy_trained_run(src, dst) -> None:
+    (dst / "supernet").mkdir(parents=True)
+    (dst / "config.toml").write_text((src / "config.toml").read_text())
+    (dst / "supernet" / "checkpoint.pt").write_bytes((src / "supernet" / "checkpoint.pt")
+                                                     .read_bytes())
+
+
+def test_two_ranks_split_the_archs_and_give_the_one_rank_result(run_dir, tmp_path):
+    import socket
+    import time
+
+    import torch.multiprocessing as mp
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    for d in (one, two):
+        _copy_trained_run(run_dir, d)
+    assert cli("validate", str(one), "--archs", str(N_ARCHS), "--bootstrap", "100") == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "pandas", "tamnas.pipeline", "tamnas.analysis.validate",
+                                "test_validate"])
+    procs = [ctx.Process(target=_validate_on_rank, args=(r, 2, port, str(two))) for r in range(2)]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + 120   # a hung process group fails instead of hanging pytest
+    for p in procs:
+        p.join(max(deadline - time.monotonic(), 0))
+        if p.is_alive():
+            p.kill()
+            p.join()
+    assert [p.exitcode for p in procs] == [0, 0]
+    shares = [json.loads((two / f"trained-by-rank{r}.json").read_text()) for r in range(2)]
+    assert sorted(shares[0] + shares[1]) == list(range(N_ARCHS)) and all(shares)
+    assert (two / "validate" / "summary.csv").read_text() == \
+        (one / "validate" / "summary.csv").read_text()
+    a, b = (json.loads((d / "validate" / "correlation.json").read_text()) for d in (one, two))
+    assert a == b
+
+
+def test_vectorised_bootstrap_correlations_equal_scipys_with_ties():
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 4, size=(300, 7)).astype(float)   # coarse values: many ties
+    y = rng.integers(0, 4, size=(300, 7)).astype(float)
+    x[0] = 1.0                                             # a constant row has no ranking
+    taus = rank_fidelity.kendall_tau_rows(x, y)
+    rhos = rank_fidelity.spearman_rho_rows(x, y)
+    assert np.isnan(taus[0]) and np.isnan(rhos[0])
+    for i in range(1, len(x)):
+        if np.ptp(x[i]) == 0 or np.ptp(y[i]) == 0:
+            assert np.isnan(taus[i]) and np.isnan(rhos[i])
+            continue
+        assert taus[i] == pytest.approx(kendalltau(x[i], y[i])[0], abs=1e-12)
+        assert rhos[i] == pytest.approx(spearmanr(x[i], y[i])[0], abs=1e-12)

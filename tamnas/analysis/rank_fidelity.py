@@ -26,6 +26,12 @@ TRUSTED_TAU = 0.5
 NOISE_SPREAD_TO_NOISE = 1.5
 MIN_SPREAD_TO_NOISE = 2.0
 OBJECTIVES = {"clean": "clean error", "adv": "adversarial error"}
+TRUST_WORDS = {"yes": "the front's order can be trusted",
+               "roughly": "the front's order is only a rough guide",
+               "no": "the front's order cannot be trusted",
+               "undecided": "too few archs to tell whether the front's order can be trusted "
+                            "(use more --archs)",
+               "unknown": "the front's order cannot be checked"}
 
 
 def _finite_pair(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -56,6 +62,36 @@ def spearman_rho(a: Sequence[float], b: Sequence[float]) -> float:
         return float(spearmanr(a, b)[0])
 
 
+def kendall_tau_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b of each row pair of two (resamples x archs) arrays, as `kendall_tau`.
+
+    tau-b = sum of sign products over pairs / sqrt(untied pairs in x * untied pairs in y),
+    vectorised so that a thousand bootstrap resamples cost one array operation.
+    """
+    x, y = np.atleast_2d(np.asarray(x, float)), np.atleast_2d(np.asarray(y, float))
+    iu = np.triu_indices(x.shape[1], k=1)
+    sx = np.sign(x[:, :, None] - x[:, None, :])[:, iu[0], iu[1]]
+    sy = np.sign(y[:, :, None] - y[:, None, :])[:, iu[0], iu[1]]
+    denom = np.sqrt((sx ** 2).sum(axis=1) * (sy ** 2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau = (sx * sy).sum(axis=1) / denom
+    return np.where(denom > 0, tau, np.nan)
+
+
+def spearman_rho_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair (average ranks for ties), as `spearman_rho`."""
+    from scipy.stats import rankdata
+
+    rx = rankdata(np.atleast_2d(np.asarray(x, float)), axis=1)
+    ry = rankdata(np.atleast_2d(np.asarray(y, float)), axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    denom = np.sqrt((rx ** 2).sum(axis=1) * (ry ** 2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (rx * ry).sum(axis=1) / denom
+    return np.where(denom > 0, rho, np.nan)
+
+
 def _interval(values: np.ndarray) -> list[float | None]:
     """Percentile 95% interval of the finite bootstrap values (None when there are none)."""
     values = values[np.isfinite(values)]
@@ -69,14 +105,10 @@ def bootstrap_over_archs(inherited: Sequence[float], standalone: Sequence[float]
                          rng: np.random.Generator, n_boot: int) -> dict[str, list]:
     """95% intervals of tau, rho and the mean gap, resampling archs with replacement."""
     x, y = np.asarray(inherited, dtype=float), np.asarray(standalone, dtype=float)
-    taus, rhos, gaps = np.empty(n_boot), np.empty(n_boot), np.empty(n_boot)
-    for b in range(n_boot):
-        idx = rng.integers(len(x), size=len(x))
-        taus[b] = kendall_tau(x[idx], y[idx])
-        rhos[b] = spearman_rho(x[idx], y[idx])
-        gaps[b] = float(np.mean(x[idx] - y[idx]))
-    return {"kendall_tau_ci": _interval(taus), "spearman_rho_ci": _interval(rhos),
-            "mean_gap_ci": _interval(gaps)}
+    idx = rng.integers(len(x), size=(n_boot, len(x)))
+    return {"kendall_tau_ci": _interval(kendall_tau_rows(x[idx], y[idx])),
+            "spearman_rho_ci": _interval(spearman_rho_rows(x[idx], y[idx])),
+            "mean_gap_ci": _interval((x[idx] - y[idx]).mean(axis=1))}
 
 
 def bootstrap_ceiling(wrong: np.ndarray, rng: np.random.Generator, n_boot: int) -> dict:
@@ -89,11 +121,9 @@ def bootstrap_ceiling(wrong: np.ndarray, rng: np.random.Generator, n_boot: int) 
     """
     wrong = np.asarray(wrong, dtype=float)
     n = wrong.shape[1]
-    taus = np.empty(n_boot)
-    for b in range(n_boot):
-        first = wrong[:, rng.integers(n, size=n)].mean(axis=1)
-        second = wrong[:, rng.integers(n, size=n)].mean(axis=1)
-        taus[b] = kendall_tau(first, second)
+    first = np.stack([wrong[:, rng.integers(n, size=n)].mean(axis=1) for _ in range(n_boot)])
+    second = np.stack([wrong[:, rng.integers(n, size=n)].mean(axis=1) for _ in range(n_boot)])
+    taus = kendall_tau_rows(first, second)
     finite = taus[np.isfinite(taus)]
     return {"tau": float(finite.mean()) if len(finite) else math.nan, "ci": _interval(taus)}
 
@@ -126,15 +156,19 @@ def readability(ceiling: float, spread_to_noise: float) -> str:
 
 
 def trust(tau: float, tau_ci: Sequence[float | None], readable: str) -> str:
-    """"yes", "roughly", "no" or "unknown": does the front's order follow the standalone order?"""
+    """Does the front's order follow the standalone order? One of TRUST_WORDS' keys.
+
+    "undecided" when the interval spans both no agreement and the trusted
+    level: too few archs to tell.
+    """
     if readable == "no" or not np.isfinite(tau):
         return "unknown"
-    low = tau_ci[0]
-    if tau >= TRUSTED_TAU and low is not None and low > 0:
-        return "yes"
-    if tau > 0:
-        return "roughly"
-    return "no"
+    lo, hi = tau_ci
+    if lo is not None and lo > 0:
+        return "yes" if tau >= TRUSTED_TAU else "roughly"
+    if hi is not None and hi < TRUSTED_TAU:
+        return "no"
+    return "undecided"
 
 
 def objective_verdict(name: str, s: dict) -> str:
@@ -155,10 +189,7 @@ def objective_verdict(name: str, s: dict) -> str:
         return (f"{label.capitalize()}: the ranking cannot be read ({spread}, {ceiling_txt}); even "
                 f"standalone measurements do not agree on the order, so no tau here means "
                 f"anything ({tau_txt}; {gap}).")
-    trust_txt = {"yes": "the front's order can be trusted",
-                 "roughly": "the front's order is only a rough guide",
-                 "no": "the front's order cannot be trusted",
-                 "unknown": "the front's order is untested"}[s["trust"]]
+    trust_txt = TRUST_WORDS[s["trust"]]
     readable = "can be read" if s["readable"] == "yes" else "can only partly be read"
     return (f"{label.capitalize()}: the ranking {readable} ({spread}, {ceiling_txt}); inherited "
             f"vs standalone {tau_txt}: {trust_txt} ({gap}).")
@@ -206,7 +237,7 @@ def overall_verdict(result: dict) -> str:
                 "here. Spread the archs' scores (harder data, a wider space) or shrink the noise "
                 "(more evaluation images) before trusting or distrusting the front.")
     words = {"yes": "trusted", "roughly": "rough guide", "no": "not trusted",
-             "unknown": "not readable"}
+             "undecided": "undecided", "unknown": "not readable"}
     parts = [f"{label}: {words[trusts[name]]}" for name, label in OBJECTIVES.items()]
     trusted = [n for n in OBJECTIVES if trusts[n] == "yes"]
     if len(trusted) == len(OBJECTIVES):
@@ -217,12 +248,18 @@ def overall_verdict(result: dict) -> str:
     elif any(t == "roughly" for t in trusts.values()):
         head = ("The front is a rough guide only: inherited scores agree with standalone "
                 "training weakly")
+    elif any(t == "undecided" for t in trusts.values()):
+        head = ("Too few archs to judge the front: the 95% intervals of tau span both no "
+                "agreement and good agreement; run with more --archs (20 or more)")
     else:
         head = ("The front cannot be trusted: inherited scores do not rank archs as standalone "
                 "training does")
-    return (f"{head} ({'; '.join(parts)}). Inherited errors are not what the archs reach "
-            "alone: see the gap.")
+    gaps = " and ".join(f"{100 * result[n]['mean_gap']:+.1f} ({'clean' if n == 'clean' else 'adv'})"
+                        for n in OBJECTIVES)
+    return (f"{head} ({'; '.join(parts)}). Inherited minus standalone error: {gaps} points on "
+            "average.")
+
 
 __all__ = ["assess", "bootstrap_ceiling", "bootstrap_over_archs", "kendall_tau",
-           "objective_verdict", "overall_verdict", "readability", "spearman_rho",
-           "spread_and_noise", "trust"]
+           "kendall_tau_rows", "objective_verdict", "overall_verdict", "readability",
+           "spearman_rho", "spearman_rho_rows", "spread_and_noise", "trust"]

@@ -98,7 +98,7 @@ def recipe(cfg, job: Job) -> dict:
     return json.loads(json.dumps(json_safe({
         "arch": list(job.arch), "seed": cfg.seed + job.seed_index, "data": data,
         "space": d["space"], "train": train, "retrain": d["retrain"], "attack": d["attack"],
-        "eval_images": d["search"]["eval_images"], "bn_images": d["search"]["bn_images"]})))
+        "eval_images": d["search"]["eval_images"]})))
 
 
 def _read_json(path: Path) -> dict | None:
