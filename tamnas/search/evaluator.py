@@ -3,8 +3,10 @@
 Every strategy scores architectures only through `Evaluator.evaluate`. For
 each new arch it re-estimates BatchNorm statistics on one fixed set of
 training images (the supernet's running statistics belong to no single
-subnet), measures clean and PGD error on one fixed validation subset, and
-reads params/FLOPs from the space's tables. Scores are cached in the
+subnet), measures clean and PGD error on one fixed validation subset (with
+the image count `n_eval` and each error's binomial standard error), and
+reads params/FLOPs from the space's tables. `score_model` scores any other
+net of an arch (a standalone one) on the same images under the same attack. Scores are cached in the
 archive, so a duplicate or a resumed search costs nothing. The supernet's
 weights and buffers are the same, bit for bit, after a call.
 """
