@@ -320,7 +320,8 @@ def _validate_section(run_dir: Path) -> list[str]:
                      "standalone std / range (points)": " / ".join(
                          _points(s.get(k)) for k in ("standalone_std", "standalone_range")),
                      "noise, 1 SE (points)": _points(s.get("standalone_noise")),
-                     "mean gap (points)": _points(s.get("mean_gap")),
+                     "mean gap (points)": "n/a" if s.get("mean_gap") is None
+                     else f"{100 * float(s['mean_gap']):+.1f}",
                      "readable": s.get("readable", "?"), "front trusted": s.get("trust", "?")})
     lines += [markdown_table(pd.DataFrame(rows), index=False)]
     lines += [f"- {(corr.get(w) or {}).get('verdict', '')}" for w in ("clean", "adv")] + [""]
