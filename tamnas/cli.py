@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=("inherited", "retrained"), default=None,
                    help="default: retrained when present, else inherited")
     add("report", "gather a run into report.md", "run")
+    p = add("validate", "rank fidelity: do inherited scores rank archs as standalone training "
+            "does?", "run")
+    p.add_argument("--archs", type=int, default=10, metavar="N",
+                   help="archs drawn by parameter count, 3 or more (default: 10)")
+    p.add_argument("--seeds", type=int, default=1, metavar="S",
+                   help="standalone trainings per arch: 1 or 2 (default: 1)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="B",
+                   help="resamples for the 95%% intervals (default: 1000)")
     p = sub.add_parser("space-info", help="space size, gene table, params/FLOPs of sampled subnets")
     p.add_argument("preset", nargs="?", default="quickstart")
     p.add_argument("--list", action="store_true", help="list the presets")
@@ -168,6 +176,9 @@ def dispatch(args: argparse.Namespace) -> int:
                                 autoattack=args.autoattack, **opts)
     elif args.command == "report":
         pipeline.report_stage(cfg, args.run, **opts)
+    elif args.command == "validate":
+        pipeline.validate_stage(cfg, args.run, n_archs=args.archs, seeds=args.seeds,
+                                bootstrap=args.bootstrap, **opts)
     return 0
 
 

@@ -301,8 +301,7 @@ def retrain_stage(cfg: Config, run_dir: str | Path, *, arch: str = "lego", init:
                   all_front: bool = False, device: torch.device, quiet: bool = False,
                   resume: bool = True) -> pd.DataFrame:
     """Retrain archs as standalone nets; test-set scores next to their inherited scores."""
-    from scipy.stats import kendalltau, spearmanr
-
+    from tamnas.analysis.rank_fidelity import kendall_tau, spearman_rho
     from tamnas.checkpoint import save_checkpoint
     from tamnas.train import retrain
 
@@ -337,8 +336,8 @@ def retrain_stage(cfg: Config, run_dir: str | Path, *, arch: str = "lego", init:
         corr = {}
         for which in ("clean", "adv"):
             x, y = table[f"inherited_{which}_err"], table[f"retrained_{which}_err"]
-            corr[f"kendall_tau_{which}"] = float(kendalltau(x, y)[0])
-            corr[f"spearman_rho_{which}"] = float(spearmanr(x, y)[0])
+            corr[f"kendall_tau_{which}"] = kendall_tau(x, y)
+            corr[f"spearman_rho_{which}"] = spearman_rho(x, y)
         atomic_write_json(run.root / "retrain" / "correlation.json", corr)
         _say("retrain: " + ", ".join(f"{k} {v:.3f}" for k, v in corr.items()), quiet)
     _say(table.to_string(index=False), quiet)
@@ -416,6 +415,32 @@ def report_stage(cfg: Config, run_dir: str | Path, *, device: torch.device = Non
     return path
 
 
+def validate_stage(cfg: Config, run_dir: str | Path, *, n_archs: int = 10, seeds: int = 1,
+                   bootstrap: int = 1000, device: torch.device, quiet: bool = False,
+                   resume: bool = True) -> dict | None:
+    """Rank fidelity: archs spread by params, retrained standalone, against their inherited scores."""
+    from tamnas.analysis.validate import check_request, format_result, validate_run
+
+    check_request(n_archs, seeds, bootstrap)
+    run = RunDir(run_dir)
+    total = cfg.train.phase1_epochs + cfg.train.phase2_epochs
+    done = supernet_epochs_done(run)
+    if done < total:
+        what = "no trained supernet" if done == 0 else f"a supernet trained {done} of {total} epochs"
+        raise ValueError(f"{run.root} has {what}; finish it with `tamnas train-supernet` (same "
+                         "preset and --out) before validating")
+    run = open_run(cfg, run_dir)
+    ctx = Context(cfg, run, device, quiet, resume)
+    _say(f"validate: {n_archs} archs x {seeds} seed(s), {cfg.retrain.epochs} retrain epochs each "
+         f"-> {run.root / 'validate'}", quiet)
+    result = validate_run(ctx, n_archs=n_archs, seeds=seeds, bootstrap=bootstrap, resume=resume,
+                          quiet=quiet)
+    if dist.is_main():
+        report_stage(cfg, run.root, quiet=True)
+        _say(format_result(result), quiet)
+    return result
+
+
 def run_all(cfg: Config, out: str | Path, *, device: torch.device, quiet: bool = False,
             resume: bool = True) -> RunDir:
     """The main job: supernet -> search -> plots -> LEGO export -> report."""
@@ -445,4 +470,5 @@ __all__ = [
     "search_stage",
     "space_info",
     "train_stage",
+    "validate_stage",
 ]

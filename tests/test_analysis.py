@@ -489,3 +489,20 @@ def test_front_tables_show_layers_by_name_next_to_the_arch_string(tmp_path):
     assert lines[2][arch_at:].split()[0] == front.loc[0, "arch"]
     assert lines[2][lines[0].index("layers"):] == labels[0]
     assert stats.arch_labels(FakeShuffleSpace(), front) is None    # 12 gene columns, 8 genes
+
+
+def test_report_front_shows_each_error_with_its_standard_error(tmp_path):
+    from tamnas.search.archive import Archive
+
+    run = tmp_path / "noisy"
+    save_config(load_config("quickstart"), run / "config.toml")
+    archive = Archive("shufflenet", 12)
+    archive.add((0,) * 12, {"adv_err": 0.5, "clean_err": 0.2, "params": 100, "n_eval": 300})
+    archive.add((1,) * 12, {"adv_err": 0.3, "clean_err": 0.4, "params": 200, "n_eval": 300})
+    archive.save(run / "search")
+    text = report.write_report(run).read_text()
+    front = text.split("### Non-dominated front")[1].split("## Figures")[0]
+    se = 100 * np.sqrt(0.3 * 0.7 / 300)
+    assert f"30.00 ± {se:.2f}" in front and "over the 300 validation images" in front
+    assert "adv_err_se" not in front
+    assert "## Rank fidelity\n\n_not run_" in text

@@ -156,3 +156,34 @@ def test_front_records_describe_each_arch():
         assert rec["scores"] == toy_scores(space, arch)
         assert row["arch"] == arch_key(arch)
     json.dumps(records)  # plain JSON types only
+
+
+def test_scores_with_an_image_count_get_the_binomial_standard_error():
+    archive = Archive("toy", 2)
+    archive.add((0, 1), {"adv_err": 0.33, "clean_err": 0.1, "params": 5, "n_eval": 300})
+    scores = archive.get((0, 1))
+    assert scores["adv_err_se"] == pytest.approx(np.sqrt(0.33 * 0.67 / 300), rel=1e-12)
+    assert scores["clean_err_se"] == pytest.approx(np.sqrt(0.1 * 0.9 / 300), rel=1e-12)
+    df = archive.frame()
+    assert df.loc[0, "adv_err_se"] == scores["adv_err_se"]
+    # an error of 0 or 1 has no binomial spread
+    archive.add((1, 1), {"adv_err": 1.0, "clean_err": 0.0, "n_eval": 10})
+    assert archive.get((1, 1))["adv_err_se"] == 0.0 == archive.get((1, 1))["clean_err_se"]
+
+
+def test_an_archive_without_noise_columns_still_loads_and_prints(tmp_path):
+    from tamnas.search.nsga2 import format_front_table
+
+    old = {"format": "tamnas-archive-v1", "space": "toy", "n_genes": 2, "entries": [
+        {"arch": [0, 1], "scores": {"adv_err": 0.5, "clean_err": 0.25, "params": 7},
+         "meta": {"order": 0, "strategy": "nsga2"}}]}
+    (tmp_path / "archive.json").write_text(json.dumps(old))
+    archive = Archive.load(tmp_path)
+    assert archive.get((0, 1)) == {"adv_err": 0.5, "clean_err": 0.25, "params": 7}
+    assert "adv_err_se" not in archive.frame()
+    table = format_front_table(archive.frame(), ["adv_err", "clean_err", "params"])
+    assert "50.00" in table and "±" not in table
+    archive.add((1, 1), {"adv_err": 0.4, "clean_err": 0.3, "params": 9, "n_eval": 100})
+    table = format_front_table(archive.frame(), ["adv_err", "clean_err", "params"])
+    se = 100 * np.sqrt(0.4 * 0.6 / 100)
+    assert f"40.00 ± {se:.2f}" in table and "50.00 " in table

@@ -98,3 +98,28 @@ def test_ood_aupr_is_scored_when_asked(setup):
     ev = make_evaluator(setup, ood_images=torch.rand(30, 1, 8, 8))
     s = ev.score(setup[-1][0])
     assert 0.0 <= s["ood_aupr_err"] <= 1.0
+
+
+def test_scores_carry_their_image_count_and_binomial_standard_errors(setup):
+    scores = make_evaluator(setup).evaluate(setup[-1][:2])
+    for s in scores:
+        assert s["n_eval"] == 40
+        for name in ("clean_err", "adv_err"):
+            p = s[name]
+            assert s[f"{name}_se"] == pytest.approx(np.sqrt(p * (1 - p) / 40), rel=1e-12)
+
+
+def test_a_standalone_net_is_scored_on_the_same_images_and_attack_as_its_inherited_self(setup):
+    """score_model of the extracted net repeats score(arch): same images, same per-arch PGD start."""
+    space, arch = setup[1], setup[-1][0]
+    evaluator = make_evaluator(setup)
+    inherited = evaluator.score(arch)
+    net = space.build_standalone(arch)
+    net.load_state_dict(evaluator.calibrated_state(arch))
+    standalone = evaluator.score_model(net, arch, per_image=True)
+    assert standalone["clean_err"] == inherited["clean_err"]
+    # float-level output differences may flip a gradient sign in PGD: a borderline image or two
+    assert abs(standalone["adv_err"] - inherited["adv_err"]) <= 2 / 40
+    assert standalone["clean_wrong"].shape == (40,) and standalone["clean_wrong"].dtype == bool
+    assert standalone["clean_wrong"].mean() == pytest.approx(standalone["clean_err"], abs=1e-12)
+    assert standalone["adv_wrong"].mean() == pytest.approx(standalone["adv_err"], abs=1e-12)

@@ -402,6 +402,66 @@ def plot_layer_stats(counts_df: pd.DataFrame, out_base: str | Path,
     return save_figure(layer_stats_figure(counts_df, **kwargs), out_base, formats)
 
 
+# --- rank fidelity (tamnas validate) ---------------------------------------------------------
+def validate_figure(summary: pd.DataFrame, stats: dict | None = None, *,
+                    title: str | None = None) -> Figure:
+    """Two panels (clean, adversarial): inherited vs standalone error of archs drawn by params.
+
+    Error bars are one binomial standard error, so a reader sees whether the
+    archs' differences stand out of the noise at all; the box gives tau
+    with its interval and its ceiling.
+    """
+    cols = [f"{p}_{w}_err{s}" for w in ("clean", "adv") for p in ("inherited", "standalone")
+            for s in ("", "_se")]
+    _need(summary, cols + ["params"], "plot_validate")
+    fig = Figure(figsize=(10.0, 4.8), layout="constrained")
+    axes = fig.subplots(1, 2)
+    params = summary["params"].to_numpy(dtype=float)
+    for ax, which, name in zip(axes, ("clean", "adv"), ("clean error", "adversarial error")):
+        xs = summary[f"standalone_{which}_err"].to_numpy(dtype=float)
+        ys = summary[f"inherited_{which}_err"].to_numpy(dtype=float)
+        ax.errorbar(xs, ys, xerr=summary[f"standalone_{which}_err_se"].to_numpy(dtype=float),
+                    yerr=summary[f"inherited_{which}_err_se"].to_numpy(dtype=float), fmt="none",
+                    ecolor="0.6", elinewidth=0.8, zorder=2)
+        points = ax.scatter(xs, ys, c=params, cmap="viridis", edgecolors="black",
+                            linewidths=0.6, s=45, zorder=3)
+        for label, xv, yv in zip(summary.get("index", pd.Series(range(len(summary)))), xs, ys):
+            ax.annotate(str(label), (xv, yv), xytext=(4, 3), textcoords="offset points", fontsize=7)
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        lo, hi = min(x0, y0), max(x1, y1)
+        ax.plot([lo, hi], [lo, hi], ls="--", color="0.6", lw=0.8, label="y = x")
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        s = (stats or {}).get(which) or {}
+        lines = [f"n = {len(summary)} archs"]
+        tau, ci = s.get("kendall_tau"), s.get("kendall_tau_ci") or [None, None]
+        if tau is not None and ci[0] is not None:
+            lines.insert(0, f"Kendall τ = {tau:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]")
+        if s.get("ceiling") is not None:
+            lines.insert(1, f"ceiling τ = {s['ceiling']:.2f} ({s.get('ceiling_source', '?')})")
+        if s.get("mean_gap") is not None:
+            lines.append(f"mean gap {100 * s['mean_gap']:+.1f} points")
+        ax.text(0.03, 0.97, "\n".join(lines), transform=ax.transAxes, va="top", fontsize=9,
+                bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"})
+        ax.set_xlabel(f"standalone {name} (trained alone)")
+        ax.set_ylabel(f"inherited {name} (supernet weights)")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(PercentFormatter(xmax=1.0))
+            axis.set_major_locator(MaxNLocator(6))
+        ax.grid(True, color="0.9", lw=0.6)
+        ax.set_axisbelow(True)
+        ax.set_title(name.capitalize())
+    fig.colorbar(points, ax=axes, label="parameters", shrink=0.8)
+    fig.suptitle(title or "Rank fidelity: inherited vs standalone (archs spread by parameters)")
+    return fig
+
+
+def plot_validate(summary: pd.DataFrame, stats: dict | None, out_base: str | Path,
+                  formats: Sequence[str] = ("png", "svg"), **kwargs) -> list[Path]:
+    """Write the validate scatter; kwargs go to `validate_figure`."""
+    return save_figure(validate_figure(summary, stats, **kwargs), out_base, formats)
+
+
 __all__ = [
     "arch_colors",
     "front_figure",
@@ -414,6 +474,8 @@ __all__ = [
     "plot_inherited_vs_retrained",
     "plot_layer_stats",
     "plot_retrained",
+    "plot_validate",
     "retrained_figure",
     "save_figure",
+    "validate_figure",
 ]

@@ -18,6 +18,7 @@ import pandas as pd
 
 from tamnas.analysis.stats import arch_labels, markdown_table
 from tamnas.checkpoint import atomic_write_text
+from tamnas.metrics import format_error
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,6 +47,8 @@ FIGURE_CAPTIONS = {
     "front": "Non-dominated front with inherited weights (paper Fig. 6): marker area = parameters.",
     "front_retrained": "The same archs after retraining (paper Fig. 7); colours match the front.",
     "inherited_vs_retrained": "Inherited vs retrained errors with Kendall tau.",
+    "validate": "Rank fidelity: inherited vs standalone errors of archs spread by parameters "
+                "(bars: one standard error; colour: parameters).",
     "hypervolume": "Hypervolume of the population per generation.",
     "layer_blocks": "Block choices per layer among the top-k (paper Fig. 8, Table XIV).",
     "layer_ratios": "Channel-ratio choices per layer among the top-k (paper Fig. 9, Table XV).",
@@ -95,8 +98,19 @@ def _fmt(value: Any) -> str:
 
 
 def _percent(df: pd.DataFrame) -> pd.DataFrame:
-    """Error columns as percentages with two decimals, renamed to say so."""
+    """Error columns as percentages with two decimals, renamed to say so.
+
+    An error with a standard-error column `<err>_se` becomes "33.00 ± 2.71",
+    so the table shows which differences are within the noise; the `_se`
+    columns and `n_eval` are then folded into the text.
+    """
     out = df.copy()
+    for col in [c for c in out.columns if f"{c}_se" in out.columns]:
+        se = out[f"{col}_se"]
+        if se.notna().any():
+            out[col] = [format_error(p, s) if pd.notna(p) else "" for p, s in zip(out[col], se)]
+            out = out.rename(columns={col: f"{col} (%)"})
+        out = out.drop(columns=f"{col}_se")
     for col in out.columns:
         if str(col).endswith("_err") and pd.api.types.is_numeric_dtype(out[col]):
             out[col] = (100.0 * out[col].astype(float)).round(2)
@@ -179,8 +193,8 @@ def _search_section(run_dir: Path, cfg: dict | None) -> list[str]:
         lines.append("; ".join(parts) + ".")
     objectives = (cfg or {}).get("search", {}).get("objectives", ["adv_err", "clean_err", "params"])
     front = front_table(archive, objectives)
-    shown = ("arch", "adv_err", "clean_err", "params", "flops", "ood_aupr_err", "strategy",
-             "generation")
+    shown = ("arch", "adv_err", "adv_err_se", "clean_err", "clean_err_se", "params", "flops",
+             "ood_aupr_err", "strategy", "generation")
     cols = [c for c in shown if c in front.columns]
     table = _percent(front[cols])
     space = _space(run_dir) if cfg is not None else None
@@ -188,9 +202,14 @@ def _search_section(run_dir: Path, cfg: dict | None) -> list[str]:
     if names is not None:
         table.insert(cols.index("arch") + 1 if "arch" in cols else 0, "layers", names)
     table.index.name = "front"
+    noise = ""
+    if "n_eval" in front and front["n_eval"].notna().any():
+        noise = (f" Errors are ± one binomial standard error over the "
+                 f"{int(front['n_eval'].max())} validation images: two archs closer than about "
+                 "twice that cannot be told apart.")
     lines += ["", f"### Non-dominated front ({len(front)} archs over {', '.join(objectives)})", "",
               "Row K is `--arch front:K`"
-              + (" (layers: block xratio per choice layer)." if names is not None else "."), "",
+              + (" (layers: block xratio per choice layer)." if names is not None else ".") + noise, "",
               markdown_table(table, index=True)]
     return lines
 
@@ -282,6 +301,62 @@ def _retrain_section(run_dir: Path) -> list[str]:
     return lines
 
 
+def _ci(value: Any, ci: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(ci, list) and len(ci) == 2 and None not in ci:
+        return f"{float(value):.2f} [{float(ci[0]):.2f}, {float(ci[1]):.2f}]"
+    return f"{float(value):.2f}"
+
+
+def _points(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.1f}"
+
+
+def _validate_section(run_dir: Path) -> list[str]:
+    lines = ["## Rank fidelity", ""]
+    corr = _read_json(run_dir / "validate" / "correlation.json")
+    summary = _read_csv(run_dir / "validate" / "summary.csv")
+    if not isinstance(corr, dict) or summary is None or not len(summary):
+        return lines + [(f"{NOT_RUN} (`tamnas validate RUN --archs N` checks whether inherited "
+                         "scores rank archs as standalone training does)"), ""]
+    seeds = int(corr.get("seeds", 1))
+    lines += [(f"{corr.get('n_archs', len(summary))} archs drawn over the space by parameter "
+               f"count (not from the front), each retrained standalone ({seeds} seed"
+               f"{'s' if seeds > 1 else ''}, {corr.get('retrain_epochs', '?')} epochs) and scored "
+               f"with inherited weights and standalone on the same {corr.get('n_eval', '?')} "
+               "validation images under the same attack. Supernet fingerprint "
+               f"`{corr.get('supernet_fingerprint', '?')}`."), "",
+              f"**{corr.get('verdict', '')}**", ""]
+    rows = []
+    for which, label in (("clean", "clean error"), ("adv", "adversarial error")):
+        s = corr.get(which) or {}
+        rows.append({"error": label,
+                     "Kendall tau [95% CI]": _ci(s.get("kendall_tau"), s.get("kendall_tau_ci")),
+                     "Spearman rho [95% CI]": _ci(s.get("spearman_rho"),
+                                                  s.get("spearman_rho_ci")),
+                     "ceiling tau": f"{_ci(s.get('ceiling'), None)} ({s.get('ceiling_source')})",
+                     "standalone std / range (points)": " / ".join(
+                         _points(s.get(k)) for k in ("standalone_std", "standalone_range")),
+                     "noise, 1 SE (points)": _points(s.get("standalone_noise")),
+                     "mean gap (points)": "n/a" if s.get("mean_gap") is None
+                     else f"{100 * float(s['mean_gap']):+.1f}",
+                     "readable": s.get("readable", "?"), "front trusted": s.get("trust", "?")})
+    lines += [markdown_table(pd.DataFrame(rows), index=False)]
+    lines += [f"- {(corr.get(w) or {}).get('verdict', '')}" for w in ("clean", "adv")] + [""]
+    lines += [("The ceiling is the Kendall tau of two standalone measurements of the same archs: "
+               "two training seeds (`--seeds 2`), or two bootstrap resamples of the evaluation "
+               "images (an upper bound that leaves out training noise). The gap is inherited "
+               "minus standalone error. Per arch (errors in %, ± one binomial standard error):"),
+              ""]
+    cols = ["index", "arch", "params"] + [
+        c for c in summary.columns if c.startswith(("inherited_", "standalone_"))
+        and (seeds > 1 or "_s0" not in c)]
+    lines += [markdown_table(_percent(summary[[c for c in cols if c in summary.columns]]),
+                             index=False)]
+    return lines
+
+
 def _robustness_section(run_dir: Path) -> list[str]:
     lines = ["## Robustness", ""]
     grids = sorted((run_dir / "retrain").glob("*/robustness.csv"))
@@ -316,7 +391,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None,
     for section in (_config_section(cfg), _training_section(run_dir), _search_section(run_dir, cfg),
                     _figures_section(run_dir, path.parent), _stats_section(run_dir, cfg),
                     _lego_section(run_dir), _retrain_section(run_dir),
-                    _robustness_section(run_dir)):
+                    _validate_section(run_dir), _robustness_section(run_dir)):
         lines += section
     atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
     return path

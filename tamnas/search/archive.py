@@ -1,7 +1,10 @@
 """Every evaluated architecture with its scores: lookup cache, Pareto fronts and persistence.
 
 The archive is the one record of a search that every later stage reads (plots,
-LEGO, export, retrain). `archive.json` is authoritative and restores the
+LEGO, export, retrain). Scores that carry `n_eval` (the number of evaluation
+images) also get the binomial standard error `<err>_se` of each error rate, so
+a reader sees when two archs cannot be told apart; archives written before
+that have no such columns and load as they are. `archive.json` is authoritative and restores the
 archive exactly; `archive.csv` is the same table for pandas and people.
 """
 
@@ -18,11 +21,14 @@ import pandas as pd
 
 from tamnas.checkpoint import atomic_write_json, atomic_write_text
 from tamnas.config import SCORE_NAMES
+from tamnas.metrics import BINOMIAL_ERRORS, with_standard_errors
 from tamnas.supernets.base import Arch
 
 FORMAT = "tamnas-archive-v1"
 JSON_NAME = "archive.json"
 CSV_NAME = "archive.csv"
+# Noise of the error rates (binomial standard errors) and the image count they come from.
+NOISE_NAMES = tuple(f"{e}_se" for e in BINOMIAL_ERRORS) + ("n_eval",)
 
 
 def arch_key(arch: Sequence[int]) -> str:
@@ -95,7 +101,7 @@ class Archive:
         if clash:
             raise ValueError(f"archive: meta keys {sorted(clash)} clash with score or reserved "
                              "names")
-        self._scores[arch] = {str(k): _plain(v) for k, v in scores.items()}
+        self._scores[arch] = {str(k): _plain(v) for k, v in with_standard_errors(scores).items()}
         self._meta[arch] = {"order": len(self._meta),
                             **{str(k): _plain(v) for k, v in meta.items()}}
         return True
@@ -248,13 +254,16 @@ class Archive:
 def front_records(space, df: pd.DataFrame) -> list[dict]:
     """front.json entries: genes, the space's readable description and the scores of each row."""
     n = space.n_genes
-    scores = [c for c in SCORE_NAMES if c in df.columns]
+    scores = [c for c in (*SCORE_NAMES, *NOISE_NAMES) if c in df.columns]
     records = []
     for _, row in df.iterrows():
         arch = tuple(int(row[f"g{i}"]) for i in range(n))
+        values = {k: _plain(row[k].item() if hasattr(row[k], "item") else row[k])
+                  for k in scores if not pd.isna(row[k])}
+        if "n_eval" in values:  # a float column when older rows lack it
+            values["n_eval"] = int(values["n_eval"])
         records.append({"arch": list(arch), "description": space.describe(arch),
-                        "scores": {k: _plain(row[k].item() if hasattr(row[k], "item") else row[k])
-                                   for k in scores if not pd.isna(row[k])}})
+                        "scores": values})
     return records
 
 
@@ -264,4 +273,4 @@ def archs_of(df: pd.DataFrame, n_genes: int) -> list[Arch]:
     return [tuple(int(g) for g in row) for row in genes]
 
 
-__all__ = ["Archive", "arch_key", "archs_of", "front_records", "non_dominated", "parse_key"]
+__all__ = ["NOISE_NAMES", "Archive", "arch_key", "archs_of", "front_records", "non_dominated", "parse_key"]

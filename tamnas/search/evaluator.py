@@ -3,8 +3,10 @@
 Every strategy scores architectures only through `Evaluator.evaluate`. For
 each new arch it re-estimates BatchNorm statistics on one fixed set of
 training images (the supernet's running statistics belong to no single
-subnet), measures clean and PGD error on one fixed validation subset, and
-reads params/FLOPs from the space's tables. Scores are cached in the
+subnet), measures clean and PGD error on one fixed validation subset (with
+the image count `n_eval` and each error's binomial standard error), and
+reads params/FLOPs from the space's tables. `score_model` scores any other
+net of an arch (a standalone one) on the same images under the same attack. Scores are cached in the
 archive, so a duplicate or a resumed search costs nothing. The supernet's
 weights and buffers are the same, bit for bit, after a call.
 """
@@ -23,7 +25,7 @@ from tqdm.auto import tqdm
 
 from tamnas import distributed as dist
 from tamnas.attacks import Attack, eval_mode, preserved_bn_state
-from tamnas.metrics import ood_aupr
+from tamnas.metrics import ood_aupr, with_standard_errors
 from tamnas.search.archive import Archive
 from tamnas.supernets.base import Arch, SearchSpace, Supernet
 
@@ -101,16 +103,36 @@ class Evaluator:
         with preserved_supernet(self.supernet):
             self._recalibrate(arch)
             model = self.supernet.path(arch).eval()
-            clean_wrong, adv_wrong, logits = self._errors(model, self._attack_for(arch))
-            scores = {"clean_err": clean_wrong / len(self.val_y),
-                      "adv_err": adv_wrong / len(self.val_y),
-                      "params": int(self.space.params(arch)),
-                      "flops": int(self.space.flops(arch))}
+            scores, logits = self._model_scores(model, arch)
             if self.ood_x is not None:
                 with torch.inference_mode():
                     ood_logits = torch.cat([model(xb) for xb in self.ood_x.split(self.batch_size)])
                 scores["ood_aupr_err"] = 1.0 - ood_aupr(logits, ood_logits)
         return scores
+
+    def score_model(self, model: nn.Module, arch: Arch,
+                    per_image: bool = False) -> dict[str, float | int | np.ndarray]:
+        """Score any net of `arch` (e.g. a standalone one) exactly as the arch is scored inherited.
+
+        Same validation images, same attack with the same per-arch random
+        start, so the two scores differ only by the weights. `per_image`
+        adds the boolean masks `clean_wrong` / `adv_wrong` (one per image).
+        """
+        arch = self.space.validate(arch)
+        with eval_mode(model):
+            scores, _ = self._model_scores(model, arch, per_image=per_image)
+        return scores
+
+    def _model_scores(self, model: nn.Module, arch: Arch, per_image: bool = False):
+        clean, adv, logits = self._errors(model, self._attack_for(arch))
+        n = len(self.val_y)
+        scores = with_standard_errors({"clean_err": int(clean.sum()) / n,
+                                       "adv_err": int(adv.sum()) / n, "n_eval": n,
+                                       "params": int(self.space.params(arch)),
+                                       "flops": int(self.space.flops(arch))})
+        if per_image:
+            scores["clean_wrong"], scores["adv_wrong"] = clean.cpu().numpy(), adv.cpu().numpy()
+        return scores, logits
 
     def calibrated_state(self, arch: Arch) -> dict[str, torch.Tensor]:
         """`extract(arch)` with BatchNorm statistics recalibrated for this arch (for export)."""
@@ -148,17 +170,15 @@ class Evaluator:
         key = int(seq.generate_state(1, np.uint64)[0])
         return dataclasses.replace(self.attack, generator=torch.Generator().manual_seed(key))
 
-    def _errors(self, model: nn.Module, attack) -> tuple[int, int, torch.Tensor]:
-        """Wrong counts, clean and under attack; summed on device, synced once."""
-        clean_wrong = torch.zeros((), dtype=torch.long, device=self.device)
-        adv_wrong = torch.zeros((), dtype=torch.long, device=self.device)
-        all_logits = []
+    def _errors(self, model: nn.Module, attack) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-image wrong masks, clean and under attack, kept on device, and the clean logits."""
+        clean_wrong, adv_wrong, all_logits = [], [], []
         for xb, yb in zip(self.val_x.split(self.batch_size), self.val_y.split(self.batch_size)):
             with torch.inference_mode():
                 logits = model(xb)
-            clean_wrong += (logits.argmax(1) != yb).sum()
+            clean_wrong.append(logits.argmax(1) != yb)
             all_logits.append(logits)
             x_adv = attack(model, xb, yb)
             with torch.inference_mode():
-                adv_wrong += (model(x_adv).argmax(1) != yb).sum()
-        return int(clean_wrong), int(adv_wrong), torch.cat(all_logits)
+                adv_wrong.append(model(x_adv).argmax(1) != yb)
+        return torch.cat(clean_wrong), torch.cat(adv_wrong), torch.cat(all_logits)

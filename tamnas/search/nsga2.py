@@ -34,6 +34,7 @@ from pymoo.operators.selection.tournament import TournamentSelection
 
 from tamnas import distributed as dist
 from tamnas.checkpoint import atomic_write_json, atomic_write_text
+from tamnas.metrics import format_error
 from tamnas.search.archive import arch_key
 from tamnas.search.strategy import Strategy
 from tamnas.supernets.base import Arch, SearchSpace
@@ -385,7 +386,7 @@ class NSGA2Search(Strategy):
 # -- CLI table ----------------------------------------------------------------------------------
 def format_front_table(df: pd.DataFrame, objectives: Sequence[str], max_rows: int = 30,
                        layers: Sequence[str] | None = None) -> str:
-    """A short fixed-width table of a front: rank, params, errors in %, arch key.
+    """A short fixed-width table of a front: rank, params, errors in % (± standard error), arch key.
 
     `layers` (one string per row, e.g. the space's layer names) is shown after the arch key.
     """
@@ -401,7 +402,7 @@ def format_front_table(df: pd.DataFrame, objectives: Sequence[str], max_rows: in
     labels = {"clean_err": "clean err %", "adv_err": "adv err %", "ood_aupr_err": "ood aupr err %"}
     for key, label in labels.items():
         if key in df and (key in objectives or key != "ood_aupr_err"):
-            cols.append((label, lambda i, r, k=key: f"{100 * float(r[k]):.2f}"))
+            cols.append((label, lambda i, r, k=key: format_error(r[k], r.get(f"{k}_se"))))
     cols.append(("arch", lambda i, r: str(r["arch"])))
     if layers is not None:
         cols.append(("layers", lambda i, r: str(layers[i])))

@@ -1,0 +1,265 @@
+"""Rank fidelity of a supernet: do inherited scores order archs as standalone training does?
+
+Pure statistics over one table of archs (inherited and standalone errors
+with their binomial standard errors): rank correlations with bootstrap
+intervals over archs, the inherited-minus-standalone gap, and whether the
+ranking can be read at all. A tau means little without its ceiling, the
+agreement of two standalone measurements of the same archs: measured from
+two training seeds, or estimated by resampling the evaluation images.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+# Acceptance levels of issue 11: a ceiling of 0.7 makes a ranking readable; a tau of 0.5 on it
+# is a front that can be trusted in order.
+READABLE_CEILING = 0.7
+PARTLY_READABLE_CEILING = 0.4
+TRUSTED_TAU = 0.5
+# Spread (std over archs) of the standalone scores in units of their standard error: pure noise
+# gives about 1; below 1.5 the differences are mostly noise, from 2 on they stand out of it.
+NOISE_SPREAD_TO_NOISE = 1.5
+MIN_SPREAD_TO_NOISE = 2.0
+OBJECTIVES = {"clean": "clean error", "adv": "adversarial error"}
+TRUST_WORDS = {"yes": "the front's order can be trusted",
+               "roughly": "the front's order is only a rough guide",
+               "no": "the front's order cannot be trusted",
+               "undecided": "too few archs to tell whether the front's order can be trusted "
+                            "(use more --archs)",
+               "unknown": "the front's order cannot be checked"}
+
+
+def _finite_pair(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    return a[ok], b[ok]
+
+
+def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
+    """Kendall's tau-b; NaN when fewer than two archs or one list is constant (no ranking)."""
+    from scipy.stats import kendalltau
+
+    a, b = _finite_pair(a, b)
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
+    return float(kendalltau(a, b)[0])
+
+
+def spearman_rho(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rho; NaN where `kendall_tau` is."""
+    from scipy.stats import spearmanr
+
+    a, b = _finite_pair(a, b)
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(spearmanr(a, b)[0])
+
+
+def kendall_tau_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b of each row pair of two (resamples x archs) arrays, as `kendall_tau`.
+
+    tau-b = sum of sign products over pairs / sqrt(untied pairs in x * untied pairs in y),
+    vectorised so that a thousand bootstrap resamples cost one array operation.
+    """
+    x, y = np.atleast_2d(np.asarray(x, float)), np.atleast_2d(np.asarray(y, float))
+    iu = np.triu_indices(x.shape[1], k=1)
+    sx = np.sign(x[:, :, None] - x[:, None, :])[:, iu[0], iu[1]]
+    sy = np.sign(y[:, :, None] - y[:, None, :])[:, iu[0], iu[1]]
+    denom = np.sqrt((sx ** 2).sum(axis=1) * (sy ** 2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau = (sx * sy).sum(axis=1) / denom
+    return np.where(denom > 0, tau, np.nan)
+
+
+def spearman_rho_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair (average ranks for ties), as `spearman_rho`."""
+    from scipy.stats import rankdata
+
+    rx = rankdata(np.atleast_2d(np.asarray(x, float)), axis=1)
+    ry = rankdata(np.atleast_2d(np.asarray(y, float)), axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    denom = np.sqrt((rx ** 2).sum(axis=1) * (ry ** 2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (rx * ry).sum(axis=1) / denom
+    return np.where(denom > 0, rho, np.nan)
+
+
+def _interval(values: np.ndarray) -> list[float | None]:
+    """Percentile 95% interval of the finite bootstrap values (None when there are none)."""
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return [None, None]
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
+def bootstrap_over_archs(inherited: Sequence[float], standalone: Sequence[float],
+                         rng: np.random.Generator, n_boot: int) -> dict[str, list]:
+    """95% intervals of tau, rho and the mean gap, resampling archs with replacement."""
+    x, y = np.asarray(inherited, dtype=float), np.asarray(standalone, dtype=float)
+    idx = rng.integers(len(x), size=(n_boot, len(x)))
+    return {"kendall_tau_ci": _interval(kendall_tau_rows(x[idx], y[idx])),
+            "spearman_rho_ci": _interval(spearman_rho_rows(x[idx], y[idx])),
+            "mean_gap_ci": _interval((x[idx] - y[idx]).mean(axis=1))}
+
+
+def bootstrap_ceiling(wrong: np.ndarray, rng: np.random.Generator, n_boot: int) -> dict:
+    """Tau between the archs' errors on two independent resamples of the evaluation images.
+
+    `wrong` is (archs x images), 1 where an arch's standalone net errs. It
+    measures how well the evaluation images alone let the archs be ranked;
+    the noise of training is not in it, so it is an upper bound on the
+    seed-to-seed ceiling.
+    """
+    wrong = np.asarray(wrong, dtype=float)
+    n = wrong.shape[1]
+    first = np.stack([wrong[:, rng.integers(n, size=n)].mean(axis=1) for _ in range(n_boot)])
+    second = np.stack([wrong[:, rng.integers(n, size=n)].mean(axis=1) for _ in range(n_boot)])
+    taus = kendall_tau_rows(first, second)
+    finite = taus[np.isfinite(taus)]
+    return {"tau": float(finite.mean()) if len(finite) else math.nan, "ci": _interval(taus)}
+
+
+def spread_and_noise(standalone: Sequence[float], se: Sequence[float]) -> dict[str, float]:
+    """How far the archs' standalone errors spread, against the noise of one measurement.
+
+    `noise` is the root-mean-square binomial standard error; `true_spread`
+    removes that noise from the observed variance (zero when the archs
+    differ no more than the noise does).
+    """
+    s, e = np.asarray(standalone, dtype=float), np.asarray(se, dtype=float)
+    std = float(np.std(s, ddof=1)) if len(s) > 1 else math.nan
+    noise = float(np.sqrt(np.mean(e ** 2)))
+    true_spread = float(np.sqrt(max(std ** 2 - noise ** 2, 0.0)))
+    return {"standalone_std": std, "standalone_range": float(np.ptp(s)),
+            "standalone_noise": noise,
+            "spread_to_noise": std / noise if noise > 0 else math.inf,
+            "true_spread": true_spread}
+
+
+def readability(ceiling: float, spread_to_noise: float) -> str:
+    """"yes", "partly" or "no": can any predictor rank these archs, given their own noise?"""
+    if not np.isfinite(ceiling) or ceiling < PARTLY_READABLE_CEILING \
+            or spread_to_noise < NOISE_SPREAD_TO_NOISE:
+        return "no"
+    if ceiling >= READABLE_CEILING and spread_to_noise >= MIN_SPREAD_TO_NOISE:
+        return "yes"
+    return "partly"
+
+
+def trust(tau: float, tau_ci: Sequence[float | None], readable: str) -> str:
+    """Does the front's order follow the standalone order? One of TRUST_WORDS' keys.
+
+    "undecided" when the interval spans both no agreement and the trusted
+    level: too few archs to tell.
+    """
+    if readable == "no" or not np.isfinite(tau):
+        return "unknown"
+    lo, hi = tau_ci
+    if lo is not None and lo > 0:
+        return "yes" if tau >= TRUSTED_TAU else "roughly"
+    if hi is not None and hi < TRUSTED_TAU:
+        return "no"
+    return "undecided"
+
+
+def objective_verdict(name: str, s: dict) -> str:
+    """One plain sentence on one objective (clean or adversarial error)."""
+    label = OBJECTIVES[name]
+    source = ("two training seeds" if s["ceiling_source"] == "seeds"
+              else "image bootstrap, an upper bound")
+    ceiling_txt = (f"ceiling tau {s['ceiling']:.2f} ({source})" if np.isfinite(s["ceiling"])
+                   else "ceiling unknown")
+    spread = (f"standalone errors spread {100 * s['standalone_std']:.1f} points (std) against "
+              f"{100 * s['standalone_noise']:.1f} points of noise")
+    tau = s["kendall_tau"]
+    lo, hi = s["kendall_tau_ci"]
+    tau_txt = (f"tau {tau:.2f} [{lo:.2f}, {hi:.2f}]" if np.isfinite(tau) and lo is not None
+               else "tau n/a")
+    gap = f"inherited errors {100 * s['mean_gap']:+.1f} points against standalone"
+    if s["readable"] == "no":
+        return (f"{label.capitalize()}: the ranking cannot be read ({spread}, {ceiling_txt}); even "
+                f"standalone measurements do not agree on the order, so no tau here means "
+                f"anything ({tau_txt}; {gap}).")
+    trust_txt = TRUST_WORDS[s["trust"]]
+    readable = "can be read" if s["readable"] == "yes" else "can only partly be read"
+    return (f"{label.capitalize()}: the ranking {readable} ({spread}, {ceiling_txt}); inherited "
+            f"vs standalone {tau_txt}: {trust_txt} ({gap}).")
+
+
+def assess(inherited: dict[str, np.ndarray], standalone: dict[str, np.ndarray],
+           standalone_se: dict[str, np.ndarray], per_seed: dict[str, list[np.ndarray]],
+           wrong: dict[str, np.ndarray], rng: np.random.Generator, n_boot: int) -> dict:
+    """Every number of correlation.json for the objectives "clean" and "adv".
+
+    inherited/standalone/standalone_se: per objective, one value per arch
+    (standalone = mean over seeds); per_seed: per objective, one array per
+    seed; wrong: per objective, (archs x images) standalone error masks.
+    """
+    out: dict = {}
+    for name in OBJECTIVES:
+        x, y = np.asarray(inherited[name], float), np.asarray(standalone[name], float)
+        s: dict = {"kendall_tau": kendall_tau(x, y), "spearman_rho": spearman_rho(x, y),
+                   "kendall_tau_per_seed": [kendall_tau(x, ys) for ys in per_seed[name]],
+                   "mean_gap": float(np.mean(x - y))}
+        s.update(bootstrap_over_archs(x, y, rng, n_boot))
+        s.update(spread_and_noise(y, standalone_se[name]))
+        boot = bootstrap_ceiling(wrong[name], rng, n_boot)
+        s["ceiling_bootstrap"], s["ceiling_bootstrap_ci"] = boot["tau"], boot["ci"]
+        seeds = per_seed[name]
+        s["ceiling_seeds"] = kendall_tau(seeds[0], seeds[1]) if len(seeds) >= 2 else None
+        if s["ceiling_seeds"] is not None:
+            s["ceiling"], s["ceiling_source"] = s["ceiling_seeds"], "seeds"
+        else:
+            s["ceiling"], s["ceiling_source"] = s["ceiling_bootstrap"], "bootstrap"
+        s["readable"] = readability(s["ceiling"], s["spread_to_noise"])
+        s["trust"] = trust(s["kendall_tau"], s["kendall_tau_ci"], s["readable"])
+        s["verdict"] = objective_verdict(name, s)
+        out[name] = s
+    return out
+
+
+def overall_verdict(result: dict) -> str:
+    """The headline: can the ranking be read, and how far can the front be trusted."""
+    levels = {name: result[name]["readable"] for name in OBJECTIVES}
+    trusts = {name: result[name]["trust"] for name in OBJECTIVES}
+    if all(v == "no" for v in levels.values()):
+        return ("The ranking cannot be read: the standalone scores of these archs differ by about "
+                "their own noise, so neither this supernet nor any other predictor can be checked "
+                "here. Spread the archs' scores (harder data, a wider space) or shrink the noise "
+                "(more evaluation images) before trusting or distrusting the front.")
+    words = {"yes": "trusted", "roughly": "rough guide", "no": "not trusted",
+             "undecided": "undecided", "unknown": "not readable"}
+    parts = [f"{label}: {words[trusts[name]]}" for name, label in OBJECTIVES.items()]
+    trusted = [n for n in OBJECTIVES if trusts[n] == "yes"]
+    if len(trusted) == len(OBJECTIVES):
+        head = ("The front can be trusted in order: inherited scores rank archs as standalone "
+                "training does")
+    elif trusted:
+        head = "The front can be trusted in part"
+    elif any(t == "roughly" for t in trusts.values()):
+        head = ("The front is a rough guide only: inherited scores agree with standalone "
+                "training weakly")
+    elif any(t == "undecided" for t in trusts.values()):
+        head = ("Too few archs to judge the front: the 95% intervals of tau span both no "
+                "agreement and good agreement; run with more --archs (20 or more)")
+    else:
+        head = ("The front cannot be trusted: inherited scores do not rank archs as standalone "
+                "training does")
+    gaps = " and ".join(f"{100 * result[n]['mean_gap']:+.1f} ({'clean' if n == 'clean' else 'adv'})"
+                        for n in OBJECTIVES)
+    return (f"{head} ({'; '.join(parts)}). Inherited minus standalone error: {gaps} points on "
+            "average.")
+
+
+__all__ = ["assess", "bootstrap_ceiling", "bootstrap_over_archs", "kendall_tau",
+           "kendall_tau_rows", "objective_verdict", "overall_verdict", "readability",
+           "spearman_rho", "spearman_rho_rows", "spread_and_noise", "trust"]
