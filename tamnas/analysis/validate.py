@@ -33,7 +33,6 @@ DIR_NAME = "validate"
 MIN_ARCHS = 3           # fewer archs have no rank correlation worth a number
 MIN_BOOTSTRAP = 100     # fewer resamples give no 95% interval
 SEED_CHOICES = (1, 2)
-POOL_PER_ARCH, MIN_POOL = 50, 1000   # uniform draws per requested arch, sorted by params
 # Train keys that shape only the supernet's training; the rest (objective, eps, ...) retrains too.
 SUPERNET_ONLY_TRAIN_KEYS = frozenset({
     "phase1_epochs", "phase2_epochs", "batches_per_epoch", "lr", "momentum", "weight_decay",
@@ -65,17 +64,14 @@ def check_request(n_archs: int, seeds: int, bootstrap: int) -> None:
 
 def draw_archs(space: SearchSpace, n: int, seed: int,
                params_range: list[int] | None = None) -> list[Arch]:
-    """N distinct archs at evenly spaced parameter-count quantiles of a seeded uniform sample."""
+    """N distinct archs spread evenly by parameter count over the space (or `params_range`).
+
+    Not quantiles of uniform samples: those crowd around the median size, where
+    archs trained alone differ little, so no predictor could rank them.
+    """
     rng = np.random.default_rng([int(seed), 0x5A11D])  # a stream of its own, apart from search's
-    pool: dict[Arch, None] = {}
-    for _ in range(max(MIN_POOL, POOL_PER_ARCH * n)):
-        pool[space.sample(rng, params_range)] = None
-    if len(pool) < n:
-        raise ValueError(f"--archs {n}: the space gave only {len(pool)} distinct archs; ask for "
-                         "fewer")
-    ordered = sorted(pool, key=lambda a: (space.params(a), a))
-    picks = np.round(np.linspace(0, len(ordered) - 1, n)).astype(int)
-    return [ordered[i] for i in picks]
+    archs = space.spread_by_params(rng, n, bounds=params_range)
+    return sorted(archs, key=lambda a: (space.params(a), a))
 
 
 @dataclass(frozen=True)

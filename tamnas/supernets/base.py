@@ -82,7 +82,8 @@ class SearchSpace:
         """Smallest and largest parameter count reachable (exact for additive tables)."""
         raise NotImplementedError
 
-    def spread_by_params(self, rng: np.random.Generator, n: int, steps: int = 400) -> list[Arch]:
+    def spread_by_params(self, rng: np.random.Generator, n: int, steps: int = 400,
+                         bounds: Sequence[int] | None = None) -> list[Arch]:
         """n distinct archs whose parameter counts are spread evenly over the whole space.
 
         Uniform samples crowd around the median size (a sum of many independent
@@ -91,11 +92,14 @@ class SearchSpace:
         uniform sample towards the parameter target lo + (i + 0.5) / n (hi - lo),
         one re-drawn gene at a time (illegal moves skipped), keeping every draw that comes no farther
         from the target: the sizes spread over [lo, hi] while every other aspect
-        stays random. Deterministic given `rng`.
+        stays random. `bounds` narrows [lo, hi] (e.g. to a search's params range).
+        Deterministic given `rng`.
         """
         if n < 1:
             raise ValueError(f"spread_by_params: n must be >= 1, got {n}")
         lo, hi = self.params_bounds()
+        if bounds is not None and bounds[1] > 0:
+            lo, hi = max(lo, int(bounds[0])), min(hi, int(bounds[1]))
         archs: list[Arch] = []
         for i in range(n):
             target = lo + (i + 0.5) / n * (hi - lo)
