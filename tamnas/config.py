@@ -118,7 +118,8 @@ class TrainConfig:
     yopo_sigma: float = _f(0.007, low=0.0)
     first_layer_grad: str = _f("discard", choices=("discard", "hamiltonian"))
     adversary_bn: str = _f("eval", choices=("eval", "batch"),
-                           help="BatchNorm of the training adversary: running (eval) or batch statistics")
+                           help="BatchNorm of the supernet-training adversary: running (eval) or batch "
+                                "statistics; retraining has its own retrain.adversary_bn")
     pgd_steps: int = _f(10, low=1)
     pgd_step_size: float = _f(2 / 255, low=0.0)
     fgsm_step: float = _f(1.25, low=0.0, help="FGSM-RS step as a multiple of eps")
@@ -158,6 +159,8 @@ class RetrainConfig:
     weight_decay: float = _f(5e-3, low=0.0)
     lr_milestones: list = _f([20, 40, 80])
     lr_gamma: float = _f(0.1, low=0.0, high=1.0)
+    adversary_bn: str = _f("eval", choices=("eval", "batch"),
+                           help="BatchNorm of the retraining adversary (train.adversary_bn: the supernet's)")
 
 
 @dataclass

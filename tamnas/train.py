@@ -9,6 +9,7 @@ killed run with the same result.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -258,8 +259,9 @@ def retrain(cfg: Config, space: SearchSpace, arch, out_dir: Path, device: torch.
         net.load_state_dict(init_state)
     net = net.to(device)
     dist.broadcast_module(net)
-    objective = build_objective(cfg.train, generator=gen)
     r = cfg.retrain
+    objective = build_objective(dataclasses.replace(cfg.train, adversary_bn=r.adversary_bn),
+                                generator=gen)
     optimizer = _sgd(net.parameters(), r.lr, r.momentum, r.weight_decay)
 
     run_epochs(
