@@ -112,8 +112,7 @@ def prepare_run(cfg: Config, out: str | Path, resume: bool, quiet: bool = False)
         if not resume:
             moved = move_results_aside(run)
             if moved is not None:
-                _say(f"note: --no-resume: moved the previous results of {run.root} to {moved}",
-                     quiet)
+                _say(f"note: --no-resume: moved the previous results of {run.root} to {moved}")
         if not run.supernet_checkpoint.exists():
             run.supernet_dir.mkdir(parents=True, exist_ok=True)
             record_training_settings(run, cfg)
@@ -200,8 +199,8 @@ class Context:
                 dist.barrier()  # every rank has read the archive before rank 0 moves it
                 moved = move_results_aside(run, ("search",)) if dist.is_main() else None
                 dist.barrier()
-                _say(f"search: the archive was scored on another supernet checkpoint; moved it "
-                     f"to {moved} and scoring afresh", quiet)
+                _say(f"note: the archive was scored on another supernet checkpoint; moved it "
+                     f"to {moved} and scoring afresh")
                 archive = None
         if archive is None:
             archive = Archive(self.space.name, self.space.n_genes)
@@ -231,7 +230,7 @@ def search_stage(cfg: Config, run_dir: str | Path, *, strategy: str | None = Non
         if not resume and dist.is_main():
             moved = move_results_aside(run, ("search",))
             if moved is not None:
-                _say(f"note: --no-resume: moved the previous search results to {moved}", quiet)
+                _say(f"note: --no-resume: moved the previous search results to {moved}")
         ctx = Context(cfg, run, device, quiet, resume, data, stale="rebuild")
         strategy_cls = _strategy(cfg.search.strategy)
         search = strategy_cls(ctx.space, ctx.evaluator, cfg, run.search_dir, seed=cfg.seed,
@@ -372,8 +371,8 @@ def _export(ctx: Context, arch, name: str, out_dir: Path, weights: str = "inheri
 def resolve_arch(spec: str, ctx: Context) -> tuple[tuple[int, ...], str]:
     """`front:K` (row K of the front table), `lego`, or an arch JSON file -> (arch, name)."""
     if spec.startswith("front:"):
-        front = _front(ctx.cfg, ctx.archive)
         _has_search(ctx)
+        front = _front(ctx.cfg, ctx.archive)
         try:
             k = int(spec.split(":", 1)[1])
             if k < 0:
@@ -493,8 +492,8 @@ def _retrain_one(ctx: Context, a, name: str, init: str, resume: bool) -> dict:
     if out.exists() and not is_fresh(out, ctx.fingerprint):
         moved = move_results_aside(run, (f"retrain/{name}",)) if dist.is_main() else None
         dist.barrier()
-        _say(f"retrain: {name} was trained for another supernet checkpoint; moved it to {moved}",
-             quiet)
+        _say(f"note: retrain/{name} was trained for another supernet checkpoint; moved it to "
+             f"{moved}")
     out = run.retrain_dir(name)
     if dist.is_main():
         stamp(out, ctx.fingerprint)
