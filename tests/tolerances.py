@@ -36,11 +36,18 @@ def assert_rounding_close(actual: torch.Tensor, expected: torch.Tensor, terms: i
     `scale` defaults to the tensors' largest entry; pass the addends' size when
     it is larger (e.g. 1.0 for a perturbation computed as (x + eta) - x).
     """
-    expected = torch.as_tensor(expected)
-    actual = torch.as_tensor(actual)
+    expected = torch.as_tensor(expected).detach()
+    actual = torch.as_tensor(actual).detach()
     if scale is None:
         scale = max(float(expected.abs().max()), float(actual.abs().max())) \
             if expected.numel() else 0.0
     tol = rounding_tolerance(scale, terms, depth, expected.dtype)
     torch.testing.assert_close(actual, expected, rtol=0, atol=tol, msg=msg)
     return tol
+
+
+def network_terms_and_depth(net: torch.nn.Module) -> tuple[int, int]:
+    """(largest fan-in, number of weighted layers) of a net: the sums its outputs accumulate."""
+    layers = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    fan_in = max((m.weight[0].numel() for m in layers), default=1)
+    return fan_in, max(len(layers), 1)
