@@ -235,7 +235,7 @@ def stamp(target: Mapping | str | Path, fingerprint: str) -> dict | None:
     path = _stamp_path(Path(target))
     blob = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     if not isinstance(blob, dict):
-        raise ValueError(f"{path}: cannot stamp a JSON file that does not hold an object")
+        raise ValueError(f"{path}: cannot stamp a JSON file that does not hold an object")  # noqa: TRY004 (a user-facing one-line error)
     blob[FINGERPRINT_KEY] = fingerprint
     atomic_write_json(path, blob)
     return None
@@ -346,7 +346,7 @@ class RunLock:
             self.path.unlink(missing_ok=True)
         self.held = False
 
-    def __enter__(self) -> RunLock:
+    def __enter__(self) -> RunLock:  # noqa: PYI034 (the class is not meant to be subclassed)
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

@@ -313,11 +313,11 @@ __all__ = [
     "autoattack_accuracy",
     "format_grid",
     "markdown_grid",
+    "noise_tolerance",
     "pgd_column",
     "read_grid",
     "robustness_grid",
     "sanity_checks",
     "save_grid",
     "step_size",
-    "tolerance",
 ]
