@@ -227,11 +227,11 @@ def search_stage(cfg: Config, run_dir: str | Path, *, strategy: str | None = Non
             cfg.search.strategy = strategy or cfg.search.strategy
             if targets is not None:
                 cfg.search.mgda_targets = list(targets)
+        ctx = Context(cfg, run, device, quiet, resume, data, stale="rebuild")
         if not resume and dist.is_main():
             moved = move_results_aside(run, ("search",))
             if moved is not None:
                 _say(f"note: --no-resume: moved the previous search results to {moved}")
-        ctx = Context(cfg, run, device, quiet, resume, data, stale="rebuild")
         strategy_cls = _strategy(cfg.search.strategy)
         search = strategy_cls(ctx.space, ctx.evaluator, cfg, run.search_dir, seed=cfg.seed,
                               quiet=quiet, resume=resume)

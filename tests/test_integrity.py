@@ -238,6 +238,34 @@ def test_stale_archive_is_refused_by_lego_and_export(run_copy, capsys):
     assert snapshot(run_copy) == before
 
 
+def test_stale_retrained_weights_are_refused_by_evaluate(run_copy, capsys):
+    out = run_copy / "retrain" / "front-0"
+    out.mkdir(parents=True)
+    arch = json.loads((run_copy / "search" / "front.json").read_text())["front"][0]["arch"]
+    (out / "scores.json").write_text(json.dumps({"name": "front-0",
+                                                 "arch": "-".join(map(str, arch))}))
+    (out / "model.pt").write_bytes(b"weights of an older supernet")
+    stamp(out, "f" * 16)
+    before = snapshot(run_copy)
+    assert cli("evaluate", str(run_copy)) == 2
+    one_line_error(capsys, "front-0 is stale", "retrain it again")
+    assert snapshot(run_copy) == before
+
+
+def test_unwritable_run_directory_is_one_line_and_changes_nothing(run_copy, capsys,
+                                                                  monkeypatch):
+    import tamnas.checkpoint as ck
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", kwargs.get("dir"))
+
+    before = snapshot(run_copy)
+    monkeypatch.setattr(ck.tempfile, "mkstemp", denied)
+    assert cli("search", str(run_copy), "--no-resume") == 2
+    one_line_error(capsys, "cannot write", "Permission denied")
+    assert snapshot(run_copy) == before
+
+
 # --- read-only commands write only what they produce ---------------------------------------
 @pytest.mark.parametrize("command", ["plot", "report"])
 def test_read_only_commands_leave_config_toml_alone(command, run_copy):
