@@ -7,6 +7,7 @@ ValueError / FileNotFoundError and leave as one line on stderr, exit code 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_config(args: argparse.Namespace):
     """Config from a preset (preset commands) or from RUN/config.toml, plus overrides."""
-    from tamnas.config import load_config, parse_override
+    from tamnas.config import load_config, load_run_config, parse_override
 
     overrides = dict(parse_override(s) for s in args.overrides)
     if args.seed is not None:
@@ -110,7 +111,7 @@ def resolve_config(args: argparse.Namespace):
         if not config.is_file():
             raise FileNotFoundError(f"{args.run} is not a tamnas run directory (no config.toml); "
                                     "make one with `tamnas run PRESET --out DIR`")
-        return load_config(config, overrides, args.config_files)
+        return load_run_config(config, overrides, args.config_files)
     return load_config(args.preset, overrides, args.config_files)
 
 
@@ -182,15 +183,36 @@ def dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
+def os_error_message(e: OSError) -> str:
+    """One line for a file-system failure: what failed, where, and what to do."""
+    where = f" ({e.filename})" if e.filename else ""
+    if e.errno == errno.ENOSPC:
+        return (f"no space left on the device{where}; the last checkpoint is intact: free some "
+                "space and run the same command again to resume")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (f"cannot write{where}: {e.strerror}; choose a writable --out or fix the "
+                "permissions of the run directory")
+    if e.errno == errno.ENAMETOOLONG:
+        return f"the path is too long for this file system{where}; choose a shorter --out"
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):
+        return f"{e.strerror}{where}: a file is in the way; choose another --out"
+    return f"{e.strerror or type(e).__name__}{where}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from tamnas.errors import MissingExtraError
 
     args = build_parser().parse_args(argv)
     try:
         return dispatch(args)
-    except (ValueError, FileNotFoundError, UserError, MissingExtraError) as e:
+    except (ValueError, UserError, MissingExtraError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"tamnas: error: {msg}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as e:  # the library's FileNotFoundError (no errno) carries its own message
+        text = str(e).strip() if e.errno is None else os_error_message(e)
+        print(f"tamnas: error: {text.splitlines()[0] if text else type(e).__name__}",
+              file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("tamnas: interrupted; run the same command again to resume", file=sys.stderr)

@@ -25,13 +25,18 @@ else:  # pragma: no cover
 DATASETS = ("digits", "cifar10", "cifar100", "svhn")
 OBJECTIVES = ("standard", "pgd_at", "fgsm_rs", "trades", "trades_yopo")
 SCORE_NAMES = ("adv_err", "clean_err", "params", "flops", "ood_aupr_err")
+FIGURE_FORMATS = ("png", "svg", "pdf")
 RATIOS = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
 
 
 def _f(default: Any, *, choices: tuple | None = None, low: float | None = None,
-       high: float | None = None, help: str = "") -> Any:
-    """A dataclass field carrying its validation rule."""
-    meta = {"choices": choices, "low": low, "high": high, "help": help}
+       high: float | None = None, item: Any = None, help: str = "") -> Any:
+    """A dataclass field carrying its validation rule.
+
+    For a list, `item` is the type of its elements and `low`/`high`/`choices`
+    apply to each element, so a bad element fails here, not epochs later.
+    """
+    meta = {"choices": choices, "low": low, "high": high, "item": item, "help": help}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -59,8 +64,8 @@ class SpaceConfig:
     name: str = _f("shufflenet", choices=("shufflenet", "darts"))
     width_mult: float = _f(1.0, low=0.05, high=8.0)
     stem_channels: int = _f(24, low=1)
-    stage_channels: list = _f([48, 96, 192])
-    stage_layers: list = _f([4, 8, 4])
+    stage_channels: list = _f([48, 96, 192], item=int, low=1)
+    stage_layers: list = _f([4, 8, 4], item=int, low=1)
     head_channels: int = _f(176, low=1)
     fc_channels: int = _f(1024, low=1)
     head: str = _f("compact", choices=("compact", "table1"),
@@ -69,8 +74,8 @@ class SpaceConfig:
     head_mid_channels: int = _f(920, low=1, help="width of Table I's 'SE 920' row (head = table1)")
     ratio_base: str = _f("half", choices=("half", "full"),
                          help="the channel ratio scales half the block's output width or all of it")
-    ratios: list = _f(list(RATIOS), help="channel ratios offered to every layer")
-    blocks: list = _f(list(range(22)), help="block ids offered (DESIGN.md 4.1)")
+    ratios: list = _f(list(RATIOS), item=float, choices=RATIOS, help="channel ratios offered to every layer")
+    blocks: list = _f(list(range(22)), item=int, low=0, high=21, help="block ids offered (DESIGN.md 4.1)")
     nonlocal_reduction: int = _f(2, low=1, help="non-local inner channels = channels // this")
     se_reduction: int = _f(4, low=1)
     weight_sharing: str = _f("family", choices=("none", "projection", "kernel", "family"),
@@ -104,11 +109,11 @@ class TrainConfig:
     lr: float = _f(0.1, low=0.0)
     momentum: float = _f(0.9, low=0.0, high=1.0)
     weight_decay: float = _f(5e-4, low=0.0)
-    lr_milestones: list = _f([200, 400, 450, 600, 700, 800])
+    lr_milestones: list = _f([200, 400, 450, 600, 700, 800], item=int, low=0)
     lr_gamma: float = _f(0.1, low=0.0, high=1.0)
     phase2_lr_reset: bool = _f(True, help="phase 2 starts again at lr (paper: 0.1)")
-    params_range_phase1: list = _f([1_823_000, 2_375_000])
-    params_range_phase2: list = _f([1_610_000, 2_370_000])
+    params_range_phase1: list = _f([1_823_000, 2_375_000], item=int, low=0)
+    params_range_phase2: list = _f([1_610_000, 2_370_000], item=int, low=0)
     enlarge_every: int = _f(20, low=1, help="phase 2 adds the next smaller ratio every N epochs")
     resample_every: str = _f("batch", help="'batch' or a number of epochs")
     eps: float = _f(8 / 255, low=0.0, high=1.0)
@@ -134,15 +139,15 @@ class SearchConfig:
     p_m: float = _f(0.1, low=0.0, high=1.0)
     p_c: float = _f(0.9, low=0.0, high=1.0)
     tournament_size: int = _f(2, low=2)
-    objectives: list = _f(["adv_err", "clean_err", "params"])
-    params_range: list = _f([0, 0], help="[low, high]; [0, 0]: the phase-2 training range")
+    objectives: list = _f(["adv_err", "clean_err", "params"], item=str, choices=SCORE_NAMES)
+    params_range: list = _f([0, 0], item=int, low=0, help="[low, high]; [0, 0]: the phase-2 training range")
     bn_images: int = _f(2000, low=0, help="training images used to recalibrate BatchNorm")
     eval_images: int = _f(2000, low=1, help="validation images every candidate is scored on")
     ood: bool = _f(False, help="also score OoD AUPR")
     # MGDA (papers 000-003)
     mgda_variant: str = _f("e2rnas", choices=("darts", "e2rnas", "dsara", "sdarts-rs", "sdarts-adv"))
     mgda_epochs: int = _f(50, low=1)
-    mgda_targets: list = _f([])
+    mgda_targets: list = _f([], item=float, low=1.0, help="parameter counts")
     mgda_normalization: str = _f("loss+", choices=("none", "l2", "loss", "loss+"))
     mgda_arch_lr: float = _f(3e-4, low=0.0)
     mgda_weight_lr: float = _f(0.025, low=0.0)
@@ -157,7 +162,7 @@ class RetrainConfig:
     lr: float = _f(0.1, low=0.0)
     momentum: float = _f(0.9, low=0.0, high=1.0)
     weight_decay: float = _f(5e-3, low=0.0)
-    lr_milestones: list = _f([20, 40, 80])
+    lr_milestones: list = _f([20, 40, 80], item=int, low=0)
     lr_gamma: float = _f(0.1, low=0.0, high=1.0)
     adversary_bn: str = _f("eval", choices=("eval", "batch"),
                            help="BatchNorm of the retraining adversary (train.adversary_bn: the supernet's)")
@@ -167,9 +172,9 @@ class RetrainConfig:
 class OutputConfig:
     top_k: int = _f(10, low=1)
     top_by: str = _f("adv_err", choices=("adv_err", "weighted", "crowding"))
-    formats: list = _f(["png", "svg"])
-    eval_eps: list = _f([2 / 255, 4 / 255, 6 / 255, 8 / 255])
-    eval_steps: list = _f([10, 30, 50])
+    formats: list = _f(["png", "svg"], item=str, choices=FIGURE_FORMATS)
+    eval_eps: list = _f([2 / 255, 4 / 255, 6 / 255, 8 / 255], item=float, low=0.0, high=1.0)
+    eval_steps: list = _f([10, 30, 50], item=int, low=0)
 
 
 @dataclass
@@ -227,6 +232,10 @@ def _check(key: str, value: Any, typ: Any, meta: Mapping) -> Any:
     ok = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
     if not ok:
         raise ValueError(f"{key}: expected {typ.__name__}, got {type(value).__name__} {value!r}")
+    item = meta.get("item")
+    if typ is list and item is not None:
+        rule = {k: meta.get(k) for k in ("choices", "low", "high")}
+        return [_check(f"{key}[{i}]", v, item, rule) for i, v in enumerate(value)]
     choices = meta.get("choices")
     if choices and value not in choices:
         raise ValueError(f"{key}: {value!r} is not allowed; choose one of {', '.join(map(str, choices))}")
@@ -336,6 +345,19 @@ def load_config(source: str | Path = "quickstart", overrides: Mapping[str, Any] 
     return from_dict(values, preset=name)
 
 
+def load_run_config(path: str | Path, overrides: Mapping[str, Any] | None = None,
+                    extra_files: list[str | Path] | None = None) -> Config:
+    """A run directory's config.toml, which must be complete: a run never falls back to defaults."""
+    path = Path(path)
+    _, values = _read_toml(path)
+    missing = [k for k in ("seed", *SECTIONS) if k not in values]
+    if missing:
+        what = "empty" if not values else f"incomplete (no {', '.join(missing)})"
+        raise ValueError(f"{path} is {what}; restore it from a copy, or start the run again with "
+                         "`tamnas run PRESET --out DIR --no-resume`")
+    return load_config(path, overrides, extra_files)
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -375,6 +397,7 @@ __all__ = [
     "TrainConfig",
     "from_dict",
     "load_config",
+    "load_run_config",
     "parse_override",
     "preset_names",
     "save_config",

@@ -24,6 +24,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from tolerances import rounding_tolerance
 from torch import nn
 
 import tamnas
@@ -313,16 +314,25 @@ def test_two_ranks_train_like_one_rank_on_the_whole_batch(two_ranks, monkeypatch
     saved = load_checkpoint(two / "run" / "supernet" / "checkpoint.pt", "supernet")
     assert saved["epoch"] == 2
     assert_same_state(saved["model"], r0)
-    assert_same_state(r0, one, atol=2e-6)
+    # two ranks sum each batch's gradient in another order: 6 SGD steps, each a sum over the
+    # batch's 16 x 8 x 8 pixels, round differently at the weights' scale
+    scale = max(one[k].abs().max().item() for k in one)
+    tol = rounding_tolerance(scale, terms=16 * 8 * 8, depth=6)
+    assert_same_state(r0, one, atol=tol)
     init = PlainSpace().build_supernet().state_dict()
     moved = max((one[k] - init[k]).abs().max().item() for k in one)
-    assert moved > 100 * 2e-6                                   # training did move the weights
+    assert moved > 100 * tol                                    # training did move the weights
 
     two_log = pd.read_csv(two / "run" / "supernet" / "train_log.csv")
     one_log = pd.read_csv(two_ranks["root"] / "train" / "run" / "supernet" / "train_log.csv")
     assert list(two_log["batches"]) == list(one_log["batches"]) == [3, 3]
-    np.testing.assert_allclose(two_log["loss"], one_log["loss"], rtol=1e-5)
-    np.testing.assert_allclose(two_log["clean_acc"], one_log["clean_acc"], rtol=1e-6)
+    # an epoch's mean loss: 3 batches of 16 images, each through the net's reductions
+    loss_tol = rounding_tolerance(float(one_log["loss"].abs().max()), terms=3 * 16 * 8 * 8,
+                                  depth=6)
+    np.testing.assert_allclose(two_log["loss"], one_log["loss"], rtol=0, atol=loss_tol)
+    # accuracies are means of per-batch fractions k / 16: only the averaging rounds
+    np.testing.assert_allclose(two_log["clean_acc"], one_log["clean_acc"], rtol=0,
+                               atol=rounding_tolerance(1.0, terms=2 * 3, depth=2))
 
 
 def test_two_rank_search_matches_one_rank_and_only_rank_zero_writes(two_ranks):

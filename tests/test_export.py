@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pytest
 import torch
+from tolerances import assert_rounding_close, network_terms_and_depth
 from torch import nn
 
 from tamnas import build_space, load_config
@@ -240,7 +241,10 @@ def test_onnx_export_runs_in_onnxruntime_like_pytorch(space, tmp_path):
     x = inputs(n=3, seed=7)                          # batch 3: the batch axis is dynamic
     session = ort.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"])
     got = session.run(None, {"input": x.numpy()})[0]
-    assert torch.allclose(torch.from_numpy(got), net(x).detach(), atol=1e-5)
+    # onnxruntime's kernels sum in their own order: the net's fan-in and depth set the slack
+    expected = net(x).detach()
+    assert_rounding_close(torch.from_numpy(got), expected, *network_terms_and_depth(net),
+                          scale=max(float(expected.abs().max()), 1.0))
 
     other = trained_like(space.build_standalone(ARCH), seed=9)   # not the exported weights
     with pytest.raises(ValueError, match="not faithful"):
@@ -299,7 +303,8 @@ def test_real_space_export_matches_the_supernet_path(tmp_path):
                                    example_input_shape=shape)
         net = export.load_arch(paths["json"])
         with torch.no_grad():
-            assert torch.allclose(net(x), expected, atol=1e-5, rtol=1e-4)
+            assert_rounding_close(net(x), expected, *network_terms_and_depth(net),
+                                  scale=max(float(expected.abs().max()), 1.0))
         assert sum(p.numel() for p in net.parameters()) == space.params(arch)
         if HAVE_ORT and seed == 0:     # the non-local and SE blocks survive ONNX export too
             assert json.loads(paths["json"].read_text())["onnx"]["max_abs_diff"] < 1e-4

@@ -11,13 +11,15 @@ every cell.
 The self-checks (DESIGN.md section 10) catch gradient masking and broken
 attacks: at eps = 0 every attack equals clean accuracy; accuracy never rises
 with eps nor with steps; PGD never beats FGSM at the same eps; no attack
-beats clean accuracy. PGD starts from a random point, so a few images may
-flip by chance: comparisons allow `tol` = max(1 example, 0.5%).
+beats clean accuracy. PGD starts from a random point, so some images flip
+by chance: each comparison allows the random-start noise of its two
+accuracies (`noise_tolerance`, a binomial standard error), at least one image.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -152,12 +154,26 @@ def _fmt_eps(eps: float) -> str:
     return f"{eps:.4g}"
 
 
-def tolerance(table: pd.DataFrame, tol: float | None = None) -> float:
-    """The slack of the self-checks: `tol` if given, else max(one example, 0.5%)."""
+NOISE_Z = 2.0
+
+
+def noise_tolerance(a: float, b: float | None, n: int | None, tol: float | None = None) -> float:
+    """How far two accuracies on the same `n` images may differ by random starts alone.
+
+    Under random starts image i is classified correctly with some probability
+    p_i, so an accuracy's variance is sum p_i (1 - p_i) / n^2 <= p (1 - p) / n
+    (the binomial variance, reached when every image is a coin flip). Two runs
+    therefore differ with a standard deviation of at most
+    sqrt((a (1 - a) + b (1 - b)) / n); the slack is NOISE_Z of those, and at
+    least one image. `b=None` marks a deterministic partner (clean accuracy).
+    An explicit `tol` wins; without `n` the slack is DEFAULT_TOL.
+    """
     if tol is not None:
         return float(tol)
-    n = table.attrs.get("n")
-    return max(1.0 / n, DEFAULT_TOL) if n else DEFAULT_TOL
+    if not n:
+        return DEFAULT_TOL
+    var = a * (1 - a) + (b * (1 - b) if b is not None else 0.0)
+    return max(1.0 / n, NOISE_Z * math.sqrt(max(var, 0.0) / n))
 
 
 def sanity_checks(table: pd.DataFrame, tol: float | None = None) -> list[str]:
@@ -166,16 +182,20 @@ def sanity_checks(table: pd.DataFrame, tol: float | None = None) -> list[str]:
     A violation does not stop anything: it signals gradient masking or a weak
     attack, so the numbers deserve distrust.
     """
-    tol = tolerance(table, tol)
+    n = table.attrs.get("n")
     table = table.sort_index()
     pgd_cols = [c for _, c in _pgd_steps(table)]
     attack_cols = (["fgsm"] if "fgsm" in table.columns else []) + pgd_cols
     eps_values = [float(e) for e in table.index]
-    slack = f"(tolerance {tol:.4f})"
     out: list[str] = []
 
     def acc(e: float, col: str) -> float:
         return float(table.at[e, col])
+
+    def rises(lower: float, higher: float, deterministic_lower: bool = False) -> tuple[bool, str]:
+        """Whether `higher` exceeds `lower` by more than noise, and the slack as text."""
+        t = noise_tolerance(higher, None if deterministic_lower else lower, n, tol)
+        return higher > lower + t, f"(tolerance {t:.4f})"
 
     if "clean" in table.columns:
         for e in eps_values:
@@ -185,24 +205,24 @@ def sanity_checks(table: pd.DataFrame, tol: float | None = None) -> list[str]:
                 if abs(e) < 1e-12 and abs(a - clean) > 1e-9:
                     out.append(f"{col} at eps 0 gives {a:.4f}, clean accuracy is {clean:.4f}; "
                                "an attack with no budget must change nothing")
-                elif a > clean + tol:
+                elif (bad := rises(clean, a, deterministic_lower=True))[0]:
                     out.append(f"{col} at eps {_fmt_eps(e)} gives {a:.4f}, above clean "
-                               f"accuracy {clean:.4f} {slack}")
+                               f"accuracy {clean:.4f} {bad[1]}")
     for col in attack_cols:
         for lo, hi in itertools.pairwise(eps_values):
-            if acc(hi, col) > acc(lo, col) + tol:
+            if (bad := rises(acc(lo, col), acc(hi, col)))[0]:
                 out.append(f"{col} accuracy rises with eps: {acc(lo, col):.4f} at "
-                           f"{_fmt_eps(lo)} -> {acc(hi, col):.4f} at {_fmt_eps(hi)} {slack}; "
+                           f"{_fmt_eps(lo)} -> {acc(hi, col):.4f} at {_fmt_eps(hi)} {bad[1]}; "
                            "a sign of gradient masking or a weak attack")
     for e in eps_values:
         for fewer, more in itertools.pairwise(pgd_cols):
-            if acc(e, more) > acc(e, fewer) + tol:
+            if (bad := rises(acc(e, fewer), acc(e, more)))[0]:
                 out.append(f"accuracy rises with PGD steps at eps {_fmt_eps(e)}: {fewer} "
-                           f"{acc(e, fewer):.4f} -> {more} {acc(e, more):.4f} {slack}")
+                           f"{acc(e, fewer):.4f} -> {more} {acc(e, more):.4f} {bad[1]}")
         for col in pgd_cols if "fgsm" in table.columns else []:
-            if acc(e, col) > acc(e, "fgsm") + tol:
+            if (bad := rises(acc(e, "fgsm"), acc(e, col)))[0]:
                 out.append(f"{col} beats FGSM at eps {_fmt_eps(e)}: {acc(e, col):.4f} > "
-                           f"{acc(e, 'fgsm'):.4f} {slack}; PGD should be the stronger attack, "
+                           f"{acc(e, 'fgsm'):.4f} {bad[1]}; PGD should be the stronger attack, "
                            "a sign of gradient masking")
     return out
 
@@ -293,11 +313,11 @@ __all__ = [
     "autoattack_accuracy",
     "format_grid",
     "markdown_grid",
+    "noise_tolerance",
     "pgd_column",
     "read_grid",
     "robustness_grid",
     "sanity_checks",
     "save_grid",
     "step_size",
-    "tolerance",
 ]

@@ -11,7 +11,6 @@ per-arch attack. The statistics are in `rank_fidelity`.
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import json
 import math
@@ -39,15 +38,6 @@ SUPERNET_ONLY_TRAIN_KEYS = frozenset({
     "lr_milestones", "lr_gamma", "phase2_lr_reset", "params_range_phase1", "params_range_phase2",
     "enlarge_every", "resample_every", "adversary_bn"})
 OBJECTIVES = ("clean", "adv")
-
-
-def supernet_fingerprint(path: str | Path) -> str:
-    """Identity of the supernet weights a validation scored: sha256 of the checkpoint, 16 hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def check_request(n_archs: int, seeds: int, bootstrap: int) -> None:
@@ -244,7 +234,7 @@ def validate_run(ctx, *, n_archs: int, seeds: int = 1, bootstrap: int = 1000,
         "n_archs": n_archs, "seeds": seeds, "bootstrap": bootstrap,
         "n_eval": int(summary["n_eval"].iloc[0]), "retrain_epochs": cfg.retrain.epochs,
         "attack": cfg.to_dict()["attack"],
-        "supernet_fingerprint": supernet_fingerprint(run.supernet_checkpoint),
+        "supernet_fingerprint": ctx.fingerprint,
         **stats, "verdict": rank_fidelity.overall_verdict(stats)}))
     atomic_write_text(root / "summary.csv", summary.to_csv(index=False))
     atomic_write_json(root / "correlation.json", blob)
@@ -260,4 +250,4 @@ def format_result(blob: dict) -> str:
 
 
 __all__ = ["Job", "check_request", "draw_archs", "format_result", "recipe", "summary_frame",
-           "supernet_fingerprint", "validate_run"]
+           "validate_run"]

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tamnas.checkpoint import atomic_write_json, atomic_write_text
+from tamnas.checkpoint import FINGERPRINT_KEY, atomic_write_json, atomic_write_text
 from tamnas.config import SCORE_NAMES
 from tamnas.metrics import BINOMIAL_ERRORS, with_standard_errors
 from tamnas.supernets.base import Arch
@@ -76,9 +76,10 @@ class Archive:
     nothing: scores belong to the arch, not to the visit.
     """
 
-    def __init__(self, space_name: str, n_genes: int):
+    def __init__(self, space_name: str, n_genes: int, fingerprint: str | None = None):
         self.space_name = str(space_name)
         self.n_genes = int(n_genes)
+        self.fingerprint = fingerprint  # of the supernet checkpoint the scores came from
         self._scores: dict[Arch, dict[str, Any]] = {}
         self._meta: dict[Arch, dict[str, Any]] = {}
 
@@ -193,16 +194,19 @@ class Archive:
 
     # -- persistence ----------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "space": self.space_name, "n_genes": self.n_genes,
-                "entries": [{"arch": list(a), "scores": self._scores[a], "meta": self._meta[a]}
-                            for a in self._scores]}
+        blob: dict[str, Any] = {"format": FORMAT, "space": self.space_name, "n_genes": self.n_genes}
+        if self.fingerprint is not None:
+            blob[FINGERPRINT_KEY] = self.fingerprint
+        blob["entries"] = [{"arch": list(a), "scores": self._scores[a], "meta": self._meta[a]}
+                           for a in self._scores]
+        return blob
 
     @classmethod
     def from_dict(cls, blob: Mapping, source: str = "archive") -> Archive:
         if not isinstance(blob, Mapping) or blob.get("format") != FORMAT:
             raise ValueError(f"{source} is not a tamnas archive (no {FORMAT} tag)")
         try:
-            archive = cls(blob["space"], blob["n_genes"])
+            archive = cls(blob["space"], blob["n_genes"], blob.get(FINGERPRINT_KEY))
             entries = sorted(blob["entries"], key=lambda e: e["meta"]["order"])
             for e in entries:
                 meta = {k: v for k, v in e["meta"].items() if k != "order"}
