@@ -22,8 +22,13 @@ import pandas as pd
 
 from tamnas import distributed as dist
 from tamnas.analysis import rank_fidelity
-from tamnas.checkpoint import (atomic_write_bytes, atomic_write_json, atomic_write_text, json_safe,
-                               save_checkpoint)
+from tamnas.checkpoint import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    json_safe,
+    save_checkpoint,
+)
 from tamnas.metrics import binomial_se
 from tamnas.search.archive import arch_key
 from tamnas.supernets.base import Arch, SearchSpace
