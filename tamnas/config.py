@@ -122,7 +122,7 @@ class TrainConfig:
     yopo_n: int = _f(3, low=1)
     yopo_sigma: float = _f(0.007, low=0.0)
     first_layer_grad: str = _f("discard", choices=("discard", "hamiltonian"))
-    adversary_bn: str = _f("eval", choices=("eval", "batch"),
+    adversary_bn: str = _f("batch", choices=("eval", "batch"),
                            help="BatchNorm of the supernet-training adversary: running (eval) or batch "
                                 "statistics; retraining has its own retrain.adversary_bn")
     pgd_steps: int = _f(10, low=1)
