@@ -16,9 +16,10 @@ from tamnas.search.mgda import MGDASearch
 torch.set_num_threads(1)
 
 CHANCE = 0.1  # ten digit classes
-# quickstart-darts shrunk to seconds: 8x8 digits, 4 channels, one parameter target.
-TINY = {"data.resolution": 8, "data.train_limit": 320, "data.val_size": 96,
-        "space.init_channels": 4, "search.mgda_epochs": 4, "search.mgda_targets": [3000],
+# quickstart-darts shrunk to seconds: 8x8 digits, 4 channels, batches of 16, one target.
+TINY = {"data.resolution": 8, "data.train_limit": 160, "data.val_size": 96, "data.batch_size": 16,
+        "space.init_channels": 4, "search.mgda_epochs": 3, "search.mgda_targets": [3000],
+        "search.mgda_weight_lr": 0.1,
         "search.mgda_finetune_epochs": 1.0, "search.bn_images": 64, "search.eval_images": 96,
         "attack.steps": 2}
 
@@ -40,10 +41,10 @@ def test_tiny_darts_supernet_learns_under_the_e2rnas_search(tmp_path):
     search = MGDASearch(space, evaluator, cfg, tmp_path, quiet=True, resume=False, data=data)
     search.run()
     log = pd.DataFrame(search.epoch_rows)
-    # Epoch means over 10 batches of 32: the loss falls by far more than batch noise, and the
+    # Epoch means over 10 batches of 16: the loss falls by far more than batch noise, and the
     # training accuracy (on FGSM-RS examples) ends at several times chance.
     assert log["train_loss"].iloc[-1] < 0.7 * log["train_loss"].iloc[0]
-    assert log["train_acc"].iloc[-1] > 5 * CHANCE
+    assert log["train_acc"].iloc[-1] > 4 * CHANCE
     point = search.points().iloc[0]
     # 96 validation images: a binomial standard error below 0.05 at these error rates.
     assert 1 - point["clean_err"] > 4 * CHANCE
