@@ -33,7 +33,7 @@ import torch
 
 import tamnas
 from tamnas.checkpoint import RunDir
-from tamnas.config import save_config
+from tamnas.config import parse_override, save_config
 from tamnas.data import load_data
 from tamnas.search.archive import Archive
 from tamnas.search.evaluator import Evaluator
@@ -47,12 +47,13 @@ PRESETS = {"shufflenet": "quickstart", "darts": "quickstart-darts"}
 
 
 class TimedNSGA2(NSGA2Search):
-    """NSGA-II that stops after the generation during which its deadline passed."""
+    """NSGA-II that stops after the generation during which its deadline passed (one at least)."""
 
     deadline = float("inf")
 
     def finished(self) -> bool:
-        return super().finished() or time.perf_counter() >= self.deadline
+        late = self.steps_done > 0 and time.perf_counter() >= self.deadline
+        return super().finished() or late
 
 
 class TimedMGDA(MGDASearch):
@@ -71,8 +72,10 @@ class TimedMGDA(MGDASearch):
         return row
 
 
-def run_nsga2(preset: str, budget: float, train_share: float, device, work: Path) -> dict:
-    cfg = tamnas.load_config(preset, {"search.strategy": "nsga2", "search.generations": 10_000})
+def run_nsga2(preset: str, budget: float, train_share: float, device, work: Path,
+              overrides: dict) -> dict:
+    cfg = tamnas.load_config(preset, {**overrides, "search.strategy": "nsga2",
+                                      "search.generations": 10_000})
     if cfg.train.phase1_epochs + cfg.train.phase2_epochs == 0:  # DARTS quickstart: no one-shot
         cfg.train.phase1_epochs, cfg.train.phase2_epochs = 0, 40
     data = load_data(cfg.data, cfg.seed)
@@ -99,8 +102,9 @@ def run_nsga2(preset: str, budget: float, train_share: float, device, work: Path
             "train_epochs": epoch, "generations": len(s.rows)}
 
 
-def run_mgda(preset: str, budget: float, device, work: Path) -> dict:
-    cfg = tamnas.load_config(preset, {"search.strategy": "mgda", "search.mgda_epochs": 1000})
+def run_mgda(preset: str, budget: float, device, work: Path, overrides: dict) -> dict:
+    cfg = tamnas.load_config(preset, {**overrides, "search.strategy": "mgda",
+                                      "search.mgda_epochs": 1000})
     data = load_data(cfg.data, cfg.seed)
     space = tamnas.build_space(cfg)
     start = time.perf_counter()
@@ -127,11 +131,15 @@ def main() -> None:
     p.add_argument("--train-share", type=float, default=0.5,
                    help="NSGA-II: share of the budget for one-shot supernet training")
     p.add_argument("--spaces", nargs="*", default=sorted(PRESETS), choices=sorted(PRESETS))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for both presets, e.g. data.train_limit=200")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args()
     device = torch.device(args.device)
+    overrides = dict(parse_override(text) for text in args.set)
     result = {"budget_s": args.budget, "train_share": args.train_share, "device": str(device),
+              "overrides": overrides,
               "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
               "spaces": {}}
     print(f"{'space':<10} {'strategy':<8} {'hv':>7} {'points':>6} {'evals':>6} {'wall s':>7}  "
@@ -139,8 +147,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tamnas-nsga2-vs-mgda-") as tmp:
         for name in args.spaces:
             preset = PRESETS[name]
-            n = run_nsga2(preset, args.budget, args.train_share, device, Path(tmp))
-            m = run_mgda(preset, args.budget, device, Path(tmp))
+            n = run_nsga2(preset, args.budget, args.train_share, device, Path(tmp), overrides)
+            m = run_mgda(preset, args.budget, device, Path(tmp), overrides)
             cfg, space = n["cfg"], n["space"]
             objectives = list(cfg.search.objectives)
             low, high = objective_bounds(space, objectives, resolve_params_range(cfg),

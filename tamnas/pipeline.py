@@ -116,7 +116,8 @@ class Context:
 
     def __init__(self, cfg: Config, run: RunDir, device: torch.device, quiet: bool,
                  resume: bool = True, data=None, searched: bool = True):
-        """`searched`: use the weights an MGDA search trained (search/supernet.pt) when present."""
+        """`searched`: without a one-shot stage, the weights an MGDA search trained
+        (search/supernet.pt) are the run's supernet, when present."""
         from tamnas.data import load_data
         from tamnas.search.archive import Archive
         from tamnas.search.evaluator import Evaluator
@@ -124,7 +125,7 @@ class Context:
 
         self.cfg, self.run, self.device, self.quiet = cfg, run, device, quiet
         self.space, self.supernet = load_trained_supernet(cfg, run, device)
-        if searched:
+        if searched and cfg.train.phase1_epochs + cfg.train.phase2_epochs == 0:
             from tamnas.search.mgda import load_searched
 
             load_searched(run.root / "search", self.supernet)

@@ -49,3 +49,27 @@ def test_tiny_darts_supernet_learns_under_the_e2rnas_search(tmp_path):
     # 96 validation images: a binomial standard error below 0.05 at these error rates.
     assert 1 - point["clean_err"] > 4 * CHANCE
     assert point["params"] == space.params(tuple(int(g) for g in point["arch"].split("-")))
+
+
+def test_quickstart_darts_runs_from_scratch_and_later_commands_use_the_searched_weights(tmp_path):
+    from tamnas.checkpoint import RunDir, load_checkpoint
+    from tamnas.cli import main
+    from tamnas.pipeline import Context
+
+    out = tmp_path / "qsd"
+    sets = {**TINY, "search.mgda_epochs": 1, "search.mgda_batches_per_epoch": 2,
+            "search.mgda_targets": [2000, 4000], "search.mgda_finetune_epochs": 0.5,
+            "output.formats": ["png"]}
+    argv = [a for k, v in sets.items() for a in ("--set", f"{k}={v}".replace("'", '"'))]
+    assert main(["run", "quickstart-darts", "--out", str(out), *argv, "--quiet",
+                 "--device", "cpu"]) == 0
+    run = RunDir(out)
+    assert load_checkpoint(run.supernet_checkpoint, kind="supernet")["epoch"] == 0
+    searched = load_checkpoint(run.search_dir / "supernet.pt", kind="supernet")["model"]
+    initial = load_checkpoint(run.supernet_checkpoint, kind="supernet")["model"]
+    assert any(not torch.equal(searched[k], initial[k]) for k in initial)   # the search trained
+    front = pd.read_csv(run.search_dir / "archive.csv")
+    assert set(front["strategy"]) >= {"mgda"} and (out / "exports" / "lego.json").is_file()
+    cfg = tamnas.load_config(run.config)
+    ctx = Context(cfg, run, torch.device("cpu"), quiet=True)
+    assert all(torch.equal(v, searched[k]) for k, v in ctx.supernet.state_dict().items())
