@@ -18,9 +18,10 @@ when it ends writes those weights to `supernet.pt` in the search directory,
 which later commands load (`load_searched`).
 
 Every epoch derives each target's discrete arch (DARTS top-2 rule) and logs
-it to `mgda_epochs.csv`; the archs of the last epoch are scored through the
-evaluator (strategy="mgda"), on the searched weights with BatchNorm
-recalibrated for the arch, and are MGDA's points. After every epoch the whole
+it to `mgda_epochs.csv`; the archs of the last epoch get a short warm start
+of their own paths on the searched weights (`finetune`,
+search.mgda_finetune_epochs) and are then scored through the evaluator
+(strategy="mgda") with BatchNorm recalibrated for the arch: MGDA's points. After every epoch the whole
 state (weights, alphas, optimisers, data positions, generators) is
 checkpointed, so a killed search continues where it stopped.
 """
