@@ -5,9 +5,10 @@ its own training included, as a user would run it:
 - NSGA-II: one-shot supernet training on sampled single paths (the preset's
   train.objective; `--train-share` of the budget), then NSGA-II generations
   scored with inherited weights until the budget is spent;
-- MGDA: the bi-level search from scratch (weights and alpha together), its
-  epochs sized from the first epoch's time so that the last epoch (derive,
-  fine-tune, score) ends within the budget.
+- MGDA: the bi-level search from scratch (weights and alpha together), in
+  short epochs of MGDA_BATCHES rounds, their number sized from the first
+  epoch's time so that the last epoch (derive, fine-tune, score) ends within
+  the budget.
 The spaces are the two quickstarts: `quickstart` (ShuffleNetV2) and
 `quickstart-darts` (DARTS cells). Both strategies' archs are scored by an
 Evaluator with the same BN images, validation images and PGD attack, and the
@@ -44,6 +45,7 @@ from tamnas.train import load_trained_supernet, train_supernet
 
 RESULTS = Path(__file__).resolve().parent / "results" / "nsga2_vs_mgda.json"
 PRESETS = {"shufflenet": "quickstart", "darts": "quickstart-darts"}
+MGDA_BATCHES = 6
 
 
 class TimedNSGA2(NSGA2Search):
@@ -103,8 +105,9 @@ def run_nsga2(preset: str, budget: float, train_share: float, device, work: Path
 
 
 def run_mgda(preset: str, budget: float, device, work: Path, overrides: dict) -> dict:
-    cfg = tamnas.load_config(preset, {**overrides, "search.strategy": "mgda",
-                                      "search.mgda_epochs": 1000})
+    # Short epochs (MGDA_BATCHES bi-level rounds), so that the budget sets how many there are.
+    cfg = tamnas.load_config(preset, {"search.mgda_batches_per_epoch": MGDA_BATCHES, **overrides,
+                                      "search.strategy": "mgda", "search.mgda_epochs": 1000})
     data = load_data(cfg.data, cfg.seed)
     space = tamnas.build_space(cfg)
     start = time.perf_counter()
