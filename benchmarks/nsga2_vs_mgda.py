@@ -1,25 +1,30 @@
-"""NSGA-II's front against MGDA's points on one trained supernet: hypervolume and search time.
+"""NSGA-II against MGDA on both spaces, each strategy with the same wall-clock budget.
 
-Both strategies score archs through their own Evaluator over the same
-supernet, BN images, validation images and attack, so no cache is shared and
-each wall time is the whole search. The hypervolume uses NSGA-II's fixed
-normalisation and reference point (`objective_bounds`, `Hypervolume`) on the
-search objectives. MGDA sweeps `--targets` parameter targets (default: the
-quartiles of the space's parameter range), one E2RNAS run per target; its
-"points" are the archs derived at the end of each run, and "all points" every
-arch it derived after any epoch. Prints a table and writes
+Each strategy starts from nothing and gets `--budget` seconds on one space,
+its own training included, as a user would run it:
+- NSGA-II: one-shot supernet training on sampled single paths (the preset's
+  train.objective; `--train-share` of the budget), then NSGA-II generations
+  scored with inherited weights until the budget is spent;
+- MGDA: the bi-level search from scratch (weights and alpha together), in
+  short epochs of MGDA_BATCHES rounds, their number sized from the first
+  epoch's time so that the last epoch (derive, fine-tune, score) ends within
+  the budget.
+The spaces are the two quickstarts: `quickstart` (ShuffleNetV2) and
+`quickstart-darts` (DARTS cells). Both strategies' archs are scored by an
+Evaluator with the same BN images, validation images and PGD attack, and the
+hypervolume uses NSGA-II's fixed normalisation and reference point on
+(adv err, clean err, params). Prints a table, writes
 benchmarks/results/nsga2_vs_mgda.json.
 
-    python benchmarks/nsga2_vs_mgda.py --run /tmp/qs_run          # reuse a trained quickstart run
-    python benchmarks/nsga2_vs_mgda.py --run '' --set train.phase1_epochs=1 --set space.blocks=[0,3]
+    python benchmarks/nsga2_vs_mgda.py --budget 60
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -39,116 +44,145 @@ from tamnas.search.strategy import resolve_params_range
 from tamnas.train import load_trained_supernet, train_supernet
 
 RESULTS = Path(__file__).resolve().parent / "results" / "nsga2_vs_mgda.json"
+PRESETS = {"shufflenet": "quickstart", "darts": "quickstart-darts"}
+MGDA_BATCHES = 6
 
 
-def trained_run(args, overrides: dict, device) -> RunDir:
-    """The run directory holding a trained supernet: `--run` if it has one, else a fresh
-    (short, with `--set train.*`) training into `--train-dir` or a temporary folder."""
-    if args.run and (Path(args.run) / "supernet" / "checkpoint.pt").is_file():
-        return RunDir(args.run)
-    cfg = tamnas.load_config(args.preset, overrides)
-    root = Path(args.train_dir or tempfile.mkdtemp(prefix="tamnas-bench-"))
-    run = RunDir(root).ensure()
+class TimedNSGA2(NSGA2Search):
+    """NSGA-II that stops after the generation during which its deadline passed (one at least)."""
+
+    deadline = float("inf")
+
+    def finished(self) -> bool:
+        late = self.steps_done > 0 and time.perf_counter() >= self.deadline
+        return super().finished() or late
+
+
+class TimedMGDA(MGDASearch):
+    """MGDA whose number of epochs is cut, after the first, to what fits before the deadline."""
+
+    deadline = float("inf")
+
+    def step(self):
+        tic = time.perf_counter()
+        row = super().step()
+        if self.steps_done == 0 and self.epochs > 1:  # the first epoch (rows grow after step)
+            per_epoch = time.perf_counter() - tic
+            left = self.deadline - time.perf_counter()
+            # The last epoch also fine-tunes and scores: reserve one more epoch's time for it.
+            self.epochs = int(max(2, min(self.epochs, 1 + left // per_epoch - 1)))
+        return row
+
+
+def run_nsga2(preset: str, budget: float, train_share: float, device, work: Path,
+              overrides: dict) -> dict:
+    cfg = tamnas.load_config(preset, {**overrides, "search.strategy": "nsga2",
+                                      "search.generations": 10_000})
+    if cfg.train.phase1_epochs + cfg.train.phase2_epochs == 0:  # DARTS quickstart: no one-shot
+        cfg.train.phase1_epochs, cfg.train.phase2_epochs = 0, 40
+    data = load_data(cfg.data, cfg.seed)
+    run = RunDir(work / f"nsga2-{preset}").ensure()
     save_config(cfg, run.config)
-    tic = time.perf_counter()
-    train_supernet(cfg, run, device, quiet=args.quiet)
-    print(f"trained the supernet in {time.perf_counter() - tic:.1f} s -> {root}")
-    return run
+    start = time.perf_counter()
+    # Train epoch by epoch (resuming), so that training stops at its share of the budget.
+    total, epoch = cfg.train.phase1_epochs + cfg.train.phase2_epochs, 0
+    while epoch < total and time.perf_counter() - start < train_share * budget:
+        epoch += 1
+        c = copy.deepcopy(cfg)  # the full schedule, cut after `epoch` epochs
+        c.train.phase1_epochs = min(cfg.train.phase1_epochs, epoch)
+        c.train.phase2_epochs = max(0, epoch - cfg.train.phase1_epochs)
+        train_supernet(c, run, device, data=data, resume=True, quiet=True)
+    t_train = time.perf_counter() - start
+    space, supernet = load_trained_supernet(cfg, run, device)
+    ev = Evaluator.from_config(cfg, space, supernet, data, device,
+                               archive=Archive(space.name, space.n_genes))
+    s = TimedNSGA2(space, ev, cfg, run.root / "search", seed=cfg.seed, quiet=True, resume=False)
+    s.deadline = start + budget
+    front = s.run()
+    return {"cfg": cfg, "space": space, "F": front, "evaluations": ev.stats["evaluations"],
+            "seconds": time.perf_counter() - start, "train_seconds": t_train,
+            "train_epochs": epoch, "generations": len(s.rows)}
+
+
+def run_mgda(preset: str, budget: float, device, work: Path, overrides: dict) -> dict:
+    # Short epochs (MGDA_BATCHES bi-level rounds), so that the budget sets how many there are.
+    cfg = tamnas.load_config(preset, {"search.mgda_batches_per_epoch": MGDA_BATCHES, **overrides,
+                                      "search.strategy": "mgda", "search.mgda_epochs": 1000})
+    data = load_data(cfg.data, cfg.seed)
+    space = tamnas.build_space(cfg)
+    start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    supernet = space.build_supernet().to(device)
+    if not cfg.search.mgda_targets:
+        lo, hi = space.params_bounds()
+        cfg.search.mgda_targets = [float(lo + q * (hi - lo)) for q in (0.25, 0.75)]
+    ev = Evaluator.from_config(cfg, space, supernet, data, device,
+                               archive=Archive(space.name, space.n_genes))
+    s = TimedMGDA(space, ev, cfg, work / f"mgda-{preset}", seed=cfg.seed, quiet=True,
+                  resume=False, data=data)
+    s.deadline = start + budget
+    s.run()
+    points = s.points()
+    return {"cfg": cfg, "space": space, "F": points, "evaluations": ev.stats["evaluations"],
+            "seconds": time.perf_counter() - start, "epochs": s.epochs,
+            "targets": cfg.search.mgda_targets}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="quickstart")
-    p.add_argument("--run", default="/tmp/qs_run", help="run dir with a trained supernet (used "
-                   "when it has one)")
-    p.add_argument("--train-dir", default=None, help="where to train a supernet when --run has "
-                   "none (default: a temporary folder)")
+    p.add_argument("--budget", type=float, default=60.0, help="seconds per strategy and space")
+    p.add_argument("--train-share", type=float, default=0.5,
+                   help="NSGA-II: share of the budget for one-shot supernet training")
+    p.add_argument("--spaces", nargs="*", default=sorted(PRESETS), choices=sorted(PRESETS))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. train.phase1_epochs=1 (repeatable)")
-    p.add_argument("--targets", type=float, nargs="*", default=None,
-                   help="MGDA parameter targets (default: quartiles of the params range)")
-    p.add_argument("--variant", default="e2rnas")
-    p.add_argument("--mgda-epochs", type=int, default=10)
-    p.add_argument("--mgda-batches", type=int, default=8, help="bi-level steps per MGDA epoch")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quiet", action="store_true")
+                   help="config override for both presets, e.g. data.train_limit=200")
+    p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args()
-
-    torch.manual_seed(0)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(args.device)
     overrides = dict(parse_override(text) for text in args.set)
-    run = trained_run(args, overrides, device)
-    search_over = {"search.mgda_variant": args.variant, "search.mgda_epochs": args.mgda_epochs,
-                   "search.mgda_batches_per_epoch": args.mgda_batches}
-    cfg = tamnas.load_config(run.config if run.config.is_file() else args.preset,
-                             {**overrides, **search_over})
-    space, supernet = load_trained_supernet(cfg, run, device)
-    data = load_data(cfg.data, cfg.seed)
-    lo, hi = space.params_bounds()
-    targets = args.targets if args.targets else [lo + q * (hi - lo) for q in (0.25, 0.5, 0.75)]
-    cfg.search.mgda_targets = [float(t) for t in targets]
-
-    def evaluator() -> Evaluator:
-        return Evaluator.from_config(cfg, space, supernet, data, device,
-                                     archive=Archive(space.name, space.n_genes), quiet=True)
-
-    work = Path(tempfile.mkdtemp(prefix="tamnas-nsga2-vs-mgda-"))
-    try:
-        ev_n = evaluator()
-        tic = time.perf_counter()
-        nsga = NSGA2Search(space, ev_n, cfg, work / "nsga2", seed=cfg.seed, quiet=args.quiet,
-                           resume=False)
-        front_n = nsga.run()
-        t_nsga = time.perf_counter() - tic
-
-        ev_m = evaluator()
-        tic = time.perf_counter()
-        mgda = MGDASearch(space, ev_m, cfg, work / "mgda", seed=cfg.seed, quiet=args.quiet,
-                          resume=False, data=data)
-        mgda.run()
-        t_mgda = time.perf_counter() - tic
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-    objectives = list(cfg.search.objectives)
-    low, high = objective_bounds(space, objectives, resolve_params_range(cfg), seed=cfg.seed)
-    hv = Hypervolume(low, high)
-    final = mgda.points()
-    all_mgda = ev_m.archive.frame()
-    F_n = front_n[objectives].to_numpy(dtype=float)
-    F_m = final[objectives].to_numpy(dtype=float)
-    F_all = all_mgda[objectives].to_numpy(dtype=float)
-    result = {
-        "preset": cfg.preset, "space": space.name, "device": str(device),
-        "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-        "objectives": objectives, "reference": hv.to_dict(objectives),
-        "overrides": {k: v for k, v in overrides.items()},
-        "nsga2": {"hv": hv(F_n), "front_size": len(F_n), "evaluations": ev_n.stats["evaluations"],
-                  "eval_seconds": ev_n.stats["seconds"], "search_seconds": t_nsga,
-                  "pop_size": cfg.search.pop_size, "generations": cfg.search.generations},
-        "mgda": {"hv": hv(F_m), "hv_all_epochs": hv(F_all), "points": len(F_m),
-                 "evaluations": ev_m.stats["evaluations"], "eval_seconds": ev_m.stats["seconds"],
-                 "search_seconds": t_mgda, "variant": cfg.search.mgda_variant,
-                 "targets": cfg.search.mgda_targets, "epochs": cfg.search.mgda_epochs,
-                 "batches_per_epoch": mgda.batches_per_epoch,
-                 "final_archs": json.loads(final[["target", "arch"] + objectives]
-                                           .to_json(orient="records"))},
-        "hv_union": hv(np.concatenate([F_n, F_all])),
-        "time_ratio_mgda_over_nsga2": t_mgda / t_nsga if t_nsga > 0 else float("nan"),
-    }
+    result = {"budget_s": args.budget, "train_share": args.train_share, "device": str(device),
+              "overrides": overrides,
+              "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+              "spaces": {}}
+    print(f"{'space':<10} {'strategy':<8} {'hv':>7} {'points':>6} {'evals':>6} {'wall s':>7}  "
+          "detail")
+    with tempfile.TemporaryDirectory(prefix="tamnas-nsga2-vs-mgda-") as tmp:
+        for name in args.spaces:
+            preset = PRESETS[name]
+            n = run_nsga2(preset, args.budget, args.train_share, device, Path(tmp), overrides)
+            m = run_mgda(preset, args.budget, device, Path(tmp), overrides)
+            cfg, space = n["cfg"], n["space"]
+            objectives = list(cfg.search.objectives)
+            low, high = objective_bounds(space, objectives, resolve_params_range(cfg),
+                                         seed=cfg.seed)
+            hv = Hypervolume(low, high)
+            F_n = n["F"][objectives].to_numpy(dtype=float)
+            F_m = m["F"][objectives].to_numpy(dtype=float)
+            entry = {
+                "preset": preset, "objectives": objectives,
+                "reference": hv.to_dict(objectives),
+                "nsga2": {"hv": hv(F_n), "points": len(F_n), "evaluations": n["evaluations"],
+                          "seconds": n["seconds"], "train_seconds": n["train_seconds"],
+                          "train_epochs": n["train_epochs"], "generations": n["generations"],
+                          "best_adv_err": float(F_n[:, 0].min()) if len(F_n) else None},
+                "mgda": {"hv": hv(F_m), "points": len(F_m), "evaluations": m["evaluations"],
+                         "seconds": m["seconds"], "epochs": m["epochs"], "targets": m["targets"],
+                         "best_adv_err": float(F_m[:, 0].min()) if len(F_m) else None},
+                "hv_union": hv(np.concatenate([F_n, F_m])),
+            }
+            result["spaces"][name] = entry
+            nsga_detail = (f"{n['train_epochs']} train epochs ({n['train_seconds']:.0f} s), "
+                           f"{n['generations']} generations")
+            for strat, detail in (("nsga2", nsga_detail),
+                                  ("mgda", f"{m['epochs']} epochs, targets {m['targets']}")):
+                r = entry[strat]
+                print(f"{name:<10} {strat:<8} {r['hv']:7.4f} {r['points']:6d} "
+                      f"{r['evaluations']:6d} {r['seconds']:7.1f}  {detail}", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'strategy':<8} {'hv':>7} {'points':>6} {'evals':>6} {'search s':>9} {'eval s':>7}")
-    for name, key, n in (("nsga2", "nsga2", "front_size"), ("mgda", "mgda", "points")):
-        r = result[key]
-        print(f"{name:<8} {r['hv']:7.4f} {r[n]:6d} {r['evaluations']:6d} "
-              f"{r['search_seconds']:9.1f} {r['eval_seconds']:7.1f}")
-    print(f"mgda hv over every epoch's arch: {result['mgda']['hv_all_epochs']:.4f}; "
-          f"union hv: {result['hv_union']:.4f}; time mgda/nsga2: "
-          f"{result['time_ratio_mgda_over_nsga2']:.2f} -> {out}")
+    print(f"-> {out}")
 
 
 if __name__ == "__main__":

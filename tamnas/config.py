@@ -153,6 +153,8 @@ class SearchConfig:
     mgda_weight_lr: float = _f(0.025, low=0.0)
     mgda_second_order: bool = _f(False)
     mgda_batches_per_epoch: int = _f(0, low=0)
+    mgda_finetune_epochs: float = _f(0.0, low=0.0, help="train the derived archs' paths of the "
+                                     "searched supernet this many epochs before scoring them")
 
 
 @dataclass

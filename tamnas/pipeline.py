@@ -165,6 +165,12 @@ def train_stage(cfg: Config, out: str | Path, *, device: torch.device, quiet: bo
         run = prepare_run(cfg, out, resume, quiet)
         total = cfg.train.phase1_epochs + cfg.train.phase2_epochs
         done = supernet_epochs_done(run) if resume else 0
+        if total == 0:  # no one-shot stage (the DARTS presets): the MGDA search trains the weights
+            if not run.supernet_checkpoint.exists():
+                _initial_supernet(cfg, run)
+            _say("supernet: no one-shot training (train.phase1/2_epochs = 0); the search trains "
+                 "the weights from their initial values", quiet)
+            return run
         if done >= total:
             _say(f"supernet: complete ({done} epochs) in {run.supernet_checkpoint}", quiet)
             return run
@@ -174,13 +180,28 @@ def train_stage(cfg: Config, out: str | Path, *, device: torch.device, quiet: bo
     return run
 
 
+def _initial_supernet(cfg: Config, run: RunDir) -> None:
+    """The supernet checkpoint at epoch 0: seeded initial weights for a search that trains them."""
+    from tamnas.checkpoint import save_checkpoint
+    from tamnas.supernets import build_space
+
+    torch.manual_seed(cfg.seed)
+    net = build_space(cfg).build_supernet()
+    if dist.is_main():
+        save_checkpoint(run.supernet_checkpoint, {"model": net.state_dict(), "epoch": 0},
+                        kind="supernet")
+    dist.barrier()
+
+
 class Context:
     """The trained supernet, its space, data and evaluator of one run, built once per command."""
 
     def __init__(self, cfg: Config, run: RunDir, device: torch.device, quiet: bool,
-                 resume: bool = True, data=None, stale: str = "refuse"):
+                 resume: bool = True, data=None, stale: str = "refuse", searched: bool = True):
         """`stale`: what to do with search results of another supernet checkpoint
-        ("refuse" with one line, or "rebuild": move them to previous/N and start afresh)."""
+        ("refuse" with one line, or "rebuild": move them to previous/N and start afresh).
+        `searched`: without a one-shot stage, the weights an MGDA search trained
+        (search/supernet.pt) are the run's supernet, when present."""
         from tamnas.data import load_data
         from tamnas.search.archive import Archive
         from tamnas.search.evaluator import Evaluator
@@ -189,6 +210,10 @@ class Context:
         self.cfg, self.run, self.device, self.quiet = cfg, run, device, quiet
         self.space, self.supernet = load_trained_supernet(cfg, run, device)
         self.fingerprint = supernet_fingerprint(run)
+        if searched and cfg.train.phase1_epochs + cfg.train.phase2_epochs == 0:
+            from tamnas.search.mgda import load_searched
+
+            load_searched(run.root / "search", self.supernet)
         self.data = data if data is not None else load_data(cfg.data, cfg.seed)
         search_dir = run.root / "search"
         archive = None
@@ -231,7 +256,9 @@ def search_stage(cfg: Config, run_dir: str | Path, *, strategy: str | None = Non
             cfg.search.strategy = strategy or cfg.search.strategy
             if targets is not None:
                 cfg.search.mgda_targets = list(targets)
-        ctx = Context(cfg, run, device, quiet, resume, data, stale="rebuild")
+        # MGDA trains the weights itself, from the supernet checkpoint; NSGA-II scores searched ones.
+        ctx = Context(cfg, run, device, quiet, resume, data, stale="rebuild",
+                      searched=cfg.search.strategy != "mgda")
         if not resume and dist.is_main():
             moved = move_results_aside(run, ("search",))
             if moved is not None:

@@ -1,5 +1,6 @@
 """MGDA strategy: every variant searches and scores legal archs, the cost objective reaches its
-target, second-order and Hessian diagnostics match exact autograd, and a killed search resumes."""
+target, the search trains the supernet it is given, second-order and Hessian diagnostics match
+exact autograd, and a killed search resumes."""
 
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ from tamnas.search.evaluator import Evaluator
 from tamnas.search.mgda import (
     EPOCH_LOG,
     SDARTS_EPS,
+    SEARCHED_WEIGHTS,
     VARIANTS,
     WEIGHT_DECAY,
     BatchStream,
     MGDASearch,
+    load_searched,
 )
 from tamnas.supernets.base import Gene, SearchSpace, Supernet
 
@@ -159,15 +162,17 @@ def test_every_variant_moves_alpha_and_scores_a_legal_arch(tmp_path, data, varia
     s = search(tmp_path, data, mgda_variant=variant)
     front = s.run()
     space = s.space
-    assert len(s.rows) == 2 and [r["epoch"] for r in s.rows] == [0, 1]
+    assert len(s.rows) == 2 and [r["epoch"] for r in s.epoch_rows] == [0, 1]
     alpha = flat(s.final_alpha[0])
     masked = torch.cat([~m for m in s.masks])
     assert alpha[~masked].abs().max() > 0          # alpha moved away from its zero start
-    for row in s.rows:
+    for row in s.epoch_rows:
         arch = tuple(int(g) for g in row["arch"].split("-"))
         assert space.validate(arch) == arch        # legal (layer0 never the identity)
-        assert s.archive.meta(arch)["strategy"] == "mgda"
-        assert row["params"] == space.params(arch)
+        assert row["arch_params"] == space.params(arch)
+        if row["epoch"] == 1:                      # the last epoch's archs are scored
+            assert s.archive.meta(arch)["strategy"] == "mgda"
+            assert row["params"] == space.params(arch)
         gammas = [v for k, v in row.items() if k.startswith("gamma_") and not pd.isna(v)]
         assert gammas and math.isclose(sum(gammas), 1.0, abs_tol=1e-5)
         assert min(gammas) >= -1e-6
@@ -175,18 +180,18 @@ def test_every_variant_moves_alpha_and_scores_a_legal_arch(tmp_path, data, varia
     assert len(log) == 2 and (tmp_path / "archive.json").is_file()
     assert (tmp_path / "front.json").is_file() and len(front) >= 1
     if variant.startswith("sdarts"):
-        assert [r["sdarts_eps"] for r in s.rows] == pytest.approx(list(SDARTS_EPS))
+        assert [r["sdarts_eps"] for r in s.epoch_rows] == pytest.approx(list(SDARTS_EPS))
 
 
 def test_e2rnas_uses_five_objectives_and_dsara_two_stages(tmp_path, data):
     s = search(tmp_path / "e", data, mgda_variant="e2rnas", mgda_epochs=1)
     s.run()
-    gammas = {k for k in s.rows[0] if k.startswith("gamma_")}
+    gammas = {k for k in s.epoch_rows[0] if k.startswith("gamma_")}
     assert gammas == {f"gamma_{o}" for o in ("val_ce", "adv_ce", "ood_kl", "params", "flops")}
     d = search(tmp_path / "d", data, mgda_variant="dsara", mgda_epochs=4,
                mgda_batches_per_epoch=1)
     d.run()
-    log = pd.DataFrame(d.rows)
+    log = pd.DataFrame(d.epoch_rows)
     assert log["stage"].tolist() == [1, 1, 2, 2]
     first, second = log[log.stage == 1], log[log.stage == 2]
     assert (first["gamma_adv_ce"] == 1.0).all() and first["gamma_val_ce"].isna().all()
@@ -203,7 +208,7 @@ def test_params_objective_pulls_the_arch_to_its_target(tmp_path, data):
                    mgda_targets=[float(target)], mgda_arch_lr=0.3, mgda_epochs=3,
                    mgda_batches_per_epoch=3)
         s.run()
-        found[name] = space.params(tuple(int(g) for g in s.rows[-1]["arch"].split("-")))
+        found[name] = space.params(tuple(int(g) for g in s.epoch_rows[-1]["arch"].split("-")))
         probs = s.probs(s.final_alpha[0])
         legal_probs = [p[m] for p, m in zip(probs, s.masks)]
         # The cheapest (small) or dearest (large) legal op of every layer gained probability.
@@ -216,12 +221,13 @@ def test_params_objective_pulls_the_arch_to_its_target(tmp_path, data):
     assert found["large"] == max(space.params(a) for a in legal)
 
 
-def test_targets_sweep_runs_one_search_per_target(tmp_path, data):
+def test_targets_sweep_gives_one_alpha_and_point_per_target(tmp_path, data):
     space = RelaxToySpace()
     lo, hi = space.params_bounds()
     s = search(tmp_path, data, space=space, mgda_targets=[float(lo), float(hi)], mgda_epochs=1)
     s.run()
-    assert [r["target"] for r in s.rows] == [lo, hi]
+    assert [r["target"] for r in s.epoch_rows] == [lo, hi]
+    assert not torch.equal(flat(s.final_alpha[0]), flat(s.final_alpha[1]))
     assert sorted(s.final_alpha) == [0, 1]
     assert len(s.points()) == 2
     # Empty list: one run at the midpoint of the space's parameter range.
@@ -229,14 +235,18 @@ def test_targets_sweep_runs_one_search_per_target(tmp_path, data):
     assert m.targets == [0.5 * (lo + hi)]
 
 
-def test_supernet_of_the_evaluator_is_left_untouched(tmp_path, data):
+def test_search_trains_the_evaluators_supernet_and_leaves_its_weights(tmp_path, data):
     space = RelaxToySpace()
     cfg = tiny_cfg()
     evaluator = make_evaluator(cfg, space, data)
     before = {k: v.clone() for k, v in evaluator.supernet.state_dict().items()}
     search(tmp_path, data, space=space, evaluator=evaluator, mgda_variant="darts").run()
     after = evaluator.supernet.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not torch.equal(before["first_layer.weight"], after["first_layer.weight"])
+    fresh = space.build_supernet()
+    assert (tmp_path / SEARCHED_WEIGHTS).is_file() and load_searched(tmp_path, fresh)
+    assert all(torch.equal(fresh.state_dict()[k], after[k]) for k in after)
+    assert not load_searched(tmp_path / "elsewhere", fresh)
 
 
 class _Relaxed(nn.Module):
@@ -254,17 +264,17 @@ def test_second_order_gradient_matches_exact_unrolled_derivative(tmp_path, data)
     s = search(tmp_path, data, mgda_variant="darts", mgda_second_order=True, mgda_weight_lr=0.05)
     s.setup()
     s.step()                                          # non-trivial weights and alpha
-    run = s.current
+    run = s.state
     run.model.eval()                                  # BN on running stats: a smooth function
     xt, yt = run.last_train
     xv, yv = s._to(run.val.next())
     xi = run.weight_opt.param_groups[0]["lr"]
-    _, approx = s.unrolled_val_grad(run, (xv, yv))
+    _, approx = s.unrolled_val_grad(run, run.alphas[0], (xv, yv))
 
     wrapped = _Relaxed(run.model)
     names = [f"net.{n}" for n, _ in run.model.named_parameters()]
     weights = [p.detach().clone().requires_grad_(True) for p in run.model.parameters()]
-    alpha = [a.detach().clone().requires_grad_(True) for a in run.alpha]
+    alpha = [a.detach().clone().requires_grad_(True) for a in run.alphas[0]]
 
     def loss(params, x, y):
         return F.cross_entropy(functional_call(wrapped, dict(zip(names, params)),
@@ -283,18 +293,18 @@ def test_hessian_eigenvalue_matches_dense_hessian(tmp_path, data):
     s = search(tmp_path, data, mgda_variant="darts")
     s.setup()
     s.step()
-    run = s.current
+    run = s.state
     run.model.eval()
     batch = run.val.next()
-    eig = s.dominant_eigenvalue(run, batch, iters=200)
+    eig = s.dominant_eigenvalue(run, run.alphas[0], batch, iters=200)
     x, y = batch
-    sizes = [a.numel() for a in run.alpha]
+    sizes = [a.numel() for a in run.alphas[0]]
 
     def val_loss(v):
         alpha = list(torch.split(v, sizes))
         return F.cross_entropy(run.model.forward_relaxed(x, s.probs(alpha)), y)
 
-    H = torch.autograd.functional.hessian(val_loss, flat(run.alpha).clone())
+    H = torch.autograd.functional.hessian(val_loss, flat(run.alphas[0]).clone())
     keep = torch.cat([m for m in s.masks])
     values = torch.linalg.eigvalsh(H[keep][:, keep].double())
     dominant = values[values.abs().argmax()]
@@ -306,15 +316,15 @@ def test_sdarts_perturbation_stays_in_the_ball_and_leaves_alpha(tmp_path, data):
         s = search(tmp_path / variant, data, mgda_variant=variant)
         s.setup()
         s.step()
-        run = s.current
-        alpha = flat(run.alpha).clone()
+        run = s.state
+        alpha = flat(run.alphas[0]).clone()
         x, y = s._to(run.train.next())
         with torch.no_grad():
-            probs = s.probs(run.alpha)
+            probs = s.probs(run.alphas[0])
         pert = s.perturb_probs(run, probs, x, y, 0.2)
         delta = flat(pert) - flat(probs)
         assert delta.abs().max() <= 0.2 + 1e-6 and delta.abs().max() > 0.01
-        assert torch.equal(flat(run.alpha), alpha)
+        assert torch.equal(flat(run.alphas[0]), alpha)
         masked = ~torch.cat(s.masks)
         assert (flat(pert)[masked] == 0).all()        # illegal choices stay at probability 0
         if variant == "sdarts-adv":                   # PGD raises the training loss
@@ -355,18 +365,18 @@ class _Killed(Exception):
 
 
 def test_killed_search_resumes_to_the_same_result(tmp_path, data, monkeypatch):
-    space = RelaxToySpace()
-    supernet = space.build_supernet()
-    overrides = {"mgda_variant": "e2rnas", "mgda_targets": [3000.0, 4000.0], "mgda_epochs": 2}
+    space = RelaxToySpace()            # build_supernet is seeded: every evaluator starts alike
+    overrides = {"mgda_variant": "e2rnas", "mgda_targets": [3000.0, 4000.0], "mgda_epochs": 3,
+                 "mgda_finetune_epochs": 1.0}
     full = search(tmp_path / "full", data, space=space,
-                  evaluator=make_evaluator(tiny_cfg(), space, data, supernet), **overrides)
+                  evaluator=make_evaluator(tiny_cfg(), space, data), **overrides)
     full.run()
 
     steps = {"n": 0}
     real_step = MGDASearch.step
 
     def dying_step(self):
-        if steps["n"] == 3:
+        if steps["n"] == 2:
             raise _Killed
         steps["n"] += 1
         return real_step(self)
@@ -374,16 +384,17 @@ def test_killed_search_resumes_to_the_same_result(tmp_path, data, monkeypatch):
     monkeypatch.setattr(MGDASearch, "step", dying_step)
     with pytest.raises(_Killed):
         search(tmp_path / "cut", data, space=space,
-               evaluator=make_evaluator(tiny_cfg(), space, data, supernet), **overrides).run()
+               evaluator=make_evaluator(tiny_cfg(), space, data), **overrides).run()
     saved = load_checkpoint(tmp_path / "cut" / "mgda_state.pt", kind="mgda")
-    assert len(saved["rows"]) == 3 and saved["current"]["index"] == 1   # killed mid-target
+    assert len(saved["rows"]) == 2 and len(saved["epoch_rows"]) == 4   # killed mid-search
     monkeypatch.setattr(MGDASearch, "step", real_step)
     # A fresh process: a new evaluator with an empty archive, the state from disk.
     resumed = search(tmp_path / "cut", data, space=space, resume=True,
-                     evaluator=make_evaluator(tiny_cfg(), space, data, supernet), **overrides)
+                     evaluator=make_evaluator(tiny_cfg(), space, data), **overrides)
     resumed.run()
     cols = [c for c in pd.DataFrame(full.rows).columns if c not in TIME_COLUMNS]
     pd.testing.assert_frame_equal(pd.DataFrame(resumed.rows)[cols], pd.DataFrame(full.rows)[cols])
+    pd.testing.assert_frame_equal(pd.DataFrame(resumed.epoch_rows), pd.DataFrame(full.epoch_rows))
     for k in full.final_alpha:
         assert torch.equal(flat(full.final_alpha[k]), flat(resumed.final_alpha[k]))
 
@@ -415,7 +426,7 @@ def test_mgda_runs_end_to_end_on_the_real_spaces(tmp_path, data, name):
     evaluator = make_evaluator(cfg, space, data)
     s = MGDASearch(space, evaluator, cfg, tmp_path, quiet=True, resume=False, data=data)
     front = s.run()
-    arch = tuple(int(g) for g in s.rows[0]["arch"].split("-"))
+    arch = tuple(int(g) for g in s.epoch_rows[0]["arch"].split("-"))
     assert space.validate(arch) == arch
     assert s.archive.meta(arch)["strategy"] == "mgda" and len(front) >= 1
     assert flat(s.final_alpha[0]).abs().max() > 0
