@@ -14,8 +14,7 @@ from scipy.stats import kendalltau, spearmanr
 import tamnas
 from tamnas.analysis import rank_fidelity
 from tamnas.analysis.validate import draw_archs
-from tamnas.checkpoint import supernet_fingerprint
-from tamnas.checkpoint import RunDir, load_checkpoint
+from tamnas.checkpoint import RunDir, load_checkpoint, supernet_fingerprint
 from tamnas.cli import main
 from tamnas.data import load_data
 from tamnas.search.archive import parse_key
