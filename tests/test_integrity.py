@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_configs import set_args
 
 from tamnas.checkpoint import (
     LOCK_NAME,
@@ -29,16 +30,9 @@ from tamnas.checkpoint import (
 from tamnas.cli import main
 from tamnas.search.archive import Archive
 
-TINY = ["--set", "space.stem_channels=4", "--set", "space.stage_channels=[8,16]",
-        "--set", "space.stage_layers=[1,2]", "--set", "space.head_channels=16",
-        "--set", "space.fc_channels=16", "--set", "data.resolution=8",
-        "--set", "data.train_limit=192", "--set", "data.val_size=64",
-        "--set", "train.phase1_epochs=1", "--set", "train.phase2_epochs=1",
-        "--set", "train.yopo_m=2", "--set", "train.yopo_n=1",
-        "--set", "search.pop_size=4", "--set", "search.n_offsprings=4",
-        "--set", "search.generations=1", "--set", "search.bn_images=32",
-        "--set", "search.eval_images=40", "--set", "output.top_k=2",
-        "--set", "output.formats=[\"png\"]"]
+TINY = set_args(data__train_limit="192", data__val_size="64", search__pop_size="4",
+                search__n_offsprings="4", search__generations="1", search__bn_images="32",
+                search__eval_images="40", output__top_k="2", output__formats='["png"]')
 QUIET = ["--quiet", "--device", "cpu"]
 
 

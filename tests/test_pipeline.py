@@ -8,6 +8,7 @@ import json
 import pandas as pd
 import pytest
 import torch
+from cli_configs import set_args
 
 import tamnas
 from tamnas.analysis import robustness
@@ -17,17 +18,9 @@ from tamnas.data import load_data
 from tamnas.search.evaluator import Evaluator
 from tamnas.train import load_trained_supernet
 
-TINY = ["--set", "space.stem_channels=4", "--set", "space.stage_channels=[8,16]",
-        "--set", "space.stage_layers=[1,2]", "--set", "space.head_channels=16",
-        "--set", "space.fc_channels=16", "--set", "data.resolution=8",
-        "--set", "data.train_limit=256", "--set", "data.val_size=100",
-        "--set", "train.phase1_epochs=1", "--set", "train.phase2_epochs=1",
-        "--set", "train.yopo_m=2", "--set", "train.yopo_n=1",
-        "--set", "search.pop_size=6", "--set", "search.n_offsprings=6",
-        "--set", "search.generations=2", "--set", "search.bn_images=64",
-        "--set", "search.eval_images=60", "--set", "output.top_k=3",
-        "--set", "retrain.epochs=1", "--set", "output.eval_eps=[0.025,0.05]",
-        "--set", "output.eval_steps=[2,4]"]
+TINY = set_args(search__pop_size="6", search__n_offsprings="6", search__generations="2",
+                search__bn_images="64", search__eval_images="60", output__top_k="3",
+                retrain__epochs="1", output__eval_eps="[0.025,0.05]", output__eval_steps="[2,4]")
 
 
 def cli(*argv: str) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from cli_configs import set_args
 from scipy.stats import kendalltau, spearmanr
 
 import tamnas
@@ -21,14 +22,7 @@ from tamnas.search.archive import parse_key
 from tamnas.search.evaluator import Evaluator
 from tamnas.train import load_trained_supernet
 
-TINY = ["--set", "space.stem_channels=4", "--set", "space.stage_channels=[8,16]",
-        "--set", "space.stage_layers=[1,2]", "--set", "space.head_channels=16",
-        "--set", "space.fc_channels=16", "--set", "data.resolution=8",
-        "--set", "data.train_limit=256", "--set", "data.val_size=100",
-        "--set", "train.phase1_epochs=1", "--set", "train.phase2_epochs=1",
-        "--set", "train.yopo_m=2", "--set", "train.yopo_n=1",
-        "--set", "search.bn_images=64", "--set", "search.eval_images=60",
-        "--set", "retrain.epochs=1"]
+TINY = set_args(search__bn_images="64", search__eval_images="60", retrain__epochs="1")
 N_ARCHS = 4
 
 

@@ -1,0 +1,17 @@
+"""Tiny quickstart settings as `--set` arguments, shared by the tests that drive the CLI."""
+
+from __future__ import annotations
+
+# A 3-layer space on 8x8 digits, one epoch per phase: a whole run in seconds.
+TINY_RUN = {
+    "space.stem_channels": "4", "space.stage_channels": "[8,16]", "space.stage_layers": "[1,2]",
+    "space.head_channels": "16", "space.fc_channels": "16", "data.resolution": "8",
+    "data.train_limit": "256", "data.val_size": "100",
+    "train.phase1_epochs": "1", "train.phase2_epochs": "1", "train.yopo_m": "2", "train.yopo_n": "1",
+}
+
+
+def set_args(**settings: str) -> list[str]:
+    """TINY_RUN with `settings` (dots written as __) over it, as a --set argument list."""
+    merged = {**TINY_RUN, **{k.replace("__", "."): v for k, v in settings.items()}}
+    return [arg for key, value in merged.items() for arg in ("--set", f"{key}={value}")]
