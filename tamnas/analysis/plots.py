@@ -272,6 +272,18 @@ def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
     return float(kendalltau(a[ok], b[ok])[0])
 
 
+def _error_axes(ax, xlabel: str, ylabel: str, name: str) -> None:
+    """Percent axes, light grid and title of one error-vs-error scatter panel."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(PercentFormatter(xmax=1.0))
+        axis.set_major_locator(MaxNLocator(6))
+    ax.grid(True, color="0.9", lw=0.6)
+    ax.set_axisbelow(True)
+    ax.set_title(name.capitalize())
+
+
 def inherited_vs_retrained_figure(df: pd.DataFrame, *, title: str | None = None) -> Figure:
     """Two panels (clean, adversarial): inherited score vs retrained score with Kendall tau.
 
@@ -302,14 +314,7 @@ def inherited_vs_retrained_figure(df: pd.DataFrame, *, title: str | None = None)
         text = f"Kendall τ = {tau:.3f}" if np.isfinite(tau) else "Kendall τ = n/a"
         ax.text(0.03, 0.97, f"{text}\nn = {len(df)}", transform=ax.transAxes, va="top",
                 fontsize=9, bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"})
-        ax.set_xlabel(f"inherited {name} (supernet weights)")
-        ax.set_ylabel(f"retrained {name}")
-        for axis in (ax.xaxis, ax.yaxis):
-            axis.set_major_formatter(PercentFormatter(xmax=1.0))
-            axis.set_major_locator(MaxNLocator(6))
-        ax.grid(True, color="0.9", lw=0.6)
-        ax.set_axisbelow(True)
-        ax.set_title(name.capitalize())
+        _error_axes(ax, f"inherited {name} (supernet weights)", f"retrained {name}", name)
     fig.suptitle(title or "Inherited vs retrained scores")
     return fig
 
@@ -443,14 +448,8 @@ def validate_figure(summary: pd.DataFrame, stats: dict | None = None, *,
             lines.append(f"mean gap {100 * s['mean_gap']:+.1f} points")
         ax.text(0.03, 0.97, "\n".join(lines), transform=ax.transAxes, va="top", fontsize=9,
                 bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"})
-        ax.set_xlabel(f"standalone {name} (trained alone)")
-        ax.set_ylabel(f"inherited {name} (supernet weights)")
-        for axis in (ax.xaxis, ax.yaxis):
-            axis.set_major_formatter(PercentFormatter(xmax=1.0))
-            axis.set_major_locator(MaxNLocator(6))
-        ax.grid(True, color="0.9", lw=0.6)
-        ax.set_axisbelow(True)
-        ax.set_title(name.capitalize())
+        _error_axes(ax, f"standalone {name} (trained alone)", f"inherited {name} (supernet weights)",
+                    name)
     fig.colorbar(points, ax=axes, label="parameters", shrink=0.8)
     fig.suptitle(title or "Rank fidelity: inherited vs standalone (archs spread by parameters)")
     return fig
