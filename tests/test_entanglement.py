@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_shufflenet_supernet import inputs, randomized_supernet, space_of
+from test_shufflenet_supernet import (
+    assert_standalone_matches,
+    inputs,
+    randomized_supernet,
+    space_of,
+)
 
 from tamnas.supernets.shufflenet.blocks import CentreCrop
 from tamnas.supernets.shufflenet.space import BLOCKS
@@ -34,15 +39,7 @@ def test_every_block_at_every_ratio_extracts_to_the_same_outputs(name, level, ev
     supernet = randomized_supernet(space)
     x = inputs(space, n=2)
     for arch in covering_archs(space, every_ratio):
-        net = space.build_standalone(arch)
-        state = supernet.extract(arch)
-        assert set(state) == set(net.state_dict())
-        net.load_state_dict(state)
-        net.eval()
-        with torch.no_grad():
-            expected, got = supernet(x, arch), net(x)
-        # logits are O(1) sums of O(100) float32 products: 1e-5 is ~100 ulps of their scale
-        assert (got - expected).abs().max().item() < 1e-5 * max(1.0, expected.abs().max().item())
+        assert_standalone_matches(space, supernet, arch, x)
 
 
 def test_centre_cropped_kernel_is_the_middle_of_the_shared_one():
