@@ -115,7 +115,14 @@ class TrainConfig:
     params_range_phase1: list = _f([1_823_000, 2_375_000], item=int, low=0)
     params_range_phase2: list = _f([1_610_000, 2_370_000], item=int, low=0)
     enlarge_every: int = _f(20, low=1, help="phase 2 adds the next smaller ratio every N epochs")
+    block_enlarge_every: int = _f(0, low=0, help="progressive blocks: start with the first two "
+                                  "offered blocks, add the next one every N epochs (0: all from "
+                                  "the start)")
+    warmup_epochs: int = _f(0, low=0, help="lr rises linearly to train.lr over the first N epochs")
     resample_every: str = _f("batch", help="'batch' or a number of epochs")
+    sandwich: bool = _f(False, help="each step also trains the widest and the narrowest path of "
+                                    "the ratios offered (random blocks), gradients averaged over "
+                                    "the three (the sandwich rule); 3x the work per step")
     eps: float = _f(8 / 255, low=0.0, high=1.0)
     beta: float = _f(1.0, low=0.0, help="TRADES weight of the KL term (1/lambda)")
     yopo_m: int = _f(5, low=1)

@@ -30,11 +30,16 @@ from tamnas.supernets.info import warn_sparse_windows
 
 
 def lr_at(epoch: int, lr: float, milestones: Iterable[int], gamma: float,
-          restart_at: int | None = None) -> float:
-    """Step schedule; with `restart_at` the count of passed milestones starts again there."""
+          restart_at: int | None = None, warmup: int = 0) -> float:
+    """Step schedule; with `restart_at` the count of passed milestones starts again there.
+
+    `warmup` > 0 scales epoch e < warmup by (e + 1) / (warmup + 1): a linear ramp
+    that keeps the first steps of a randomly initialised supernet small.
+    """
     start = restart_at if restart_at is not None and epoch >= restart_at else 0
     passed = sum(1 for m in milestones if start < m <= epoch)
-    return lr * gamma ** passed
+    ramp = (epoch + 1) / (warmup + 1) if epoch < warmup else 1.0
+    return lr * gamma ** passed * ramp
 
 
 @dataclass
@@ -60,10 +65,22 @@ class SamplingSchedule:
         k = 2 + (epoch - self.train.phase1_epochs) // self.train.enlarge_every
         return offered[:min(k, len(offered))]
 
-    def allowed(self, epoch: int) -> dict[str, list[int]] | None:
-        if not self.ratios or not hasattr(self.space, "ratio_indices"):
+    def block_count(self, epoch: int) -> int | None:
+        """Progressive blocks: how many of the offered blocks (in id order) may be drawn, or None."""
+        every = self.train.block_enlarge_every
+        n = max((g.choices for g in self.space.genes if g.kind == "block"), default=0)
+        if not every or not n:
             return None
-        return {"ratio": self.space.ratio_indices(self.ratio_values(epoch))}
+        return min(n, 2 + epoch // every)
+
+    def allowed(self, epoch: int) -> dict[str, list[int]] | None:
+        allowed = {}
+        if self.ratios and hasattr(self.space, "ratio_indices"):
+            allowed["ratio"] = self.space.ratio_indices(self.ratio_values(epoch))
+        k = self.block_count(epoch)
+        if k is not None:  # block gene values index the layer's offered ids in ascending order
+            allowed["block"] = list(range(k))
+        return allowed or None
 
     def params_range(self, epoch: int) -> list[int] | None:
         r = self.train.params_range_phase1 if self.phase(epoch) == 1 else self.train.params_range_phase2
@@ -71,6 +88,21 @@ class SamplingSchedule:
 
     def sample(self, rng: np.random.Generator, epoch: int):
         return self.space.sample(rng, self.params_range(epoch), self.allowed(epoch))
+
+    def sandwich(self, rng: np.random.Generator, epoch: int) -> list:
+        """The sandwich rule's paths: widest and narrowest offered ratio (random blocks), one random.
+
+        The extremes bound every other subnet's width, so training them each step
+        keeps the smallest subnets from lagging behind (BigNAS); without ratios
+        to choose from, three random paths.
+        """
+        allowed = self.allowed(epoch)
+        if allowed is None or "ratio" not in allowed:
+            return [self.sample(rng, epoch) for _ in range(3)]
+        ratios, params = allowed["ratio"], self.params_range(epoch)  # ratio index order = width order
+        extremes = [self.space.sample(rng, params, {**allowed, "ratio": [r]})
+                    for r in (max(ratios), min(ratios))]
+        return [*extremes, self.sample(rng, epoch)]
 
     def resample_now(self, epoch: int, batch: int) -> bool:
         if self.train.resample_every == "batch":
@@ -151,7 +183,10 @@ def run_epochs(*, model_for_batch: Callable[[int, int], nn.Module], module: nn.M
                 break
             model = model_for_batch(epoch, i)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            metrics = objective.step(model, x, y, optimizer=optimizer)
+            if isinstance(model, nn.Module):
+                metrics = objective.step(model, x, y, optimizer=optimizer)
+            else:
+                metrics = _averaged_step(objective, model, x, y, optimizer)
             dist.average_buffers(module)  # one BatchNorm state on every rank (no-op alone)
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
@@ -169,6 +204,22 @@ def run_epochs(*, model_for_batch: Callable[[int, int], nn.Module], module: nn.M
         bar.set_postfix(loss=f"{row.get('loss', 0):.3f}", acc=f"{row.get('clean_acc', 0):.2f}",
                         adv=f"{row.get('adv_acc', 0):.2f}")
     return epochs - start
+
+
+def _averaged_step(objective, models: list[nn.Module], x: torch.Tensor, y: torch.Tensor,
+                   optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """One optimiser step on the mean gradient of several paths (the sandwich rule)."""
+    optimizer.zero_grad(set_to_none=True)
+    sums: dict[str, float] = {}
+    for model in models:
+        for k, v in objective.step(model, x, y).items():  # backward only: gradients add up
+            sums[k] = sums.get(k, 0.0) + v
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                p.grad.div_(len(models))
+    optimizer.step()
+    return {k: v / len(models) for k, v in sums.items()}
 
 
 def _sgd(params, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
@@ -215,7 +266,10 @@ def train_supernet(cfg: Config, run: RunDir, device: torch.device, *, data: Data
     def model_for_batch(epoch: int, i: int) -> nn.Module:
         # Every rank draws from the same generator, so all ranks train the same path.
         if "arch" not in current or schedule.resample_now(epoch, i):
-            current["arch"] = schedule.sample(rng, epoch)
+            current["arch"] = (schedule.sandwich(rng, epoch) if cfg.train.sandwich
+                               else schedule.sample(rng, epoch))
+        if cfg.train.sandwich:
+            return [supernet.path(a) for a in current["arch"]]
         return supernet.path(current["arch"])
 
     restart = cfg.train.phase1_epochs if cfg.train.phase2_lr_reset else None
@@ -223,7 +277,7 @@ def train_supernet(cfg: Config, run: RunDir, device: torch.device, *, data: Data
         model_for_batch=model_for_batch, module=supernet, objective=objective, optimizer=optimizer,
         loader_for_epoch=lambda e: _train_loader(cfg, data, e), epochs=schedule.total_epochs,
         lr_for_epoch=lambda e: lr_at(e, cfg.train.lr, cfg.train.lr_milestones, cfg.train.lr_gamma,
-                                     restart),
+                                     restart, cfg.train.warmup_epochs),
         batches_per_epoch=cfg.train.batches_per_epoch, checkpoint_path=run.supernet_checkpoint,
         checkpoint_kind="supernet", log=CsvLog(run.supernet_log, LOG_FIELDS), device=device,
         rng=rng, gen=gen, resume=resume, quiet=quiet, desc="supernet",

@@ -41,7 +41,8 @@ SEED_CHOICES = (1, 2)
 SUPERNET_ONLY_TRAIN_KEYS = frozenset({
     "phase1_epochs", "phase2_epochs", "batches_per_epoch", "lr", "momentum", "weight_decay",
     "lr_milestones", "lr_gamma", "phase2_lr_reset", "params_range_phase1", "params_range_phase2",
-    "enlarge_every", "resample_every", "adversary_bn"})
+    "enlarge_every", "resample_every", "adversary_bn", "sandwich", "block_enlarge_every",
+    "warmup_epochs"})
 OBJECTIVES = ("clean", "adv")
 
 
