@@ -96,7 +96,8 @@ def main() -> None:
             "size_tau": round(rank_fidelity.kendall_tau([-space.params(a) for a in archs],
                                                         (s0 + s1) / 2), 3),
             **{k: round(v, 4) for k, v in spread.items()},
-            "acc_range": [round(1 - max(s0.max(), s1.max()), 4), round(1 - min(s0.min(), s1.min()), 4)]}
+            "acc_range": [round(1 - max(s0.max(), s1.max()), 4),
+                          round(1 - min(s0.min(), s1.min()), 4)]}
     record["per_arch"] = [{"arch": "-".join(map(str, a)), "params": int(space.params(a)),
                            **{f"{w}_err_s{s}": by[(a, s)][f"{w}_err"] for w in ("clean", "adv")
                               for s in (0, 1)}} for a in archs]

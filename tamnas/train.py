@@ -66,7 +66,7 @@ class SamplingSchedule:
         return offered[:min(k, len(offered))]
 
     def block_count(self, epoch: int) -> int | None:
-        """Progressive blocks: how many of the offered blocks (in id order) may be drawn, or None."""
+        """Progressive blocks: how many offered blocks (in id order) may be drawn; None: all."""
         every = self.train.block_enlarge_every
         n = max((g.choices for g in self.space.genes if g.kind == "block"), default=0)
         if not every or not n:
@@ -90,16 +90,16 @@ class SamplingSchedule:
         return self.space.sample(rng, self.params_range(epoch), self.allowed(epoch))
 
     def sandwich(self, rng: np.random.Generator, epoch: int) -> list:
-        """The sandwich rule's paths: widest and narrowest offered ratio (random blocks), one random.
+        """The sandwich rule's paths: the widest and narrowest offered ratio, then a random path.
 
-        The extremes bound every other subnet's width, so training them each step
-        keeps the smallest subnets from lagging behind (BigNAS); without ratios
-        to choose from, three random paths.
+        Blocks stay random on the extremes. They bound every other subnet's width,
+        so training them each step keeps the smallest subnets from lagging behind
+        (BigNAS); without ratios to choose from, three random paths.
         """
         allowed = self.allowed(epoch)
         if allowed is None or "ratio" not in allowed:
             return [self.sample(rng, epoch) for _ in range(3)]
-        ratios, params = allowed["ratio"], self.params_range(epoch)  # ratio index order = width order
+        ratios, params = allowed["ratio"], self.params_range(epoch)  # index order = width order
         extremes = [self.space.sample(rng, params, {**allowed, "ratio": [r]})
                     for r in (max(ratios), min(ratios))]
         return [*extremes, self.sample(rng, epoch)]
@@ -153,13 +153,18 @@ def _restore_rng(state: dict, rng: np.random.Generator, gen: torch.Generator) ->
     torch.set_rng_state(state["torch_global"])
 
 
-def run_epochs(*, model_for_batch: Callable[[int, int], nn.Module], module: nn.Module,
-               objective, optimizer: torch.optim.Optimizer, loader_for_epoch: Callable,
-               epochs: int, lr_for_epoch: Callable[[int], float], batches_per_epoch: int,
+def run_epochs(*, model_for_batch: Callable[[int, int], nn.Module | list[nn.Module]],
+               module: nn.Module, objective, optimizer: torch.optim.Optimizer,
+               loader_for_epoch: Callable, epochs: int, lr_for_epoch: Callable[[int], float],
+               batches_per_epoch: int,
                checkpoint_path: Path, checkpoint_kind: str, log: CsvLog, device: torch.device,
                rng: np.random.Generator, gen: torch.Generator, resume: bool, quiet: bool,
                extra_row: Callable[[int], dict] | None = None, desc: str = "train") -> int:
-    """The shared epoch loop; returns the number of epochs completed (for logs)."""
+    """The shared epoch loop; returns the number of epochs completed (for logs).
+
+    `model_for_batch` gives one model per batch, or several (the sandwich rule),
+    whose gradients are averaged into one optimiser step.
+    """
     start = 0
     if resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path, kind=checkpoint_kind)
@@ -263,7 +268,7 @@ def train_supernet(cfg: Config, run: RunDir, device: torch.device, *, data: Data
         warn_sparse_windows(schedule)  # rejection sampling crawls in a window few subnets reach
     current: dict = {}
 
-    def model_for_batch(epoch: int, i: int) -> nn.Module:
+    def model_for_batch(epoch: int, i: int) -> nn.Module | list[nn.Module]:
         # Every rank draws from the same generator, so all ranks train the same path.
         if "arch" not in current or schedule.resample_now(epoch, i):
             current["arch"] = (schedule.sandwich(rng, epoch) if cfg.train.sandwich
