@@ -81,6 +81,10 @@ def test_validate_correlations_agree_with_scipy_on_the_summary_columns(run_dir):
         assert s["ceiling_source"] == "seeds"
         if s0.nunique() > 1 and s1.nunique() > 1:
             assert s["ceiling"] == pytest.approx(kendalltau(s0, s1)[0], abs=1e-12)
+            assert s["ceiling_for_mean"] == pytest.approx(
+                rank_fidelity.ceiling_for_mean(s["ceiling"], 2), abs=1e-12)
+            assert s["readable"] == rank_fidelity.readability(s["ceiling_for_mean"],
+                                                              s["spread_to_noise"])
         assert s["standalone_std"] == pytest.approx(float(y.std(ddof=1)), abs=1e-12)
         assert s["standalone_range"] == pytest.approx(float(y.max() - y.min()), abs=1e-12)
     assert checked  # the tiny run's scores are not all tied
@@ -254,3 +258,20 @@ def test_vectorised_bootstrap_correlations_equal_scipys_with_ties():
             continue
         assert taus[i] == pytest.approx(kendalltau(x[i], y[i])[0], abs=1e-12)
         assert rhos[i] == pytest.approx(spearmanr(x[i], y[i])[0], abs=1e-12)
+
+
+@pytest.mark.parametrize("seeds", [1, 2])
+def test_ceiling_for_mean_is_the_tau_of_the_noise_free_score_against_the_mean(seeds):
+    """Simulated archs: true score + training noise per seed. The bound computed from two
+    seeds' tau equals the tau that the noise-free score itself reaches against the mean."""
+    rng = np.random.default_rng(7)
+    n, noise = 4000, 0.8
+    true = rng.normal(size=n)
+    runs = true + noise * rng.normal(size=(seeds + 2, n))
+    seed_tau = kendalltau(runs[-1], runs[-2])[0]         # two extra trainings give the ceiling
+    reached = kendalltau(true, runs[:seeds].mean(axis=0))[0]
+    # tau over 4000 items has a sampling SE of about 0.01; the bound is exact for normal scores
+    assert rank_fidelity.ceiling_for_mean(seed_tau, seeds) == pytest.approx(reached, abs=0.03)
+    assert rank_fidelity.ceiling_for_mean(seed_tau, seeds) > seed_tau
+    assert rank_fidelity.ceiling_for_mean(1.0, seeds) == pytest.approx(1.0)
+    assert rank_fidelity.ceiling_for_mean(-0.2, seeds) == 0.0

@@ -443,7 +443,10 @@ def validate_figure(summary: pd.DataFrame, stats: dict | None = None, *,
         if tau is not None and ci[0] is not None:
             lines.insert(0, f"Kendall τ = {tau:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]")
         if s.get("ceiling") is not None:
-            lines.insert(1, f"ceiling τ = {s['ceiling']:.2f} ({s.get('ceiling_source', '?')})")
+            reach = s.get("ceiling_for_mean")
+            more = (f", reachable {reach:.2f}" if reach is not None
+                    and s.get("ceiling_source") == "seeds" else "")
+            lines.insert(1, f"ceiling τ = {s['ceiling']:.2f} ({s.get('ceiling_source', '?')}{more})")
         if s.get("mean_gap") is not None:
             lines.append(f"mean gap {100 * s['mean_gap']:+.1f} points")
         ax.text(0.03, 0.97, "\n".join(lines), transform=ax.transAxes, va="top", fontsize=9,
