@@ -460,7 +460,7 @@ def test_every_per_layer_figure_labels_blocks_by_name_and_ratios_by_value(tmp_pa
     block_names = [BLOCKS[b].name for b in space.blocks]
     assert block_names == ["shuffle-se k3", "xception-se k5", "shuffle-se-nlEG k7", "robust-nlEG-se"]
     for name, expected in (("layer_blocks", block_names),
-                           ("layer_ratios", ["0.4", "0.8", "1.2", "1.6", "2.0"])):
+                           ("layer_ratios", ["0.2", "0.6", "1.0", "1.4", "2.0"])):
         xticks, yticks = made[name]
         assert xticks == expected, name
         assert yticks == [f"layer{i}" for i in range(6)], name
@@ -476,7 +476,7 @@ def test_front_tables_show_layers_by_name_next_to_the_arch_string(tmp_path):
     assert labels[0] == space.arch_label(tuple(front.loc[0, [f"g{i}" for i in range(12)]]))
     assert len(labels[0].split(", ")) == 6 and labels[0].split(", ")[0] in {
         f"{b} x{r}" for b in ("shuffle-se k3", "xception-se k5", "shuffle-se-nlEG k7")
-        for r in ("0.4", "0.8", "1.2", "1.6", "2.0")}
+        for r in ("0.2", "0.6", "1.0", "1.4", "2.0")}
     text = report.write_report(run).read_text()
     section = text.split("### Non-dominated front")[1].split("## Figures")[0]
     header = next(line for line in section.splitlines() if line.startswith("| front"))

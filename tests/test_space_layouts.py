@@ -58,10 +58,15 @@ def test_vectorised_sample_params_draws_like_sample():
 def test_todays_layout_misses_the_windows_and_stays_the_default():
     _, compact = paper_space(**{"space.head": "compact", "space.ratio_base": "half"})
     assert window_share(compact, PHASE1, {"ratio": [9]}, n_samples=500) == 0.0
-    quick = tamnas.load_config("quickstart")
-    assert (quick.space.head, quick.space.ratio_base) == ("compact", "half")
+    assert (tamnas.load_config("quickstart").space.head,
+            tamnas.load_config("quickstart").space.ratio_base) == ("compact", "half")
+    # the quickstart as it was when the options came: the same sizes as before them
+    quick = tamnas.load_config("quickstart", {
+        "space.ratios": [0.4, 0.8, 1.2, 1.6, 2.0], "space.stem_channels": 8,
+        "space.stage_channels": [16, 32, 48], "space.head_channels": 48,
+        "space.fc_channels": 96})
     space = tamnas.build_space(quick)
-    assert space.params_bounds() == (14_396, 44_416)     # the sizes before the options existed
+    assert space.params_bounds() == (14_396, 44_416)
     assert space.fc_channels == (96,)
     keys = space.build_standalone(space.sample(np.random.default_rng(0))).state_dict()
     assert not any(k.startswith("head.expand") for k in keys)
