@@ -248,7 +248,9 @@ def assess(inherited: dict[str, np.ndarray], standalone: dict[str, np.ndarray],
             s["ceiling"], s["ceiling_source"] = s["ceiling_seeds"], "seeds"
             # the reported tau is against the mean of the seeds: its own, higher bound
             s["ceiling_for_mean"] = ceiling_for_mean(s["ceiling_seeds"], len(seeds))
-            s["kendall_tau_per_seed_mean"] = float(np.nanmean(s["kendall_tau_per_seed"]))
+            per_seed_taus = [t for t in s["kendall_tau_per_seed"] if np.isfinite(t)]
+            s["kendall_tau_per_seed_mean"] = (float(np.mean(per_seed_taus)) if per_seed_taus
+                                              else math.nan)
         else:
             s["ceiling"], s["ceiling_source"] = s["ceiling_bootstrap"], "bootstrap"
             s["ceiling_for_mean"] = s["ceiling"]  # one training: already an upper bound
