@@ -22,6 +22,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -43,23 +44,20 @@ def _setup(preset: str, overrides: list[str]):
 
 
 def _train_and_score(preset: str, overrides: list[str], arch: tuple[int, ...], seed_index: int):
-    """One standalone training (seed cfg.seed + seed_index), scored as validate scores it."""
-    from tamnas.train import retrain
+    """One standalone training, retrained and scored by validate's own job (seed + seed_index)."""
+    from tamnas.analysis.validate import Job, _run_job
 
     torch.set_num_threads(1)
     cfg, space, data = _setup(preset, overrides)
-    cfg.seed += seed_index
     device = torch.device("cpu")
+    ctx = SimpleNamespace(cfg=cfg, space=space, data=data, device=device)
+    evaluator = Evaluator.from_config(cfg, space, space.build_supernet(), data, device)
     tic = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        net = retrain(cfg, space, arch, Path(tmp), device, data=data, resume=False, quiet=True)
-    seconds = time.perf_counter() - tic
-    cfg.seed -= seed_index  # the validation images and attack starts of the run seed
-    evaluator = Evaluator.from_config(cfg, space, space.build_supernet(), data, device)
-    scores = evaluator.score_model(net, arch)
-    return {"clean_err": scores["clean_err"], "adv_err": scores["adv_err"],
-            "clean_err_se": scores["clean_err_se"], "adv_err_se": scores["adv_err_se"],
-            "seconds": seconds}
+        scores = _run_job(ctx, evaluator, Job(0, arch, seed_index), Path(tmp), resume=False,
+                          quiet=True)
+    return {**{k: scores[k] for k in ("clean_err", "adv_err", "clean_err_se", "adv_err_se")},
+            "seconds": time.perf_counter() - tic}
 
 
 def main() -> None:

@@ -270,12 +270,11 @@ def train_supernet(cfg: Config, run: RunDir, device: torch.device, *, data: Data
 
     def model_for_batch(epoch: int, i: int) -> nn.Module | list[nn.Module]:
         # Every rank draws from the same generator, so all ranks train the same path.
-        if "arch" not in current or schedule.resample_now(epoch, i):
-            current["arch"] = (schedule.sandwich(rng, epoch) if cfg.train.sandwich
-                               else schedule.sample(rng, epoch))
-        if cfg.train.sandwich:
-            return [supernet.path(a) for a in current["arch"]]
-        return supernet.path(current["arch"])
+        if "archs" not in current or schedule.resample_now(epoch, i):
+            current["archs"] = (schedule.sandwich(rng, epoch) if cfg.train.sandwich
+                                else [schedule.sample(rng, epoch)])
+        paths = [supernet.path(a) for a in current["archs"]]
+        return paths if cfg.train.sandwich else paths[0]
 
     restart = cfg.train.phase1_epochs if cfg.train.phase2_lr_reset else None
     run_epochs(

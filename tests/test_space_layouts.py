@@ -58,8 +58,8 @@ def test_vectorised_sample_params_draws_like_sample():
 def test_todays_layout_misses_the_windows_and_stays_the_default():
     _, compact = paper_space(**{"space.head": "compact", "space.ratio_base": "half"})
     assert window_share(compact, PHASE1, {"ratio": [9]}, n_samples=500) == 0.0
-    assert (tamnas.load_config("quickstart").space.head,
-            tamnas.load_config("quickstart").space.ratio_base) == ("compact", "half")
+    default = tamnas.load_config("quickstart").space
+    assert (default.head, default.ratio_base) == ("compact", "half")
     # the quickstart as it was when the options came: the same sizes as before them
     quick = tamnas.load_config("quickstart", {
         "space.ratios": [0.4, 0.8, 1.2, 1.6, 2.0], "space.stem_channels": 8,
