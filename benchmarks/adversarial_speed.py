@@ -5,7 +5,7 @@ same digits batches, same batch size for every objective: trades_yopo(5, 3)
 (first-layer gradient discarded, the default, and kept as YOPO's Hamiltonian),
 trades (PGD-10), pgd_at (PGD-10), fgsm_rs and standard. Each trains for
 --epochs epochs of --batches batches; the table reports the median epoch time,
-its ratio to TRADES-PGD-10 (DESIGN.md section 5 expects about 0.55-0.6 for
+its ratio to TRADES-PGD-10 (the pass count predicts about 0.55-0.6 for
 YOPO-5-3 on a large net) and clean / PGD-20 test accuracy after that budget;
 the objectives take turns batch by batch so that load on a shared machine
 hits all alike, and the ratio is one of total times. Writes

@@ -31,7 +31,7 @@ from scipy.stats import kendalltau, spearmanr
 
 import tamnas
 from tamnas.attacks import Attack
-from tamnas.checkpoint import RunDir
+from tamnas.rundir import RunDir
 from tamnas.data import load_data, stack
 from tamnas.search.archive import Archive
 from tamnas.search.evaluator import Evaluator

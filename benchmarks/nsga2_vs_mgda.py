@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 import tamnas
-from tamnas.checkpoint import RunDir
+from tamnas.rundir import RunDir
 from tamnas.config import parse_override, save_config
 from tamnas.data import load_data
 from tamnas.search.archive import Archive

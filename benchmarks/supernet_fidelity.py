@@ -1,4 +1,4 @@
-"""How well one supernet training recipe trains its subnets: the recipe study of DESIGN.md 6.1.
+"""How well one supernet training recipe trains its subnets: the recipe study behind README's "Weight sharing".
 
 Trains a supernet with the given preset and overrides, then scores archs
 spread over the space by parameter count with inherited weights (the
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import tamnas
-from tamnas.checkpoint import RunDir
+from tamnas.rundir import RunDir
 from tamnas.config import parse_override
 from tamnas.data import load_data
 from tamnas.search.evaluator import Evaluator

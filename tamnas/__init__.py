@@ -8,7 +8,7 @@ from tamnas.config import Config, load_config
 
 
 def build_space(cfg: Config):
-    """The SearchSpace a config names (DESIGN.md section 4)."""
+    """The SearchSpace a config names, sized for its dataset."""
     from tamnas.supernets import build_space as _build
 
     return _build(cfg)

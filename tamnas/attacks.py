@@ -8,7 +8,7 @@ The step loops stay on the device: no per-example Python work, no host syncs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -249,40 +249,70 @@ class Attack:
                    restarts=cfg.restarts, loss=cfg.loss, generator=generator)
 
 
-def _batches(data, batch_size: int) -> Iterable:
-    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        return zip(data[0].split(batch_size), data[1].split(batch_size))
-    return data
+def error_masks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack=None,
+                batch_size: int = 256, device: torch.device | str | None = None,
+                keep_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor | None,
+                                                   torch.Tensor | None]:
+    """Per-image wrong masks, clean and under `attack` (None: clean only), and the clean logits.
+
+    The one place every scorer (evaluator, test-set scores, robustness grid)
+    counts errors: batch by batch, a clean pass, then the attack on that batch
+    and its pass, masks kept on the device. Eval mode for the duration.
+    """
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"error_masks: x has {len(x)} images and y {len(y)} labels; give the "
+                         "same non-zero number")
+    if device is None:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+    clean_wrong, adv_wrong, logits_all = [], [], []
+    with eval_mode(model):
+        for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
+            xb, yb = xb.to(device), yb.to(device)
+            with torch.inference_mode():
+                logits = model(xb)
+            clean_wrong.append(logits.argmax(1) != yb)
+            if keep_logits:
+                logits_all.append(logits)
+            if attack is not None:
+                x_adv = attack(model, xb, yb)
+                with torch.inference_mode():
+                    adv_wrong.append(model(x_adv).argmax(1) != yb)
+    return (torch.cat(clean_wrong), torch.cat(adv_wrong) if attack is not None else None,
+            torch.cat(logits_all) if keep_logits else None)
+
+
+def error_counts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack=None,
+                 batch_size: int = 256, device: torch.device | str | None = None) -> dict:
+    """Clean and attacked error rates (`clean_err`, `adv_err`) and the image count `n`."""
+    clean, adv, _ = error_masks(model, x, y, attack, batch_size, device)
+    out = {"clean_err": int(clean.sum()) / len(y), "n": len(y)}
+    if adv is not None:
+        out["adv_err"] = int(adv.sum()) / len(y)
+    return out
 
 
 def robust_accuracy(model: nn.Module, data, attack=None, device: torch.device | str | None = None,
                     batch_size: int = 256) -> float:
     """Accuracy under `attack` (clean accuracy when None).
 
-    `data` is a loader (or any iterable of (x, y) batches) or a pair of
-    tensors (x, y) split into `batch_size` batches. Counts stay on the device
-    and are read once at the end.
+    `data` is a pair of tensors (x, y), or any iterable of (x, y) batches.
     """
-    if device is None:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-    device = torch.device(device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    total = 0
-    with eval_mode(model):
-        for xb, yb in _batches(data, batch_size):
-            xb, yb = xb.to(device), yb.to(device)
-            if attack is not None:
-                xb = attack(model, xb, yb)
-            with torch.no_grad():
-                correct += (model(xb).argmax(1) == yb).sum()
-            total += len(yb)
-    if total == 0:
+    if not (isinstance(data, (tuple, list)) and len(data) == 2
+            and isinstance(data[0], torch.Tensor)):
+        batches = list(data)
+        if not batches:
+            raise ValueError("robust_accuracy: the data holds no examples")
+        data = (torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches]))
+    x, y = data
+    if len(x) == 0:
         raise ValueError("robust_accuracy: the data holds no examples")
-    return int(correct) / total
+    clean, adv, _ = error_masks(model, x, y, attack, batch_size, device)
+    wrong = adv if adv is not None else clean
+    return 1.0 - int(wrong.sum()) / len(y)
 
 
-def _autoattack_class():
+def autoattack_class():
     """The AutoAttack class of `pyautoattack` (PyPI) or of the official `autoattack` git package."""
     try:
         from pyautoattack import AutoAttack
@@ -305,7 +335,7 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     model runs in eval mode (flags restored afterwards); a fixed `seed` makes
     the run repeatable.
     """
-    cls = _autoattack_class()
+    cls = autoattack_class()
     official = cls.__module__.startswith("autoattack")  # the git package names its keywords apart
     device = torch.device(device) if device is not None else x.device
     x, y = _plain(x).to(device), y.to(device)

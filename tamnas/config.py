@@ -11,11 +11,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, get_type_hints
+
+from tamnas.files import atomic_write_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,18 +25,43 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DATASETS = ("digits", "cifar10", "cifar100", "svhn")
-OBJECTIVES = ("standard", "pgd_at", "fgsm_rs", "trades", "trades_yopo")
 SCORE_NAMES = ("adv_err", "clean_err", "params", "flops", "ood_aupr_err")
 FIGURE_FORMATS = ("png", "svg", "pdf")
 RATIOS = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
 
 
-def _f(default: Any, *, choices: tuple | None = None, low: float | None = None,
+# Choice lists read from the registries, on first use (so `import tamnas.config` stays light).
+def _objective_names() -> tuple[str, ...]:
+    from tamnas.adversarial import OBJECTIVES
+
+    return tuple(OBJECTIVES)
+
+
+def _strategy_names() -> tuple[str, ...]:
+    from tamnas.search.strategy import strategy_names
+
+    return tuple(strategy_names())
+
+
+def _space_names() -> tuple[str, ...]:
+    from tamnas.supernets import space_names
+
+    return tuple(space_names())
+
+
+def _variant_names() -> tuple[str, ...]:
+    from tamnas.search.mgda_variants import VARIANTS
+
+    return tuple(VARIANTS)
+
+
+def _f(default: Any, *, choices: tuple | Callable[[], tuple] | None = None, low: float | None = None,
        high: float | None = None, item: Any = None, help: str = "") -> Any:
     """A dataclass field carrying its validation rule.
 
     For a list, `item` is the type of its elements and `low`/`high`/`choices`
     apply to each element, so a bad element fails here, not epochs later.
+    `choices` may be a function returning them (a registry's names).
     """
     meta = {"choices": choices, "low": low, "high": high, "item": item, "help": help}
     if isinstance(default, (list, dict)):
@@ -61,7 +88,7 @@ class DataConfig:
 
 @dataclass
 class SpaceConfig:
-    name: str = _f("shufflenet", choices=("shufflenet", "darts"))
+    name: str = _f("shufflenet", choices=_space_names, help="search space: shufflenet (TAM-NAS, paper 004) or darts (DARTS cells)")
     width_mult: float = _f(1.0, low=0.05, high=8.0)
     stem_channels: int = _f(24, low=1)
     stage_channels: list = _f([48, 96, 192], item=int, low=1)
@@ -70,12 +97,12 @@ class SpaceConfig:
     fc_channels: int = _f(1024, low=1)
     head: str = _f("compact", choices=("compact", "table1"),
                    help="head after the pool: compact SE -> fc_channels, or Table I's SE -> "
-                        "head_mid_channels -> fc_channels (DESIGN.md 4.1)")
+                        "head_mid_channels -> fc_channels")
     head_mid_channels: int = _f(920, low=1, help="width of Table I's 'SE 920' row (head = table1)")
     ratio_base: str = _f("half", choices=("half", "full"),
                          help="the channel ratio scales half the block's output width or all of it")
     ratios: list = _f(list(RATIOS), item=float, choices=RATIOS, help="channel ratios offered to every layer")
-    blocks: list = _f(list(range(22)), item=int, low=0, high=21, help="block ids offered (DESIGN.md 4.1)")
+    blocks: list = _f(list(range(22)), item=int, low=0, high=21, help="block ids offered (Table XIV of paper 004; `tamnas space-info` names them)")
     nonlocal_reduction: int = _f(2, low=1, help="non-local inner channels = channels // this")
     se_reduction: int = _f(4, low=1)
     weight_sharing: str = _f("family", choices=("none", "projection", "kernel", "family"),
@@ -102,7 +129,8 @@ class AttackConfig:
 class TrainConfig:
     """Supernet training (Algorithm 1 of paper 004) and its objective."""
 
-    objective: str = _f("trades_yopo", choices=OBJECTIVES)
+    objective: str = _f("trades_yopo", choices=_objective_names,
+                        help="training objective of the supernet and of retraining")
     phase1_epochs: int = _f(500, low=0)
     phase2_epochs: int = _f(500, low=0)
     batches_per_epoch: int = _f(0, low=0, help="stop an epoch after this many batches (0: all)")
@@ -139,7 +167,8 @@ class TrainConfig:
 
 @dataclass
 class SearchConfig:
-    strategy: str = _f("nsga2", choices=("nsga2", "mgda"))
+    strategy: str = _f("nsga2", choices=_strategy_names,
+                       help="nsga2 (evolutionary), random (the baseline) or mgda (gradient)")
     pop_size: int = _f(50, low=2)
     n_offsprings: int = _f(50, low=1)
     generations: int = _f(20, low=1)
@@ -148,11 +177,12 @@ class SearchConfig:
     tournament_size: int = _f(2, low=2)
     objectives: list = _f(["adv_err", "clean_err", "params"], item=str, choices=SCORE_NAMES)
     params_range: list = _f([0, 0], item=int, low=0, help="[low, high]; [0, 0]: the phase-2 training range")
-    bn_images: int = _f(2000, low=0, help="training images used to recalibrate BatchNorm")
+    bn_images: int = _f(2000, low=1, help="training images used to recalibrate BatchNorm")
     eval_images: int = _f(2000, low=1, help="validation images every candidate is scored on")
     ood: bool = _f(False, help="also score OoD AUPR")
     # MGDA (papers 000-003)
-    mgda_variant: str = _f("e2rnas", choices=("darts", "e2rnas", "dsara", "sdarts-rs", "sdarts-adv"))
+    mgda_variant: str = _f("e2rnas", choices=_variant_names,
+                           help="which paper's gradient search (e2rnas, dsara, sdarts-*, darts)")
     mgda_epochs: int = _f(50, low=1)
     mgda_targets: list = _f([], item=float, low=1.0, help="parameter counts")
     mgda_normalization: str = _f("loss+", choices=("none", "l2", "loss", "loss+"))
@@ -246,6 +276,7 @@ def _check(key: str, value: Any, typ: Any, meta: Mapping) -> Any:
         rule = {k: meta.get(k) for k in ("choices", "low", "high")}
         return [_check(f"{key}[{i}]", v, item, rule) for i, v in enumerate(value)]
     choices = meta.get("choices")
+    choices = choices() if callable(choices) else choices
     if choices and value not in choices:
         raise ValueError(f"{key}: {value!r} is not allowed; choose one of {', '.join(map(str, choices))}")
     low, high = meta.get("low"), meta.get("high")
@@ -319,7 +350,7 @@ def _check_consistency(cfg: Config) -> None:
     if bad or not s.ratios:
         raise ValueError(f"space.ratios: {bad} not allowed; choose from {', '.join(map(str, RATIOS))}")
     if not s.blocks or any(not isinstance(b, int) or not 0 <= b <= 21 for b in s.blocks):
-        raise ValueError("space.blocks: block ids must be integers in 0..21 (DESIGN.md 4.1)")
+        raise ValueError("space.blocks: block ids must be integers in 0..21 (`tamnas space-info` lists them)")
     if not any(b <= 17 for b in s.blocks):
         raise ValueError("space.blocks: at least one of the ids 0..17 is needed for stride-2 layers")
     bad = [o for o in cfg.search.objectives if o not in SCORE_NAMES]
@@ -388,10 +419,65 @@ def to_toml(cfg: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save_config(cfg: Config, path: str | Path) -> None:
-    from tamnas.checkpoint import atomic_write_text
+def _type_name(typ: Any, meta: Mapping) -> str:
+    item = meta.get("item")
+    return f"list[{item.__name__}]" if typ is list and item is not None else typ.__name__
 
+
+def _allowed(meta: Mapping) -> str:
+    choices = meta.get("choices")
+    if choices:
+        return ", ".join(map(str, choices() if callable(choices) else choices))
+    low, high = meta.get("low"), meta.get("high")
+    if low is None and high is None:
+        return ""
+    return f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+
+
+def key_reference(section: str | None = None, markdown: bool = False) -> str:
+    """Every config key (or one section's): type, default, allowed values, one line of help."""
+    if section is not None and section not in SECTIONS:
+        raise ValueError(f"config: unknown section {section!r}; choose one of "
+                         f"{', '.join(SECTIONS)}")
+    rows = [("seed", "int", "0", "[0, inf]", "one seed for the whole run (data split, sampling, "
+             "attacks)")] if section is None else []
+    for name, cls in SECTIONS.items():
+        if section not in (None, name):
+            continue
+        hints = get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((f"{name}.{f.name}", _type_name(hints[f.name], f.metadata),
+                         _toml_value(default), _allowed(f.metadata), f.metadata.get("help", "")))
+    head = ("key", "type", "default", "allowed", "help")
+    if markdown:
+        esc = [[c.replace("|", "\\|") for c in r] for r in rows]
+        return "\n".join(["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+                         + ["| " + " | ".join(f"`{c}`" if j < 3 and c else c
+                                              for j, c in enumerate(r)) + " |" for r in esc])
+    widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(head[:4])]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head[:4], widths)) + "  help"]
+    for r in rows:
+        default = r[2] if len(r[2]) <= 40 else r[2][:37] + "..."
+        cells = [r[0], r[1], default, r[3]]
+        widths_now = [max(w, len(c)) for w, c in zip(widths, cells)]
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths_now)) + "  " + r[4])
+    return "\n".join(lines)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
     atomic_write_text(path, to_toml(cfg))
+
+
+def record_sections(path: str | Path, cfg: Config, sections: tuple[str, ...]) -> bool:
+    """Put `sections` of `cfg` into the run config at `path` (the settings that produced
+    a stage's results); the rest stays as recorded. True if the file changed."""
+    recorded = load_run_config(path)
+    merged = dataclasses.replace(recorded, **{s: getattr(cfg, s) for s in sections})
+    if merged.to_dict() == recorded.to_dict():
+        return False
+    save_config(merged, path)
+    return True
 
 
 __all__ = [
@@ -405,10 +491,12 @@ __all__ = [
     "SpaceConfig",
     "TrainConfig",
     "from_dict",
+    "key_reference",
     "load_config",
     "load_run_config",
     "parse_override",
     "preset_names",
+    "record_sections",
     "save_config",
     "to_toml",
 ]

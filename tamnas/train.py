@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,7 +24,8 @@ from tqdm.auto import tqdm
 
 from tamnas import distributed as dist
 from tamnas.adversarial import build_objective
-from tamnas.checkpoint import RunDir, load_checkpoint, save_checkpoint
+from tamnas.files import json_safe, load_checkpoint, require_keys, save_checkpoint
+from tamnas.rundir import NOT_TRAINING_KEYS, RunDir
 from tamnas.config import Config, TrainConfig
 from tamnas.data import DataBundle, load_data, make_loader
 from tamnas.supernets import SearchSpace, build_space
@@ -75,8 +78,9 @@ class SamplingSchedule:
 
     def allowed(self, epoch: int) -> dict[str, list[int]] | None:
         allowed = {}
-        if self.ratios and hasattr(self.space, "ratio_indices"):
-            allowed["ratio"] = self.space.ratio_indices(self.ratio_values(epoch))
+        ratios = self.space.ratio_indices(self.ratio_values(epoch)) if self.ratios else None
+        if ratios is not None:
+            allowed["ratio"] = ratios
         k = self.block_count(epoch)
         if k is not None:  # block gene values index the layer's offered ids in ascending order
             allowed["block"] = list(range(k))
@@ -193,9 +197,22 @@ def run_epochs(*, model_for_batch: Callable[[int, int], nn.Module | list[nn.Modu
             else:
                 metrics = _averaged_step(objective, model, x, y, optimizer)
             dist.average_buffers(module)  # one BatchNorm state on every rank (no-op alone)
+            if not math.isfinite(float(metrics.get("loss", 0.0))):
+                raise ValueError(
+                    f"{desc}: the loss is not finite at epoch {epoch + 1}, batch {i + 1} (lr "
+                    f"{lr:g}, objective {getattr(objective, 'name', type(objective).__name__)}); "
+                    f"training stopped, {checkpoint_path} keeps the last finite epoch: lower the "
+                    "lr and start again with --no-resume")
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             n += 1
+        if n == 0:
+            raise ValueError(f"{desc}: epoch {epoch + 1} had no full batch to train on; the "
+                             "training split is smaller than data.batch_size")
+        if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
+            raise ValueError(f"{desc}: weights are not finite after epoch {epoch + 1} (lr {lr:g}); "
+                             f"{checkpoint_path} keeps the last finite epoch: lower the lr and "
+                             "start again with --no-resume")
         row = {"epoch": epoch, "lr": lr, "batches": n, "seconds": round(time.perf_counter() - tic, 3)}
         row.update({k: v / max(n, 1) for k, v in dist.average_metrics(sums, n).items()})
         if extra_row:
@@ -253,11 +270,22 @@ def _generators(seed: int, device: torch.device) -> tuple[np.random.Generator, t
     return np.random.default_rng(seed), torch.Generator(device="cpu").manual_seed(seed + 1)
 
 
+def check_training_split(cfg: Config, data: DataBundle) -> None:
+    """One line before any work if the training split yields no full batch (drop_last)."""
+    n, b = len(data.train), cfg.data.batch_size
+    if n < b:
+        limit = f", data.train_limit {cfg.data.train_limit}" if cfg.data.train_limit else ""
+        raise ValueError(f"data.batch_size {b} is larger than the {n} training images left "
+                         f"(data.val_size {cfg.data.val_size} held out{limit}): no full batch "
+                         "to train on; lower data.batch_size or data.val_size")
+
+
 def train_supernet(cfg: Config, run: RunDir, device: torch.device, *, data: DataBundle | None = None,
                    resume: bool = True, quiet: bool = False) -> nn.Module:
     """Algorithm 1: train the weight-sharing supernet with sampled paths; returns the supernet."""
     space = build_space(cfg)
     data = data if data is not None else load_data(cfg.data, cfg.seed)
+    check_training_split(cfg, data)
     rng, gen = _generators(cfg.seed, device)
     supernet = space.build_supernet().to(device)
     dist.broadcast_module(supernet)
@@ -298,12 +326,37 @@ def load_trained_supernet(cfg: Config, run: RunDir, device: torch.device) -> tup
     space = build_space(cfg)
     supernet = space.build_supernet()
     state = load_checkpoint(run.supernet_checkpoint, kind="supernet")
+    require_keys(state, ("model", "epoch"), run.supernet_checkpoint)
     try:
         supernet.load_state_dict(state["model"])
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, AttributeError) as e:
         raise ValueError(f"{run.supernet_checkpoint} does not fit the space in {run.config} "
                          f"({str(e).splitlines()[0]})") from None
+    bad = [k for k, v in supernet.state_dict().items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"{run.supernet_checkpoint} holds non-finite weights ({bad[0]}"
+                         f"{' ...' if len(bad) > 1 else ''}); its training diverged: train it "
+                         "again with a lower train.lr (--no-resume)")
     return space, supernet.to(device).eval()
+
+
+# Train keys that shape only the supernet's training; the rest (objective, eps, ...) retrains too.
+SUPERNET_ONLY_TRAIN_KEYS = frozenset({
+    "phase1_epochs", "phase2_epochs", "batches_per_epoch", "lr", "momentum", "weight_decay",
+    "lr_milestones", "lr_gamma", "phase2_lr_reset", "params_range_phase1", "params_range_phase2",
+    "enlarge_every", "resample_every", "adversary_bn", "sandwich", "block_enlarge_every",
+    "warmup_epochs"})
+
+
+def standalone_recipe(cfg: Config, arch, seed: int) -> dict:
+    """Everything a standalone training's result depends on (validate's and retrain's)."""
+    d = cfg.to_dict()
+    data = {k: v for k, v in d["data"].items() if k not in NOT_TRAINING_KEYS}
+    train = {k: v for k, v in d["train"].items() if k not in SUPERNET_ONLY_TRAIN_KEYS}
+    return json.loads(json.dumps(json_safe({
+        "arch": list(arch), "seed": int(seed), "data": data, "space": d["space"],
+        "train": train, "retrain": d["retrain"], "attack": d["attack"]})))
 
 
 def retrain(cfg: Config, space: SearchSpace, arch, out_dir: Path, device: torch.device, *,
@@ -311,6 +364,7 @@ def retrain(cfg: Config, space: SearchSpace, arch, out_dir: Path, device: torch.
             quiet: bool = False) -> nn.Module:
     """Train the standalone net of `arch` (from scratch, or from `init_state`, e.g. extract(arch))."""
     data = data if data is not None else load_data(cfg.data, cfg.seed)
+    check_training_split(cfg, data)
     rng, gen = _generators(cfg.seed, device)
     net = space.build_standalone(arch)
     if init_state is not None:

@@ -15,3 +15,9 @@ def set_args(**settings: str) -> list[str]:
     """TINY_RUN with `settings` (dots written as __) over it, as a --set argument list."""
     merged = {**TINY_RUN, **{k.replace("__", "."): v for k, v in settings.items()}}
     return [arg for key, value in merged.items() for arg in ("--set", f"{key}={value}")]
+
+
+def on_cpu(*argv: str) -> list[str]:
+    """`argv` quiet and on the CPU (--device only for commands that compute)."""
+    computes = argv[0] not in ("plot", "report", "config")
+    return [*argv, "--quiet", *(("--device", "cpu") if computes else ())]

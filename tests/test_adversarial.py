@@ -44,10 +44,14 @@ def cnn_batch(seed: int = 0, n: int = 8):
     return model, x, y
 
 
-def test_registry_holds_the_config_names():
-    from tamnas.config import OBJECTIVES as CONFIG_NAMES
+def test_config_accepts_exactly_the_registered_objectives():
+    from tamnas.config import load_config
 
-    assert set(OBJECTIVES) == set(CONFIG_NAMES) == set(SETTINGS)
+    assert set(OBJECTIVES) == set(SETTINGS)
+    for name in OBJECTIVES:
+        assert load_config("quickstart", {"train.objective": name}).train.objective == name
+    with pytest.raises(ValueError, match="train.objective: 'nope' is not allowed; choose one of"):
+        load_config("quickstart", {"train.objective": "nope"})
 
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))
@@ -222,7 +226,7 @@ def test_discard_mode_gives_layer_one_only_the_final_loss_gradient():
 
 
 def literal_yopo_eta(model, x, eps, sigma, seed, m, n):
-    """The m x n loop written as DESIGN.md section 5 states it, in eval mode."""
+    """The m x n loop written out as paper 004 (section III-C) states it, in eval mode."""
     model.eval()
     eta = 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():

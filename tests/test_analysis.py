@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy.stats import kendalltau
 
-from tamnas.analysis import lego, plots, report, stats
+from tamnas.analysis import export, lego, plots, report, stats
 from tamnas.config import load_config, save_config
 from tamnas.search.archive import Archive, arch_key
 from tamnas.supernets.base import Arch, Gene, SearchSpace
@@ -203,7 +203,7 @@ def test_lego_of_one_arch_is_that_arch_and_needs_gene_columns(space):
 def test_write_arch_json_holds_space_genes_description_and_scores(tmp_path, space):
     arch = (1, 2, 4, 1, 1, 2, 1, 1)
     scores = {"adv_err": np.float64(0.5), "clean_err": 0.25, "params": np.int64(4200)}
-    path = lego.write_arch_json(space, arch, tmp_path / "exports" / "lego.json", scores=scores)
+    path = export.write_arch_json(space, arch, tmp_path / "exports" / "lego.json", scores=scores)
     blob = json.loads(path.read_text())
     assert blob["name"] == "lego" and blob["space"] == "fake"
     assert blob["space_config"] == space.config()
@@ -212,7 +212,7 @@ def test_write_arch_json_holds_space_genes_description_and_scores(tmp_path, spac
     assert blob["scores"] == {"adv_err": 0.5, "clean_err": 0.25, "params": 4200}
     assert space.parse(blob["description"]) == arch
     with pytest.raises(ValueError, match="stride 2"):
-        lego.write_arch_json(space, (3, 0, 0, 0, 0, 0, 0, 0), tmp_path / "bad.json")
+        export.write_arch_json(space, (3, 0, 0, 0, 0, 0, 0, 0), tmp_path / "bad.json")
 
 
 # --- figures ------------------------------------------------------------------------------------
@@ -369,7 +369,7 @@ def make_run(tmp_path: Path, space) -> Path:
     for kind in ("block", "ratio"):
         stats.save_table(stats.layer_counts(space, top, kind), run / "stats" / f"{kind}_counts")
     arch = lego.lego_arch(space, top)
-    lego.write_arch_json(space, arch, run / "exports" / "lego.json",
+    export.write_arch_json(space, arch, run / "exports" / "lego.json",
                          scores={"adv_err": 0.5, "clean_err": 0.2, "params": space.params(arch)})
     retrained = retrained_table(front)
     (run / "retrain" / "front-0").mkdir(parents=True)
@@ -441,7 +441,7 @@ def quickstart_run(tmp_path: Path):
 
 
 def test_every_per_layer_figure_labels_blocks_by_name_and_ratios_by_value(tmp_path, monkeypatch):
-    from tamnas import pipeline
+    from tamnas.commands.plot import plot
     from tamnas.supernets.shufflenet.space import BLOCKS
 
     cfg, space, run, _ = quickstart_run(tmp_path)
@@ -455,7 +455,7 @@ def test_every_per_layer_figure_labels_blocks_by_name_and_ratios_by_value(tmp_pa
         return real_save(fig, out_base, formats)
 
     monkeypatch.setattr(plots, "save_figure", keep)
-    pipeline.plot_stage(cfg, run, quiet=True)
+    plot(cfg, run, quiet=True)
     assert {"layer_blocks", "layer_ratios"} <= set(made)
     block_names = [BLOCKS[b].name for b in space.blocks]
     assert block_names == ["shuffle-se k3", "xception-se k5", "shuffle-se-nlEG k7", "robust-nlEG-se"]

@@ -52,9 +52,10 @@ def test_tiny_darts_supernet_learns_under_the_e2rnas_search(tmp_path):
 
 
 def test_quickstart_darts_runs_from_scratch_and_later_commands_use_the_searched_weights(tmp_path):
-    from tamnas.checkpoint import RunDir, load_checkpoint
+    from tamnas.files import load_checkpoint
+    from tamnas.rundir import RunDir
     from tamnas.cli import main
-    from tamnas.pipeline import Context
+    from tamnas.session import Session
 
     out = tmp_path / "qsd"
     sets = {**TINY, "search.mgda_epochs": 1, "search.mgda_batches_per_epoch": 2,
@@ -71,5 +72,5 @@ def test_quickstart_darts_runs_from_scratch_and_later_commands_use_the_searched_
     front = pd.read_csv(run.search_dir / "archive.csv")
     assert set(front["strategy"]) >= {"mgda"} and (out / "exports" / "lego.json").is_file()
     cfg = tamnas.load_config(run.config)
-    ctx = Context(cfg, run, torch.device("cpu"), quiet=True)
+    ctx = Session.open(cfg, run, torch.device("cpu"), quiet=True)
     assert all(torch.equal(v, searched[k]) for k, v in ctx.supernet.state_dict().items())

@@ -28,7 +28,8 @@ from tolerances import rounding_tolerance
 from torch import nn
 
 import tamnas
-from tamnas.checkpoint import RunDir, load_checkpoint
+from tamnas.files import load_checkpoint
+from tamnas.rundir import RunDir
 from tamnas.data import ImageTensorDataset, load_data, make_loader
 from tamnas.supernets.base import Gene, SearchSpace, Supernet
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from tamnas import build_space, load_config
 from tamnas.analysis import export
-from tamnas.checkpoint import save_checkpoint
+from tamnas.files import save_checkpoint
 from tamnas.data import dataset_info
 from tamnas.errors import MissingExtraError, require
 from tamnas.supernets import SPACES, register_space

@@ -16,28 +16,19 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_configs import set_args
+from cli_configs import on_cpu, set_args
 
-from tamnas.checkpoint import (
-    LOCK_NAME,
-    RunDir,
-    RunLock,
-    is_fresh,
-    stamp,
-    stamped_fingerprint,
-    supernet_fingerprint,
-)
+from tamnas.rundir import LOCK_NAME, RunDir, RunLock, is_fresh, stamp, stamped_fingerprint, supernet_fingerprint
 from tamnas.cli import main
 from tamnas.search.archive import Archive
 
 TINY = set_args(data__train_limit="192", data__val_size="64", search__pop_size="4",
                 search__n_offsprings="4", search__generations="1", search__bn_images="32",
                 search__eval_images="40", output__top_k="2", output__formats='["png"]')
-QUIET = ["--quiet", "--device", "cpu"]
 
 
 def cli(*argv: str) -> int:
-    return main([*argv, *QUIET])
+    return main(on_cpu(*argv))
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -83,6 +74,11 @@ RUN_CASES = [  # (argv after the command's run dir, fragments of the one line)
     (["lego", "--top", "0"], ["--top 0"]),
     (["lego", "--top", "-3"], ["--top -3"]),
     (["search", "--set", "space.stage_layers=[1,3]"], ["does not fit the space"]),
+    (["search", "--set", "search.bn_images=0"], ["search.bn_images: 0 is out of range"]),
+    (["search", "--set", "search.eval_images=100000"],
+     ["search.eval_images 100000: the validation split holds 64 images"]),
+    (["search", "--set", "search.tournament_size=9"], ["search.tournament_size 9 is larger"]),
+    (["search", "--set", "search.pop_size=1000000000"], ["search.pop_size: needs about"]),
 ]
 
 
@@ -104,6 +100,18 @@ NEW_RUN_CASES = [
      ["dataset files not found"]),
     (["--set", "output.formats=[\"jpg\"]"], ["output.formats[0]"]),
     (["--set", "retrain.lr_milestones=[1.5]"], ["retrain.lr_milestones[0]"]),
+    (["--set", "data.batch_size=200"],
+     ["data.batch_size 200 is larger than the 128 training images"]),
+    (["--set", "data.val_size=180"], ["data.batch_size 128 is larger than the 12 training"]),
+    (["--set", "data.train_limit=1"], ["data."]),
+    (["--set", "search.bn_images=0"], ["search.bn_images: 0 is out of range"]),
+    (["--set", "search.tournament_size=9"], ["search.tournament_size 9 is larger"]),
+    (["--set", "search.pop_size=1000000000"], ["search.pop_size: needs about", "GiB"]),
+    (["--set", "data.ood=noise", "--set", "data.ood_size=100000000000"],
+     ["data.ood_size: needs about"]),
+    (["--set", "space.stem_channels=100000000"], ["space (supernet size): needs about"]),
+    (["--set", "train.phase1_epochs=0", "--set", "train.phase2_epochs=0"],
+     ["trains no supernet", "search.strategy nsga2 would score untrained weights"]),
 ]
 
 
@@ -134,7 +142,7 @@ def test_out_with_a_too_long_name_is_one_line(tmp_path, capsys):
 
 
 def test_unwritable_out_is_one_line(tmp_path, capsys, monkeypatch):
-    import tamnas.checkpoint as ck
+    import tamnas.files as ck
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system", kwargs.get("dir"))
@@ -177,7 +185,7 @@ def _killed_after_first_epoch(monkeypatch, *argv: str) -> None:
 
 def test_disk_full_during_training_keeps_the_checkpoint_and_is_one_line(tmp_path, capsys,
                                                                        monkeypatch):
-    import tamnas.checkpoint as ck
+    import tamnas.files as ck
 
     out = tmp_path / "full"
     argv = ("train-supernet", "quickstart", "--out", str(out), *TINY)
@@ -248,7 +256,7 @@ def test_stale_retrained_weights_are_refused_by_evaluate(run_copy, capsys):
 
 def test_unwritable_run_directory_is_one_line_and_changes_nothing(run_copy, capsys,
                                                                   monkeypatch):
-    import tamnas.checkpoint as ck
+    import tamnas.files as ck
 
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", kwargs.get("dir"))
@@ -265,7 +273,8 @@ def test_unwritable_run_directory_is_one_line_and_changes_nothing(run_copy, caps
 def test_read_only_commands_leave_config_toml_alone(command, run_copy):
     config = run_copy / "config.toml"
     before = (config.read_bytes(), config.stat().st_mtime_ns, config.stat().st_ino)
-    assert cli(command, str(run_copy), "--set", "output.top_k=1") == 0
+    sets = ["--set", "output.top_k=1"] if command == "plot" else []  # report reads files only
+    assert cli(command, str(run_copy), *sets) == 0
     assert (config.read_bytes(), config.stat().st_mtime_ns, config.stat().st_ino) == before
 
 
@@ -338,14 +347,17 @@ def test_search_on_a_partial_supernet_is_redone_once_training_goes_on(tmp_path, 
     out = tmp_path / "grow"
     train = ("train-supernet", "quickstart", "--out", str(out), *TINY)
     _killed_after_first_epoch(monkeypatch, *train)
-    assert cli("search", str(out)) == 0   # scored on the one-epoch supernet
+    capsys.readouterr()
+    assert cli("search", str(out)) == 2   # a partial supernet is refused unless asked for
+    one_line_error(capsys, "a supernet trained 1 of 2 epochs", "--partial-supernet")
+    assert cli("search", str(out), "--partial-supernet") == 0   # scored on the one-epoch supernet
     first = Archive.load(out / "search")
     capsys.readouterr()
     assert cli(*train, "--set", "train.lr=0.2") == 2  # resuming with another setting: refused
     one_line_error(capsys, "other training settings", "train.lr: 0.1 -> 0.2")
     assert cli(*train) == 0                # epoch 2: a new checkpoint
     capsys.readouterr()
-    assert cli("search", str(out)) == 0
+    assert cli("search", str(out)) == 0   # the supernet is finished now
     said = capsys.readouterr().out
     assert "archive was scored on another supernet checkpoint" in said
     assert Archive.load(out / "previous" / "1" / "search") == first
@@ -369,7 +381,7 @@ def test_no_resume_on_a_finished_run_moves_the_old_results_aside(run_copy, capsy
 def _tamnas(*argv: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
            "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "tamnas", *argv, *QUIET], env=env,
+    return subprocess.Popen([sys.executable, "-m", "tamnas", *on_cpu(*argv)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
@@ -398,11 +410,97 @@ def test_second_writer_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_path
         first.wait()
     lock = out / LOCK_NAME
     assert json.loads(lock.read_text())["pid"] == first.pid  # left behind by kill -9
-    # the dead holder's lock is taken over: this command gets past the lock to its own error
-    assert cli("export", str(out), "--arch", "front:0") == 2
+    # the dead holder's lock is cleared: this command gets past the lock to its own error
+    assert cli("lego", str(out), "--partial-supernet") == 2
     err = one_line_error(capsys)
     assert "has no trained supernet" in err or "has no search results" in err, err
     assert not lock.exists()
     with RunLock(out, "test") as held:
         assert json.loads(lock.read_text())["pid"] == os.getpid() and held.held
     assert not lock.exists()
+
+
+# --- nonsense that used to pass: divergence, damaged or malformed weights, odd paths -------
+def test_a_diverging_supernet_stops_at_the_first_non_finite_loss(tmp_path, capsys):
+    out = tmp_path / "nan"
+    assert cli("train-supernet", "quickstart", "--out", str(out), *TINY,
+               "--set", "train.lr=1e30") == 2
+    one_line_error(capsys, "loss is not finite at epoch 1", "objective trades_yopo",
+                   "lower the lr")
+    assert not (out / "supernet" / "checkpoint.pt").exists()   # no non-finite epoch was saved
+    assert not (out / LOCK_NAME).exists()
+
+
+def _flip_tensor_bytes(path: Path) -> None:
+    """Flip 64 bytes in the middle of the checkpoint file (inside its tensor data)."""
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 64] = bytes(b ^ 0xFF for b in data[mid:mid + 64])
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("command", [["search"], ["lego"], ["export", "--arch", "front:0"]])
+def test_a_damaged_supernet_checkpoint_is_refused_and_changes_nothing(run_copy, capsys, command):
+    _flip_tensor_bytes(run_copy / "supernet" / "checkpoint.pt")
+    before = snapshot(run_copy)
+    assert cli(command[0], str(run_copy), *command[1:]) == 2
+    one_line_error(capsys, "checkpoint.pt is", "damaged")
+    assert snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("state, fragment", [({}, "malformed (no model, epoch)"),
+                                             ({"model": {}}, "malformed (no epoch)"),
+                                             ([1, 2], "holds no state")])
+def test_a_malformed_tagged_checkpoint_is_one_line(run_copy, capsys, state, fragment):
+    from tamnas.files import save_checkpoint
+
+    save_checkpoint(run_copy / "supernet" / "checkpoint.pt", state, kind="supernet")
+    before = snapshot(run_copy)
+    assert cli("search", str(run_copy)) == 2
+    one_line_error(capsys, fragment)
+    assert snapshot(run_copy) == before
+
+
+def test_non_finite_supernet_weights_are_refused_by_scoring(run_copy, capsys):
+    import torch
+
+    from tamnas.files import load_checkpoint, save_checkpoint
+
+    path = run_copy / "supernet" / "checkpoint.pt"
+    state = load_checkpoint(path, kind="supernet")
+    key = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][key] = torch.full_like(state["model"][key], float("nan"))
+    save_checkpoint(path, state, kind="supernet")
+    assert cli("lego", str(run_copy)) == 2
+    one_line_error(capsys, "holds non-finite weights", key)
+
+
+def test_out_inside_a_symlink_loop_is_one_line(tmp_path, capsys):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    assert cli("train-supernet", "quickstart", "--out", str(tmp_path / "a" / "run"), *TINY) == 2
+    one_line_error(capsys)
+
+
+def _numeric_keys():
+    import dataclasses
+    from typing import get_type_hints
+
+    from tamnas.config import SECTIONS
+
+    for name, cls in SECTIONS.items():
+        hints = get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if hints[f.name] in (int, float):
+                yield f"{name}.{f.name}"
+
+
+@pytest.mark.parametrize("key", list(_numeric_keys()))
+def test_a_string_for_a_number_in_a_config_file_is_refused_for_every_key(key, tmp_path, capsys):
+    section, name = key.split(".")
+    toml = tmp_path / "bad.toml"
+    toml.write_text(f'[{section}]\n{name} = "12"\n')
+    assert cli("train-supernet", "quickstart", "--out", str(tmp_path / "r"),
+               "--config", str(toml)) == 2
+    one_line_error(capsys, key, "expected")
+    assert not (tmp_path / "r").exists()

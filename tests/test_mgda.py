@@ -16,7 +16,7 @@ from torch.func import functional_call
 
 import tamnas
 from tamnas.attacks import Attack
-from tamnas.checkpoint import load_checkpoint
+from tamnas.files import load_checkpoint
 from tamnas.data import ImageTensorDataset, load_data, stack
 from tamnas.search.evaluator import Evaluator
 from tamnas.search.mgda import (

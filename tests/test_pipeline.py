@@ -8,11 +8,11 @@ import json
 import pandas as pd
 import pytest
 import torch
-from cli_configs import set_args
+from cli_configs import on_cpu, set_args
 
 import tamnas
 from tamnas.analysis import robustness
-from tamnas.checkpoint import RunDir
+from tamnas.rundir import RunDir
 from tamnas.cli import main
 from tamnas.data import load_data
 from tamnas.search.evaluator import Evaluator
@@ -24,7 +24,7 @@ TINY = set_args(search__pop_size="6", search__n_offsprings="6", search__generati
 
 
 def cli(*argv: str) -> None:
-    assert main([*argv, "--quiet", "--device", "cpu"]) == 0
+    assert main(on_cpu(*argv)) == 0
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from cli_configs import set_args
+from cli_configs import on_cpu, set_args
 from scipy.stats import kendalltau, spearmanr
 
 import tamnas
 from tamnas.analysis import rank_fidelity
 from tamnas.analysis.validate import draw_archs
-from tamnas.checkpoint import RunDir, load_checkpoint, supernet_fingerprint
+from tamnas.files import load_checkpoint
+from tamnas.rundir import RunDir, supernet_fingerprint
 from tamnas.cli import main
 from tamnas.data import load_data
 from tamnas.search.archive import parse_key
@@ -27,7 +28,7 @@ N_ARCHS = 4
 
 
 def cli(*argv: str) -> int:
-    return main([*argv, "--quiet", "--device", "cpu"])
+    return main(on_cpu(*argv))
 
 
 @pytest.fixture(scope="module")
@@ -181,21 +182,20 @@ def _validate_on_rank(rank: int, world: int, port: int, run_dir: str) -> None:
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
     from tamnas import distributed as dist
-    from tamnas.analysis import validate
-    from tamnas.pipeline import validate_stage
+    from tamnas.commands import validate
 
     assert dist.init_from_env("cpu")
     trained = []
-    run_job = validate._run_job
+    run_job = validate.run_job
 
     def recording(ctx, evaluator, job, root, resume, quiet):
         trained.append(job.index)
         return run_job(ctx, evaluator, job, root, resume, quiet)
 
-    validate._run_job = recording
+    validate.run_job = recording
     try:
         cfg = tamnas.load_config(f"{run_dir}/config.toml")
-        validate_stage(cfg, run_dir, n_archs=N_ARCHS, bootstrap=100, device=torch.device("cpu"),
+        validate.validate(cfg, run_dir, n_archs=N_ARCHS, bootstrap=100, device=torch.device("cpu"),
                        quiet=True)
     finally:
         dist.shutdown()
@@ -224,7 +224,7 @@ def test_two_ranks_split_the_archs_and_give_the_one_rank_result(run_dir, tmp_pat
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "pandas", "tamnas.pipeline", "tamnas.analysis.validate",
+    ctx.set_forkserver_preload(["torch", "pandas", "tamnas.commands.validate",
                                 "test_validate"])
     procs = [ctx.Process(target=_validate_on_rank, args=(r, 2, port, str(two))) for r in range(2)]
     for p in procs:

@@ -33,8 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tamnas.analysis.lego import ARCH_FORMAT
-from tamnas.checkpoint import atomic_write_json, json_safe, load_checkpoint, save_checkpoint
+from tamnas.files import atomic_write_json, json_safe, load_checkpoint, save_checkpoint
 from tamnas.errors import require
 
 log = logging.getLogger(__name__)
@@ -141,31 +140,48 @@ def export_onnx(net: nn.Module, path: str | Path, example_input_shape) -> float 
     return diff
 
 
+ARCH_FORMAT = "tamnas-arch-v1"
+
+
+def arch_record(space, arch, name: str, scores: Mapping[str, Any] | None = None) -> dict:
+    """The arch JSON's contents: what rebuilds the net anywhere (space, genes) and says what it
+    is (description, scores)."""
+    from tamnas import __version__
+
+    arch = space.validate(arch)
+    return {"format": ARCH_FORMAT, "name": _check_name(name), "space": space.name,
+            "space_config": json_safe(space.config()), "genes": list(arch),
+            "description": json_safe(space.describe(arch)),
+            "scores": json_safe(dict(scores)) if scores is not None else None,
+            "tamnas_version": __version__}
+
+
+def write_arch_json(space, arch, path: str | Path, scores: Mapping[str, Any] | None = None,
+                    name: str = "lego") -> Path:
+    """Write the arch JSON alone (no weights): space, genes, description, scores."""
+    path = Path(path)
+    atomic_write_json(path, arch_record(space, arch, name, scores))
+    return path
+
+
 def export_arch(space, arch, out_dir: str | Path, name: str,
                 state_dict: Mapping[str, torch.Tensor] | None = None,
                 scores: Mapping[str, Any] | None = None, onnx: bool = False,
-                example_input_shape=None) -> dict[str, Path]:
+                example_input_shape=None, extra: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write `<name>.json`, `<name>.pt` (when `state_dict` is given) and `<name>.onnx` (when asked).
 
     The JSON is written last, so its presence means the export is complete.
     Without a state dict the ONNX file holds the freshly initialised network.
-    Returns the written paths under the keys "json", "weights", "onnx".
+    `extra` adds keys to the JSON (how the export was made). Returns the written
+    paths under the keys "json", "weights", "onnx".
     """
-    from tamnas import __version__
-
-    arch = space.validate(arch)
-    name = _check_name(name)
+    blob: dict[str, Any] = {**arch_record(space, arch, name, scores), "weights": None,
+                            "onnx": None, **json_safe(dict(extra or {}))}
+    arch, name = tuple(blob["genes"]), blob["name"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     net = space.build_standalone(arch)
     paths: dict[str, Path] = {}
-    blob: dict[str, Any] = {
-        "format": ARCH_FORMAT, "name": name, "space": space.name,
-        "space_config": json_safe(space.config()), "genes": list(arch),
-        "description": json_safe(space.describe(arch)),
-        "scores": json_safe(dict(scores)) if scores is not None else None,
-        "weights": None, "onnx": None, "tamnas_version": __version__,
-    }
     if state_dict is not None:
         _load_weights_into(net, state_dict, f"export {name}")
         weights = out_dir / f"{name}.pt"
@@ -216,15 +232,12 @@ def _rebuild_space(path: Path, blob: dict):
         raise ValueError(f"{path}: unknown space {space_name!r}; choose one of "
                          f"{', '.join(sorted(SPACES))}")
     cls = SPACES[space_name]
-    if not hasattr(cls, "from_config"):
-        raise ValueError(f"{path}: space {space_name!r} cannot be rebuilt from a config "
-                         "(no from_config)")
     config = blob["space_config"]
     if not isinstance(config, dict):
         raise ValueError(f"{path}: space_config must be a JSON object, got {type(config).__name__}")
     try:
         return cls.from_config(config)
-    except (ValueError, TypeError, KeyError) as err:
+    except (ValueError, TypeError, KeyError, NotImplementedError) as err:
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{path}: space_config does not rebuild space {space_name!r}: "
                          f"{msg}") from None
@@ -291,5 +304,5 @@ def _read_weights(path: Path) -> Mapping[str, torch.Tensor]:
     return state
 
 
-__all__ = ["WEIGHT_KINDS", "export_arch", "export_onnx", "load_arch", "read_arch_json",
-           "verify_onnx"]
+__all__ = ["ARCH_FORMAT", "WEIGHT_KINDS", "arch_record", "export_arch", "export_onnx",
+           "load_arch", "read_arch_json", "verify_onnx", "write_arch_json"]

@@ -10,18 +10,13 @@ gives way to the most frequent legal value.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tamnas.analysis.stats import gene_label
-from tamnas.checkpoint import atomic_write_json, json_safe
 from tamnas.supernets.base import Arch
 
-ARCH_FORMAT = "tamnas-arch-v1"
 
 
 def _rows(space, top_df: pd.DataFrame) -> np.ndarray:
@@ -95,17 +90,4 @@ def lego_arch(space, top_df: pd.DataFrame) -> Arch:
     return space.validate(table["value"].astype(int).tolist())
 
 
-def write_arch_json(space, arch, path: str | Path, scores: Mapping[str, Any] | None = None,
-                    name: str = "lego") -> Path:
-    """Write the arch JSON that rebuilds a net anywhere: space, genes, description, scores."""
-    arch = space.validate(arch)
-    blob = {"format": ARCH_FORMAT, "name": str(name), "space": space.name,
-            "space_config": json_safe(space.config()), "genes": list(arch),
-            "description": json_safe(space.describe(arch)),
-            "scores": json_safe(dict(scores)) if scores is not None else None}
-    path = Path(path)
-    atomic_write_json(path, blob)
-    return path
-
-
-__all__ = ["ARCH_FORMAT", "lego_arch", "lego_table", "write_arch_json"]
+__all__ = ["lego_arch", "lego_table"]

@@ -22,7 +22,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from tamnas.checkpoint import atomic_write_bytes
+from tamnas.analysis.rank_fidelity import kendall_tau
+from tamnas.files import atomic_write_bytes
 
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
@@ -261,17 +262,6 @@ def plot_retrained(front_df: pd.DataFrame, retrained_df: pd.DataFrame, out_base:
 
 
 # --- inherited vs retrained ------------------------------------------------------------------
-def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
-    """Kendall's tau-b of two score lists; NaN when fewer than two pairs or a constant list."""
-    from scipy.stats import kendalltau
-
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 2 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
-        return float("nan")
-    return float(kendalltau(a[ok], b[ok])[0])
-
-
 def _error_axes(ax, xlabel: str, ylabel: str, name: str) -> None:
     """Percent axes, light grid and title of one error-vs-error scatter panel."""
     ax.set_xlabel(xlabel)
@@ -469,7 +459,6 @@ __all__ = [
     "front_figure",
     "hypervolume_figure",
     "inherited_vs_retrained_figure",
-    "kendall_tau",
     "layer_stats_figure",
     "plot_front",
     "plot_hypervolume",

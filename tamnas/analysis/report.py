@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 
 from tamnas.analysis.stats import arch_labels, markdown_table
-from tamnas.checkpoint import atomic_write_text
+from tamnas.files import atomic_write_text
+from tamnas.rundir import RunDir
 from tamnas.metrics import format_error
 
 if sys.version_info >= (3, 11):
@@ -134,9 +135,9 @@ def _config_section(cfg: dict | None) -> list[str]:
     return lines + ["The full configuration is in `config.toml`.", ""]
 
 
-def _training_section(run_dir: Path) -> list[str]:
+def _training_section(run: RunDir) -> list[str]:
     lines = ["## Supernet training", ""]
-    df = _read_csv(run_dir / "supernet" / "train_log.csv")
+    df = _read_csv(run.supernet_log)
     if df is None or not len(df):
         return lines + [NOT_RUN, ""]
     return lines + [f"{len(df)} epochs logged in `supernet/train_log.csv`; the last one:", "",
@@ -156,23 +157,23 @@ def front_table(archive: pd.DataFrame, objectives: Iterable[str]) -> pd.DataFram
     return front.sort_values(key, kind="stable").reset_index(drop=True)
 
 
-def _space(run_dir: Path):
+def _space(run: RunDir):
     """The run's search space rebuilt from its config.toml (for layer names), or None."""
     from tamnas.config import load_config
     from tamnas.supernets import build_space
 
     try:
-        return build_space(load_config(run_dir / "config.toml"))
+        return build_space(load_config(run.config))
     except (ValueError, FileNotFoundError) as err:
         log.warning("report: layers not named, the space of %s cannot be built (%s)",
-                    run_dir / "config.toml", str(err).splitlines()[0])
+                    run.config, str(err).splitlines()[0])
         return None
 
 
-def _search_section(run_dir: Path, cfg: dict | None) -> list[str]:
+def _search_section(run: RunDir, cfg: dict | None) -> list[str]:
     lines = ["## Search", ""]
-    archive = _read_csv(run_dir / "search" / "archive.csv")
-    gens = _read_csv(run_dir / "search" / "generations.csv")
+    archive = _read_csv((run.search_dir / "archive.csv"))
+    gens = _read_csv(run.generations)
     if archive is None or not len(archive):
         return lines + [NOT_RUN, ""]
     strategies = []
@@ -197,7 +198,7 @@ def _search_section(run_dir: Path, cfg: dict | None) -> list[str]:
              "ood_aupr_err", "strategy", "generation")
     cols = [c for c in shown if c in front.columns]
     table = _percent(front[cols])
-    space = _space(run_dir) if cfg is not None else None
+    space = _space(run) if cfg is not None else None
     names = arch_labels(space, front) if space is not None else None
     if names is not None:
         table.insert(cols.index("arch") + 1 if "arch" in cols else 0, "layers", names)
@@ -214,9 +215,9 @@ def _search_section(run_dir: Path, cfg: dict | None) -> list[str]:
     return lines
 
 
-def _figures_section(run_dir: Path, base: Path) -> list[str]:
+def _figures_section(run: RunDir, base: Path) -> list[str]:
     lines = ["## Figures", ""]
-    figs = sorted((run_dir / "figures").glob("*.png")) if (run_dir / "figures").is_dir() else []
+    figs = sorted(run.figures_dir.glob("*.png")) if run.figures_dir.is_dir() else []
     if not figs:
         return lines + [f"{NOT_RUN} (no figures; `tamnas plot` makes them)", ""]
     known = list(FIGURE_CAPTIONS)
@@ -229,10 +230,10 @@ def _figures_section(run_dir: Path, base: Path) -> list[str]:
     return lines
 
 
-def _stats_section(run_dir: Path, cfg: dict | None) -> list[str]:
+def _stats_section(run: RunDir, cfg: dict | None) -> list[str]:
     top = (cfg or {}).get("output", {})
     lines = ["## Per-layer statistics of the top-k", ""]
-    tables = sorted((run_dir / "stats").glob("*_counts.csv"))
+    tables = sorted(run.stats_dir.glob("*_counts.csv"))
     if not tables:
         return lines + [NOT_RUN, ""]
     if top:
@@ -265,9 +266,9 @@ def description_table(description: Any) -> pd.DataFrame | None:
     return None
 
 
-def _lego_section(run_dir: Path) -> list[str]:
+def _lego_section(run: RunDir) -> list[str]:
     lines = ["## LEGO net", ""]
-    blob = _read_json(run_dir / "exports" / "lego.json")
+    blob = _read_json(run.export_json("lego"))
     if not isinstance(blob, dict):
         return lines + [f"{NOT_RUN} (`tamnas lego` writes exports/lego.json)", ""]
     genes = blob.get("genes", [])
@@ -287,14 +288,14 @@ def _lego_section(run_dir: Path) -> list[str]:
     return lines
 
 
-def _retrain_section(run_dir: Path) -> list[str]:
+def _retrain_section(run: RunDir) -> list[str]:
     lines = ["## Retraining", ""]
-    summary = _read_csv(run_dir / "retrain" / "summary.csv")
+    summary = _read_csv(run.retrain_summary)
     if summary is None or not len(summary):
         return lines + [NOT_RUN, ""]
     lines += ["Test-set errors of standalone nets after retraining, next to their inherited-weight "
               "(validation) errors.", "", markdown_table(_percent(summary), index=False)]
-    corr = _read_json(run_dir / "retrain" / "correlation.json")
+    corr = _read_json(run.retrain_correlation)
     if isinstance(corr, dict) and corr:
         values = ", ".join(f"{k.replace('_', ' ')} {float(v):.3f}" for k, v in corr.items())
         lines += [f"Rank agreement of inherited and retrained errors: {values}.", ""]
@@ -313,10 +314,10 @@ def _points(value: Any) -> str:
     return "n/a" if value is None else f"{100 * float(value):.1f}"
 
 
-def _validate_section(run_dir: Path) -> list[str]:
+def _validate_section(run: RunDir) -> list[str]:
     lines = ["## Rank fidelity", ""]
-    corr = _read_json(run_dir / "validate" / "correlation.json")
-    summary = _read_csv(run_dir / "validate" / "summary.csv")
+    corr = _read_json(run.validate_dir / "correlation.json")
+    summary = _read_csv(run.validate_dir / "summary.csv")
     if not isinstance(corr, dict) or summary is None or not len(summary):
         return lines + [(f"{NOT_RUN} (`tamnas validate RUN --archs N` checks whether inherited "
                          "scores rank archs as standalone training does)"), ""]
@@ -360,9 +361,9 @@ def _validate_section(run_dir: Path) -> list[str]:
     return lines
 
 
-def _robustness_section(run_dir: Path) -> list[str]:
+def _robustness_section(run: RunDir) -> list[str]:
     lines = ["## Robustness", ""]
-    grids = sorted((run_dir / "retrain").glob("*/robustness.csv"))
+    grids = sorted(run.retrain_root.glob("*/robustness.csv"))
     found = False
     for path in grids:
         df = _read_csv(path)
@@ -382,19 +383,19 @@ def _robustness_section(run_dir: Path) -> list[str]:
     return lines
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None,
+def write_report(run: RunDir | str | Path, out: str | Path | None = None,
                  title: str | None = None) -> Path:
     """Gather a run directory into `report.md` (or `out`) with relative links to its figures."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {run_dir} does not exist")
-    cfg = _read_config(run_dir / "config.toml")
-    path = Path(out) if out is not None else run_dir / "report.md"
-    lines = [f"# {title or f'tamnas report: {run_dir.resolve().name}'}", ""]
-    for section in (_config_section(cfg), _training_section(run_dir), _search_section(run_dir, cfg),
-                    _figures_section(run_dir, path.parent), _stats_section(run_dir, cfg),
-                    _lego_section(run_dir), _retrain_section(run_dir),
-                    _validate_section(run_dir), _robustness_section(run_dir)):
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    if not run.root.is_dir():
+        raise FileNotFoundError(f"run directory {run.root} does not exist")
+    cfg = _read_config(run.config)
+    path = Path(out) if out is not None else run.report
+    lines = [f"# {title or f'tamnas report: {run.root.resolve().name}'}", ""]
+    for section in (_config_section(cfg), _training_section(run), _search_section(run, cfg),
+                    _figures_section(run, path.parent), _stats_section(run, cfg),
+                    _lego_section(run), _retrain_section(run),
+                    _validate_section(run), _robustness_section(run)):
         lines += section
     atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
     return path

@@ -8,7 +8,7 @@ steps by default (`step_size_rule="2.5*eps/steps"`): the total travel,
 start can still reach any corner. A number instead fixes one step size for
 every cell.
 
-The self-checks (DESIGN.md section 10) catch gradient masking and broken
+The self-checks catch gradient masking and broken
 attacks: at eps = 0 every attack equals clean accuracy; accuracy never rises
 with eps nor with steps; PGD never beats FGSM at the same eps; no attack
 beats clean accuracy. PGD starts from a random point, so some images flip
@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tamnas.checkpoint import atomic_write_text
+from tamnas.files import atomic_write_text
 from tamnas.errors import MissingExtraError
 
 DEFAULT_RULE = "2.5*eps/steps"

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tamnas.checkpoint import atomic_write_text
+from tamnas.files import atomic_write_text
 
 TOP_BY = ("adv_err", "weighted", "crowding")
 DEFAULT_OBJECTIVES = ("adv_err", "clean_err", "params")

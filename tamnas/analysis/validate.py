@@ -1,18 +1,13 @@
-"""`tamnas validate`: does the supernet rank archs as standalone training does?
+"""Rank fidelity of one run: the statistics of `tamnas validate`, as pure functions.
 
 N archs are drawn spread over the space by parameter count (not from the
-front), each is retrained standalone with the run's retrain recipe (one folder
-per arch and seed under RUN/validate/, resumable; under torchrun the archs are
-split over the ranks) and scored twice through the one Evaluator: with
-inherited weights and standalone, on the same validation images with the same
-per-arch attack. The statistics are in `rank_fidelity`.
+front); the command retrains each standalone and scores it as its inherited
+self; here the scores become the summary table and correlation.json (the
+statistics themselves are in `rank_fidelity`).
 """
 
 from __future__ import annotations
 
-import copy
-import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tamnas import distributed as dist
 from tamnas.analysis import rank_fidelity
-from tamnas.checkpoint import (
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
-    json_safe,
-    save_checkpoint,
-)
 from tamnas.metrics import binomial_se
 from tamnas.search.archive import arch_key
 from tamnas.supernets.base import Arch, SearchSpace
@@ -37,12 +24,6 @@ DIR_NAME = "validate"
 MIN_ARCHS = 3           # fewer archs have no rank correlation worth a number
 MIN_BOOTSTRAP = 100     # fewer resamples give no 95% interval
 SEED_CHOICES = (1, 2)
-# Train keys that shape only the supernet's training; the rest (objective, eps, ...) retrains too.
-SUPERNET_ONLY_TRAIN_KEYS = frozenset({
-    "phase1_epochs", "phase2_epochs", "batches_per_epoch", "lr", "momentum", "weight_decay",
-    "lr_milestones", "lr_gamma", "phase2_lr_reset", "params_range_phase1", "params_range_phase2",
-    "enlarge_every", "resample_every", "adversary_bn", "sandwich", "block_enlarge_every",
-    "warmup_epochs"})
 OBJECTIVES = ("clean", "adv")
 
 
@@ -80,88 +61,6 @@ class Job:
 
     def folder(self, root: Path) -> Path:
         return root / f"{self.index:02d}-{arch_key(self.arch)}" / f"seed{self.seed_index}"
-
-
-def recipe(cfg, job: Job) -> dict:
-    """Everything a standalone result depends on; a result with another recipe is redone."""
-    d = cfg.to_dict()
-    data = {k: v for k, v in d["data"].items() if k not in ("root", "download", "num_workers")}
-    train = {k: v for k, v in d["train"].items() if k not in SUPERNET_ONLY_TRAIN_KEYS}
-    return json.loads(json.dumps(json_safe({
-        "arch": list(job.arch), "seed": cfg.seed + job.seed_index, "data": data,
-        "space": d["space"], "train": train, "retrain": d["retrain"], "attack": d["attack"],
-        "eval_images": d["search"]["eval_images"]})))
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-
-
-def _load_result(folder: Path, want: dict) -> dict | None:
-    """A finished job's scores and per-image masks, or None if unfinished or of another recipe."""
-    scores = _read_json(folder / "scores.json")
-    masks = folder / "wrong.npz"
-    if scores is None or scores.get("recipe") != want or not masks.is_file():
-        return None
-    with np.load(masks) as z:
-        scores["clean_wrong"], scores["adv_wrong"] = z["clean"], z["adv"]
-    return scores
-
-
-def _run_job(ctx, evaluator, job: Job, root: Path, resume: bool, quiet: bool) -> dict:
-    """Retrain one arch standalone (resuming its checkpoint); score it as its inherited self."""
-    from tamnas.train import retrain
-
-    folder = job.folder(root)
-    want = recipe(ctx.cfg, job)
-    same_recipe = _read_json(folder / "recipe.json") == want
-    cfg = copy.deepcopy(ctx.cfg)
-    cfg.seed = ctx.cfg.seed + job.seed_index
-    atomic_write_json(folder / "recipe.json", want)
-    net = retrain(cfg, ctx.space, job.arch, folder, ctx.device, data=ctx.data,
-                  resume=resume and same_recipe, quiet=quiet)
-    save_checkpoint(folder / "model.pt", net.state_dict(), kind="standalone_weights")
-    scores = evaluator.score_model(net, job.arch, per_image=True)
-    clean, adv = scores.pop("clean_wrong"), scores.pop("adv_wrong")
-    buf = io.BytesIO()
-    np.savez_compressed(buf, clean=clean, adv=adv)
-    atomic_write_bytes(folder / "wrong.npz", buf.getvalue())
-    result = {"index": job.index, "arch": arch_key(job.arch), "seed_index": job.seed_index,
-              **scores, "recipe": want}
-    atomic_write_json(folder / "scores.json", result)
-    return {**result, "clean_wrong": clean, "adv_wrong": adv}
-
-
-def standalone_results(ctx, evaluator, jobs: list[Job], root: Path, resume: bool,
-                       quiet: bool) -> dict[Job, dict]:
-    """Every job's result: finished ones read back, the rest trained, split over the ranks."""
-    results: dict[Job, dict] = {}
-    todo = []
-    for job in jobs:
-        done = _load_result(job.folder(root), recipe(ctx.cfg, job)) if resume else None
-        if done is not None:
-            results[job] = done
-        else:
-            todo.append(job)
-    skipped = len(jobs) - len(todo)
-    if dist.is_main() and not quiet:
-        print(f"validate: {skipped} of {len(jobs)} standalone trainings done already, "
-              f"{len(todo)} to go on {dist.world_size()} rank(s) -> {root}", flush=True)
-    mine = dist.shard(todo)
-    bars = quiet or not dist.is_main()
-    local = []
-    with dist.local_only():  # each rank trains its own archs alone: no gradient averaging
-        for job in mine:
-            if not bars:
-                print(f"validate: arch {job.index} ({arch_key(job.arch)}), seed {job.seed_index}",
-                      flush=True)
-            local.append(_run_job(ctx, evaluator, job, root, resume, bars))
-    for job, result in zip(todo, dist.gather_sharded(local, len(todo))):
-        results[job] = result
-    return results
 
 
 def summary_frame(space: SearchSpace, archs: list[Arch], inherited: list[dict],
@@ -215,37 +114,16 @@ def _clean_json(value):
     return value
 
 
-def validate_run(ctx, *, n_archs: int, seeds: int = 1, bootstrap: int = 1000,
-                 resume: bool = True, quiet: bool = False) -> dict | None:
-    """The whole check on a loaded run (pipeline.Context); rank 0 returns correlation.json."""
-    from tamnas.analysis.plots import plot_validate
-    from tamnas.search.evaluator import Evaluator
-    from tamnas.search.strategy import resolve_params_range
+def result_blob(summary: pd.DataFrame, stats: dict, *, n_archs: int, seeds: int, bootstrap: int,
+                retrain_epochs: int, attack: dict, fingerprint: str) -> dict:
+    """correlation.json: the request, the statistics and the verdict, as strict JSON."""
+    from tamnas.files import json_safe
 
-    check_request(n_archs, seeds, bootstrap)
-    cfg, run = ctx.cfg, ctx.run
-    root = run.root / DIR_NAME
-    archs = draw_archs(ctx.space, n_archs, cfg.seed, resolve_params_range(cfg))
-    # A fresh archive: these archs are not search results, and every score here carries its SE.
-    evaluator = Evaluator.from_config(cfg, ctx.space, ctx.supernet, ctx.data, ctx.device,
-                                      quiet=quiet)
-    inherited = evaluator.evaluate(archs)
-    jobs = [Job(i, a, s) for i, a in enumerate(archs) for s in range(seeds)]
-    results = standalone_results(ctx, evaluator, jobs, root, resume, quiet)
-    if not dist.is_main():
-        return None
-    summary = summary_frame(ctx.space, archs, inherited, results, seeds)
-    stats = correlations(summary, archs, results, seeds, bootstrap, cfg.seed)
-    blob = _clean_json(json_safe({
+    return _clean_json(json_safe({
         "n_archs": n_archs, "seeds": seeds, "bootstrap": bootstrap,
-        "n_eval": int(summary["n_eval"].iloc[0]), "retrain_epochs": cfg.retrain.epochs,
-        "attack": cfg.to_dict()["attack"],
-        "supernet_fingerprint": ctx.fingerprint,
+        "n_eval": int(summary["n_eval"].iloc[0]), "retrain_epochs": retrain_epochs,
+        "attack": attack, "supernet_fingerprint": fingerprint,
         **stats, "verdict": rank_fidelity.overall_verdict(stats)}))
-    atomic_write_text(root / "summary.csv", summary.to_csv(index=False))
-    atomic_write_json(root / "correlation.json", blob)
-    plot_validate(summary, blob, run.figures_dir / "validate", formats=cfg.output.formats)
-    return blob
 
 
 def format_result(blob: dict) -> str:
@@ -255,5 +133,5 @@ def format_result(blob: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Job", "check_request", "draw_archs", "format_result", "recipe", "summary_frame",
-           "validate_run"]
+__all__ = ["Job", "check_request", "correlations", "draw_archs", "format_result", "result_blob",
+           "summary_frame"]

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tamnas.checkpoint import FINGERPRINT_KEY, atomic_write_json, atomic_write_text
+from tamnas.files import atomic_write_json, atomic_write_text
+from tamnas.rundir import FINGERPRINT_KEY
 from tamnas.config import SCORE_NAMES
 from tamnas.metrics import BINOMIAL_ERRORS, with_standard_errors
 from tamnas.supernets.base import Arch
@@ -255,6 +256,18 @@ class Archive:
         return archive
 
 
+def front_table(archive: Archive, objectives: Sequence[str]) -> pd.DataFrame:
+    """The front as every table, file and `front:K` shows it.
+
+    The archive's non-dominated archs over `objectives`, sorted by those
+    objectives in order, ties by archive order; row K is `front:K`.
+    """
+    if not len(archive):
+        return archive.frame()
+    df = archive.front(objectives)
+    return df.sort_values(list(objectives) + ["order"], kind="stable").reset_index(drop=True)
+
+
 def front_records(space, df: pd.DataFrame) -> list[dict]:
     """front.json entries: genes, the space's readable description and the scores of each row."""
     n = space.n_genes
@@ -277,4 +290,5 @@ def archs_of(df: pd.DataFrame, n_genes: int) -> list[Arch]:
     return [tuple(int(g) for g in row) for row in genes]
 
 
-__all__ = ["NOISE_NAMES", "Archive", "arch_key", "archs_of", "front_records", "non_dominated", "parse_key"]
+__all__ = ["NOISE_NAMES", "Archive", "arch_key", "archs_of", "front_records", "front_table",
+           "non_dominated", "parse_key"]

@@ -169,16 +169,7 @@ class BiLevelSteps:
     def derive(self, alpha: Sequence[torch.Tensor], rng: np.random.Generator | None = None) -> Arch:
         """The discrete arch of alpha: the space's rule (DARTS top-2), else argmax + repair."""
         logits = [a.detach().masked_fill(~m, float("-inf")) for a, m in zip(alpha, self.masks)]
-        if hasattr(self.space, "derive"):
-            return self.space.validate(self.space.derive(logits))
-        arch = tuple(int(z.argmax()) for z in logits)
-        try:
-            return self.space.validate(arch)
-        except ValueError:
-            if not hasattr(self.space, "repair"):
-                raise
-        rng = rng if rng is not None else np.random.default_rng(mix_seed(self.seed, 29))
-        return self.space.validate(self.space.repair(arch, rng))
+        return self.space.validate(self.space.derive(logits))
 
     # -- lower level --------------------------------------------------------------------------
     def _to(self, batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tamnas import distributed as dist
-from tamnas.attacks import Attack, eval_mode, preserved_bn_state
+from tamnas.attacks import Attack, error_masks, eval_mode, preserved_bn_state
 from tamnas.metrics import ood_aupr, with_standard_errors
 from tamnas.search.archive import Archive
 from tamnas.supernets.base import Arch, SearchSpace, Supernet
@@ -39,6 +39,17 @@ def preserved_supernet(module: nn.Module) -> Iterator[None]:
     """BatchNorm buffers, momenta and every train/eval flag as they were, on exit."""
     with preserved_bn_state(module), eval_mode(module):
         yield
+
+
+def check_image_counts(cfg, data) -> None:
+    """One line before any scoring if the BN or validation image counts do not fit their split."""
+    for key, n, split, name in (("search.bn_images", cfg.search.bn_images, data.train_plain,
+                                 "training"),
+                                ("search.eval_images", cfg.search.eval_images, data.val,
+                                 "validation")):
+        if n < 1 or n > len(split):
+            raise ValueError(f"{key} {n}: the {name} split holds {len(split)} images; choose "
+                             f"1..{len(split)}")
 
 
 class Evaluator:
@@ -69,6 +80,7 @@ class Evaluator:
         """Fixed BN and validation subsets drawn once from the run seed."""
         from tamnas.data import stack
 
+        check_image_counts(cfg, data)
         bn_x, _ = stack(data.train_plain, cfg.search.bn_images, generator_seed=cfg.seed + 11)
         val_x, val_y = stack(data.val, cfg.search.eval_images, generator_seed=cfg.seed + 12)
         ood_x = None
@@ -172,13 +184,5 @@ class Evaluator:
 
     def _errors(self, model: nn.Module, attack) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-image wrong masks, clean and under attack, kept on device, and the clean logits."""
-        clean_wrong, adv_wrong, all_logits = [], [], []
-        for xb, yb in zip(self.val_x.split(self.batch_size), self.val_y.split(self.batch_size)):
-            with torch.inference_mode():
-                logits = model(xb)
-            clean_wrong.append(logits.argmax(1) != yb)
-            all_logits.append(logits)
-            x_adv = attack(model, xb, yb)
-            with torch.inference_mode():
-                adv_wrong.append(model(x_adv).argmax(1) != yb)
-        return torch.cat(clean_wrong), torch.cat(adv_wrong), torch.cat(all_logits)
+        return error_masks(model, self.val_x, self.val_y, attack, self.batch_size,
+                           self.device, keep_logits=True)

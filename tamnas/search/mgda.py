@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from tamnas import distributed as dist
-from tamnas.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from tamnas.files import atomic_write_text, load_checkpoint, save_checkpoint
 from tamnas.search.archive import arch_key
 from tamnas.search.bilevel import BatchStream, BiLevelSteps, SearchState, mix_seed
 from tamnas.search.mgda_variants import (
@@ -55,7 +55,7 @@ from tamnas.search.mgda_variants import (
     WEIGHT_MOMENTUM,
     Variant,
 )
-from tamnas.search.strategy import Strategy
+from tamnas.search.strategy import Strategy, register_strategy
 from tamnas.supernets.base import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,10 @@ def load_searched(search_dir: str | Path, supernet: nn.Module) -> bool:
     return True
 
 
+@register_strategy("mgda")
 class MGDASearch(BiLevelSteps, Strategy):
     """Bi-level MGDA on the relaxed supernet, a sweep of params targets (module docstring)."""
 
-    name = "mgda"
     log_name = "mgda_log.csv"
 
     def __init__(self, space: SearchSpace, evaluator, cfg, run_dir: str | Path, *,

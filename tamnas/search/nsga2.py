@@ -29,18 +29,16 @@ from pymoo.core.problem import Problem
 from pymoo.core.repair import Repair
 from pymoo.core.sampling import Sampling
 from pymoo.core.termination import NoTermination
-from pymoo.indicators.hv import HV
 from pymoo.operators.selection.tournament import TournamentSelection
 
 from tamnas import distributed as dist
-from tamnas.checkpoint import atomic_write_json, atomic_write_text
+from tamnas.files import atomic_write_json, atomic_write_text
 from tamnas.metrics import format_error
 from tamnas.search.archive import arch_key
-from tamnas.search.strategy import Strategy
+from tamnas.search.hypervolume import Hypervolume, objective_bounds
+from tamnas.search.strategy import Strategy, register_strategy
 from tamnas.supernets.base import Arch, SearchSpace
 
-ERROR_SCORES = ("adv_err", "clean_err", "ood_aupr_err")
-REF_MARGIN = 1.1  # reference point, in units of each objective's normalised range
 
 
 # -- problem ------------------------------------------------------------------------------------
@@ -186,9 +184,7 @@ def _legal(space: SearchSpace, arch: Arch, rng: np.random.Generator) -> Arch:
     try:
         return space.validate(arch)
     except ValueError:
-        if not hasattr(space, "repair"):
-            raise
-    return space.validate(space.repair(arch, rng))
+        return space.validate(space.repair(arch, rng))
 
 
 class ArchRepair(Repair):
@@ -239,68 +235,10 @@ def make_selection(tournament_size: int) -> TournamentSelection:
     return TournamentSelection(func_comp=func, pressure=tournament_size)
 
 
-# -- hypervolume --------------------------------------------------------------------------------
-def objective_bounds(space: SearchSpace, objectives: Sequence[str],
-                     params_range: Sequence[int] | None, seed: int = 0,
-                     n_flops_samples: int = 2000) -> tuple[np.ndarray, np.ndarray]:
-    """Per-objective [low, high] used to normalise before the hypervolume.
-
-    Errors are fractions: [0, 1]. Params: the reachable range of the space,
-    cut to the search's parameter range. FLOPs: `space.flops_bounds()` when
-    the space has it, else the extremes of a fixed seeded sample.
-    """
-    lows, highs = [], []
-    p_lo, p_hi = space.params_bounds()
-    if params_range and params_range[1] > 0:
-        p_lo, p_hi = max(p_lo, params_range[0]), min(p_hi, params_range[1])
-    for name in objectives:
-        if name in ERROR_SCORES:
-            lo, hi = 0.0, 1.0
-        elif name == "params":
-            lo, hi = float(p_lo), float(p_hi)
-        elif name == "flops":
-            if hasattr(space, "flops_bounds"):
-                lo, hi = (float(v) for v in space.flops_bounds())
-            else:
-                rng = np.random.default_rng([seed, 11])
-                vals = [space.flops(space.sample(rng, params_range))
-                        for _ in range(n_flops_samples)]
-                lo, hi = float(min(vals)), float(max(vals))
-        else:
-            raise ValueError(f"search.objectives: no bounds known for {name!r}")
-        lows.append(lo)
-        highs.append(hi if hi > lo else lo + 1.0)
-    return np.array(lows), np.array(highs)
-
-
-class Hypervolume:
-    """HV of points normalised by fixed bounds, against the fixed point REF_MARGIN in every axis."""
-
-    def __init__(self, low: Sequence[float], high: Sequence[float], margin: float = REF_MARGIN):
-        self.low, self.high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
-        self.ref = np.full(len(self.low), float(margin))
-        self._hv = HV(ref_point=self.ref)
-
-    def normalise(self, F: np.ndarray) -> np.ndarray:
-        return (np.asarray(F, dtype=float) - self.low) / (self.high - self.low)
-
-    def __call__(self, F: np.ndarray) -> float:
-        F = self.normalise(np.asarray(F, dtype=float).reshape(-1, len(self.low)))
-        F = F[np.all(F < self.ref, axis=1)]
-        return float(self._hv(F)) if len(F) else 0.0
-
-    def to_dict(self, objectives: Sequence[str]) -> dict:
-        raw = self.low + self.ref * (self.high - self.low)
-        return {"objectives": list(objectives), "normalisation": "(f - low) / (high - low)",
-                "low": self.low.tolist(), "high": self.high.tolist(),
-                "reference_point": self.ref.tolist(), "reference_point_raw": raw.tolist()}
-
-
 # -- the strategy --------------------------------------------------------------------------------
+@register_strategy("nsga2")
 class NSGA2Search(Strategy):
     """NSGA-II with the paper's operators; see the module docstring."""
-
-    name = "nsga2"
 
     def __init__(self, space: SearchSpace, evaluator, cfg, run_dir, *, seed: int | None = None,
                  quiet: bool = False, resume: bool = True):

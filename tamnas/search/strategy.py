@@ -26,9 +26,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from tamnas import distributed as dist
-from tamnas.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from tamnas.files import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
 from tamnas.config import SCORE_NAMES
-from tamnas.search.archive import Archive, front_records
+from tamnas.search.archive import Archive, front_records, front_table
 from tamnas.supernets.base import SearchSpace
 
 LOG_NAME = "generations.csv"
@@ -41,6 +41,37 @@ def resolve_params_range(cfg) -> list[int] | None:
         if len(r) == 2 and r[1] > 0:
             return [int(r[0]), int(r[1])]
     return None
+
+
+STRATEGIES: dict[str, type[Strategy]] = {}
+BUILTIN_MODULES = ("tamnas.search.nsga2", "tamnas.search.random", "tamnas.search.mgda")
+
+
+def register_strategy(name: str):
+    """Class decorator: make a strategy usable as `--strategy name` / `search.strategy`."""
+
+    def wrap(cls: type[Strategy]) -> type[Strategy]:
+        STRATEGIES[name] = cls
+        cls.name = name
+        return cls
+
+    return wrap
+
+
+def strategy_names() -> list[str]:
+    """Every registered strategy (the built-in ones imported first)."""
+    import importlib
+
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+    return sorted(STRATEGIES)
+
+
+def get_strategy(name: str) -> type[Strategy]:
+    if name not in strategy_names():
+        raise ValueError(f"search.strategy: unknown strategy {name!r}; choose one of "
+                         f"{', '.join(strategy_names())}")
+    return STRATEGIES[name]
 
 
 class Strategy:
@@ -108,10 +139,7 @@ class Strategy:
 
     def front(self) -> pd.DataFrame:
         """The archive-wide non-dominated set over the objectives, sorted by them in order."""
-        if not len(self.archive):
-            return self.archive.frame()
-        df = self.archive.front(self.objectives)
-        return df.sort_values(self.objectives + ["order"], kind="stable").reset_index(drop=True)
+        return front_table(self.archive, self.objectives)
 
     def save(self, front: pd.DataFrame | None = None) -> None:
         """Archive, front.json, generations.csv, then the checkpoint (rank 0 only)."""
@@ -169,4 +197,5 @@ class Strategy:
         return front
 
 
-__all__ = ["FRONT_NAME", "LOG_NAME", "Strategy", "resolve_params_range"]
+__all__ = ["FRONT_NAME", "LOG_NAME", "STRATEGIES", "Strategy", "get_strategy", "register_strategy",
+           "resolve_params_range", "strategy_names"]

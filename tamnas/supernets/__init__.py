@@ -26,6 +26,12 @@ def _load_builtin() -> None:
     import tamnas.supernets.shufflenet  # noqa: F401
 
 
+def space_names() -> list[str]:
+    """Every registered space (the built-in ones imported first)."""
+    _load_builtin()
+    return sorted(SPACES)
+
+
 def build_space(cfg) -> SearchSpace:
     """Build the space a Config names, sized for its dataset."""
     from tamnas.data import dataset_info
@@ -49,4 +55,5 @@ __all__ = [
     "Supernet",
     "build_space",
     "register_space",
+    "space_names",
 ]

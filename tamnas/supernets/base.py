@@ -1,4 +1,4 @@
-"""The contract every search space meets (DESIGN.md section 4).
+"""The contract every search space meets.
 
 A space turns integer genes (an `Arch`) into networks: a weight-sharing
 `Supernet` that runs any path, and a plain standalone module for one arch.
@@ -8,6 +8,7 @@ Strategies, the evaluator, training and export see only this contract.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,6 +83,37 @@ class SearchSpace:
         """Smallest and largest parameter count reachable (exact for additive tables)."""
         raise NotImplementedError
 
+    def flops_bounds(self, allowed: Mapping[str, Sequence[int]] | None = None,
+                     n_samples: int = 2000, seed: int = 0) -> tuple[int, int]:
+        """Smallest and largest FLOPs; by default the extremes of a fixed seeded sample
+        (spaces with additive tables override it with the exact bounds)."""
+        rng = np.random.default_rng([seed, 11])
+        values = [self.flops(self.sample(rng, allowed=allowed)) for _ in range(n_samples)]
+        return int(min(values)), int(max(values))
+
+    def n_legal(self, allowed: Mapping[str, Sequence[int]] | None = None) -> int:
+        """How many legal archs the space holds (genes independent unless a space says not)."""
+        return math.prod(len(self.allowed_values(g, allowed)) for g in self.genes)
+
+    def repair(self, arch: Sequence[int], rng: np.random.Generator) -> Arch:
+        """The nearest legal arch of a gene vector from an operator; by default clip to range."""
+        del rng  # spaces with rules between genes draw replacements from it
+        return self.validate(int(np.clip(round(float(v)), 0, g.choices - 1))
+                             for v, g in zip(arch, self.genes))
+
+    def derive(self, logits: Sequence[torch.Tensor]) -> Arch:
+        """The discrete arch of relaxed per-gene logits (-inf: illegal values): argmax + repair."""
+        arch = tuple(int(z.argmax()) for z in logits)
+        try:
+            return self.validate(arch)
+        except ValueError:
+            return self.repair(arch, np.random.default_rng(0))
+
+    def ratio_indices(self, values: Sequence[float]) -> list[int] | None:
+        """Gene values of the given channel ratios; None for spaces without ratio genes."""
+        del values
+        return None
+
     def spread_by_params(self, rng: np.random.Generator, n: int, steps: int = 400,
                          bounds: Sequence[int] | None = None) -> list[Arch]:
         """n distinct archs whose parameter counts are spread evenly over the whole space.
@@ -128,6 +160,14 @@ class SearchSpace:
     def flops(self, arch: Arch) -> int:
         raise NotImplementedError
 
+    def cost_constant(self, kind: str) -> int:
+        """The cost ("params" or "flops") outside the choices: stem, head, fixed layers."""
+        raise NotImplementedError
+
+    def cost_table(self, kind: str) -> list[torch.Tensor]:
+        """Per decision the option costs: cost(arch) = cost_constant + the sum of the picks."""
+        raise NotImplementedError
+
     def expected_cost(self, kind: str, probs: Sequence[torch.Tensor]) -> torch.Tensor:
         """Differentiable expected params/flops under independent per-gene probabilities.
 
@@ -152,6 +192,20 @@ class SearchSpace:
     def config(self) -> dict:
         """The settings that rebuild this space (written into exported arch JSON)."""
         raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> SearchSpace:
+        """The space `config()` describes (exported arch JSON -> network anywhere)."""
+        raise NotImplementedError(f"space {cls.name!r} cannot be rebuilt from its config")
+
+    # --- labels -----------------------------------------------------------------------------
+    def gene_choices(self, index: int) -> list[str]:
+        """What each value of gene `index` encodes, for tables (default: the values)."""
+        return [str(v) for v in range(self.genes[index].choices)]
+
+    def gene_label(self, index: int, value: int) -> str:
+        """The readable name of one gene value (default: the value)."""
+        return str(int(value))
 
 
 class Supernet(nn.Module):

@@ -123,14 +123,10 @@ def space_info(space: SearchSpace, rng: np.random.Generator, n_samples: int = 50
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be at least 1, got {n_samples}")
-    if hasattr(space, "n_legal"):
-        size = int(space.n_legal())
-    else:
-        size = math.prod(len(space.allowed_values(g, None)) for g in space.genes)
+    size = int(space.n_legal())
     rows = []
     for j, g in enumerate(space.genes):
-        labels = (space.gene_choices(j) if hasattr(space, "gene_choices")
-                  else [str(v) for v in space.allowed_values(g, None)])
+        labels = space.gene_choices(j)
         rows.append({"gene": g.name, "kind": g.kind, "choices": g.choices,
                      "values": _readable([str(v) for v in labels])})
     archs = [space.sample(rng) for _ in range(n_samples)]
@@ -145,8 +141,7 @@ def space_info(space: SearchSpace, rng: np.random.Generator, n_samples: int = 50
         info["params_bounds"] = [int(v) for v in space.params_bounds()]
     except NotImplementedError:
         pass
-    if hasattr(space, "gene_label"):
-        info["names"] = _names(space)
+    info["names"] = _names(space)
     if schedule is not None:
         info["windows"] = schedule_windows(schedule, n_samples)
     return info
@@ -156,7 +151,7 @@ def _names(space: SearchSpace) -> dict[str, dict[str, str]]:
     """Per gene kind, code -> readable name of every offered value whose name is not its code."""
     out: dict[str, dict[str, str]] = {}
     for j, g in enumerate(space.genes):
-        codes = space.gene_choices(j) if hasattr(space, "gene_choices") else list(range(g.choices))
+        codes = space.gene_choices(j)
         for v, code in enumerate(codes):
             name = space.gene_label(j, v)
             if name != str(code):

@@ -1,4 +1,5 @@
-"""Checkpoints survive round trips, refuse foreign or damaged files, and never leave half a file."""
+"""Checkpoints survive round trips, refuse foreign, malformed or damaged files, and never leave
+half a file."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from tamnas import checkpoint
-from tamnas.checkpoint import (
-    RunDir,
+from tamnas import files
+from tamnas.files import (
     atomic_write_json,
     atomic_write_text,
     load_checkpoint,
+    read_table,
+    require_keys,
     save_checkpoint,
 )
 
@@ -89,7 +91,7 @@ def test_crash_between_write_and_rename_keeps_the_old_file_and_no_temp(tmp_path,
         assert os.path.exists(src) and os.path.getsize(src) > 0   # the new bytes were written
         raise OSError("simulated crash before rename")
 
-    monkeypatch.setattr(checkpoint.os, "replace", crash)
+    monkeypatch.setattr(files.os, "replace", crash)
     with pytest.raises(OSError, match="simulated crash"):
         save_checkpoint(path, _state(1), kind="supernet")
     monkeypatch.undo()
@@ -102,7 +104,7 @@ def test_interrupt_during_write_leaves_no_temp_file(tmp_path, monkeypatch):
     def interrupted(fd):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoint.os, "fsync", interrupted)
+    monkeypatch.setattr(files.os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
         atomic_write_text(tmp_path / "log.txt", "hello")
     assert list(tmp_path.iterdir()) == []
@@ -117,20 +119,49 @@ def test_atomic_json_and_text_replace_the_whole_file(tmp_path):
     assert path.read_text() == "x" and [p.name for p in path.parent.iterdir()] == ["state.json"]
 
 
-def test_run_dir_names_every_file_and_creates_folders_on_demand(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path))
-    run = RunDir("~/runs/qs")
-    assert run.root == tmp_path / "runs" / "qs" and not run.root.exists()
-    assert run.ensure() is run and run.root.is_dir()
-    assert run.config == run.root / "config.toml" and run.report == run.root / "report.md"
-    assert run.supernet_checkpoint == run.root / "supernet" / "checkpoint.pt"
-    assert run.supernet_log == run.root / "supernet" / "train_log.csv"
-    assert not (run.root / "supernet").exists()          # plain file names create nothing
-    for name in ("supernet", "search", "figures", "exports"):
-        folder = getattr(run, f"{name}_dir")
-        assert folder == run.root / name and folder.is_dir()
-    assert run.retrain_dir("front-3") == run.root / "retrain" / "front-3"
-    assert (run.root / "retrain" / "front-3").is_dir()
-    assert RunDir(run.root) == run                           # frozen value: equal by path
-    with pytest.raises(AttributeError):
-        run.root = tmp_path                                  # type: ignore[misc]
+def _flip(path, offset: int, n: int = 64) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(offset, min(offset + n, len(data))):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_bytes_inside_the_tensor_data_are_refused_as_damaged(tmp_path):
+    path = tmp_path / "c.pt"
+    state = {"model": {"w": torch.randn(256, 256, generator=torch.Generator().manual_seed(0))},
+             "epoch": 3}
+    save_checkpoint(path, state, kind="supernet")
+    raw = path.read_bytes()
+    # the first 64 bytes of the tensor's storage, found by its values' bytes
+    offset = raw.find(state["model"]["w"].numpy().tobytes()[:32])
+    assert offset > 0
+    _flip(path, offset + 1024)
+    with pytest.raises(ValueError) as e:
+        load_checkpoint(path, kind="supernet")
+    msg = str(e.value)
+    assert str(path) in msg and "damaged" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("state", [{}, {"model": {}}])
+def test_a_state_without_the_keys_a_reader_needs_is_one_line(tmp_path, state):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, state, kind="supernet")
+    with pytest.raises(ValueError, match="malformed .no epoch"):
+        require_keys(load_checkpoint(path, kind="supernet"), ("epoch",), path)
+
+
+def test_a_list_as_state_is_one_line(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, [1, 2, 3], kind="supernet")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="holds no state"):
+        load_checkpoint(path, kind="supernet")
+
+
+def test_a_garbled_table_names_its_file_and_the_fix(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes(b'a,b\n1,"2\n\xff')
+    with pytest.raises(ValueError, match=f"{path} is garbled.*run it again"):
+        read_table(path, ("a",), "run it again")
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="no column c"):
+        read_table(path, ("a", "c"), "run it again")

@@ -1,0 +1,97 @@
+"""Everything that can be known before work starts, checked before work starts.
+
+A config that validates key by key can still describe a run that trains
+nothing, hangs or runs out of memory: a split with no full batch, image
+counts beyond their split, a tournament larger than the population, sizes
+whose memory exceeds the machine's. Each is refused here in one line naming
+the key, before a run directory or any state is written.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tamnas.config import Config
+
+MEMORY_SHARE = 0.8              # refuse an estimate above this share of the machine's memory
+INDIVIDUAL_BYTES = 4096         # a pymoo individual (genes, objectives, attributes), generously
+TRAINING_COPIES = 4             # weights, gradients, momentum, a checkpoint being written
+
+
+def machine_memory() -> int:
+    """Physical memory of this machine in bytes (0 when unknown)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def memory_estimates(cfg: Config, space) -> dict[str, int]:
+    """Bytes that a setting commits on its own, by the key that sets it."""
+    out = {"search.pop_size": (cfg.search.pop_size + cfg.search.n_offsprings) * INDIVIDUAL_BYTES}
+    if cfg.data.ood != "none":
+        out["data.ood_size"] = cfg.data.ood_size * space.in_channels * space.resolution ** 2 * 4
+    out["space (supernet size)"] = supernet_params_bound(space) * 4 * TRAINING_COPIES
+    return out
+
+
+def supernet_params_bound(space) -> int:
+    """An upper bound on the supernet's parameters from the space's cost tables: every
+    candidate of every decision at its widest, nothing shared. No network is built."""
+    total = space.cost_constant("params")
+    for table in space.cost_table("params"):
+        widest = table.amax(dim=-1) if table.dim() > 1 else table  # ratios slice one weight
+        total += float(widest.clamp(min=0).sum())
+    return int(total)
+
+
+def check_memory(cfg: Config, space, available: int | None = None) -> None:
+    available = machine_memory() if available is None else available
+    if available <= 0:
+        return
+    for key, need in memory_estimates(cfg, space).items():
+        if need > MEMORY_SHARE * available:
+            raise ValueError(f"{key}: needs about {_gib(need)} of memory, more than this machine's "
+                             f"{_gib(available)} allow; choose a smaller value")
+
+
+def preflight(cfg: Config) -> None:
+    """Everything checkable from the config alone: the space builds, the ranges hold archs,
+    the search's sizes are consistent, the memory fits."""
+    from tamnas.supernets import build_space
+
+    s = cfg.search
+    if cfg.train.phase1_epochs + cfg.train.phase2_epochs == 0 and s.strategy != "mgda":
+        raise ValueError(f"train.phase1_epochs + train.phase2_epochs = 0 trains no supernet, so "
+                         f"search.strategy {s.strategy} would score untrained weights; give the "
+                         "supernet epochs, or use search.strategy=\"mgda\", which trains them")
+    if s.tournament_size > s.pop_size:
+        raise ValueError(f"search.tournament_size {s.tournament_size} is larger than "
+                         f"search.pop_size {s.pop_size}; a tournament draws from the population")
+    space = build_space(cfg)
+    lo, hi = space.params_bounds()
+    for key, r in (("train.params_range_phase1", cfg.train.params_range_phase1),
+                   ("train.params_range_phase2", cfg.train.params_range_phase2),
+                   ("search.params_range", cfg.search.params_range)):
+        if r[1] > 0 and (r[1] < lo or r[0] > hi):
+            raise ValueError(f"{key}: {list(r)} holds no arch of this space, whose archs have "
+                             f"{lo:,}-{hi:,} params; choose a range that overlaps it")
+    check_memory(cfg, space)
+
+
+def check_data(cfg: Config, data) -> None:
+    """What the loaded data must allow: a full training batch, the BN and validation counts."""
+    from tamnas.search.evaluator import check_image_counts
+    from tamnas.train import check_training_split
+
+    if cfg.train.phase1_epochs + cfg.train.phase2_epochs > 0 or cfg.search.strategy == "mgda":
+        check_training_split(cfg, data)
+    check_image_counts(cfg, data)
+
+
+__all__ = ["check_data", "check_memory", "machine_memory", "memory_estimates", "preflight",
+           "supernet_params_bound"]

@@ -1,0 +1,100 @@
+"""The commands of the CLI, registered by name; `cli.py` builds one subcommand per entry.
+
+Each module here is one command: a plain function a Python user can call and
+a `main(call)` that the CLI dispatches to, registered with `@command`.
+Commands never call each other; only `run` chains them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+# Common option groups a command may take (the CLI adds only those that mean something there).
+CONFIG, COMPUTE, DATA, RESUME, PARTIAL = "config", "compute", "data", "resume", "partial"
+ALL_OPTIONS = (CONFIG, COMPUTE, DATA, RESUME)
+ON_WEIGHTS = (*ALL_OPTIONS, PARTIAL)  # commands that score or derive from the supernet
+MODULES = ("run", "train_supernet", "search", "plot", "lego", "export", "retrain", "evaluate",
+           "report", "validate", "space_info", "config_keys")
+
+
+@dataclass
+class Call:
+    """One command invocation: its config (run's record + this call's overrides) and options."""
+
+    cfg: Any
+    args: argparse.Namespace
+    device: torch.device | None = None
+    quiet: bool = False
+    resume: bool = True
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    target: str                               # "preset", "run" or "none"
+    main: Callable[[Call], Any]
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    options: tuple[str, ...] = field(default=ALL_OPTIONS)
+    description: str = ""
+    check: Callable[[argparse.Namespace], None] | None = None  # the arguments, before any work
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, target: str, *,
+            arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+            options: tuple[str, ...] = ALL_OPTIONS, description: str = "",
+            check: Callable[[argparse.Namespace], None] | None = None) -> Callable:
+    """Register `main(call)` as the CLI command `name`; `check(args)` runs before the config
+    is read, so a bad argument is refused before anything else."""
+
+    def wrap(main: Callable[[Call], Any]) -> Callable[[Call], Any]:
+        COMMANDS[name] = Command(name, help, target, main, arguments, options,
+                                 description or help, check)
+        return main
+
+    return wrap
+
+
+def write_export(session, arch, name: str, weights: str = "inherited", fmt: str = "torch",
+                 extra: dict | None = None) -> dict:
+    """Export `arch` of a run (inherited or retrained weights) with its inherited scores and
+    the fingerprint of the weights they came from; the paths written (rank 0 writes)."""
+    from tamnas import distributed as dist
+    from tamnas.analysis.export import export_arch
+    from tamnas.files import load_checkpoint
+    from tamnas.rundir import stamp
+
+    if weights == "retrained":
+        state = load_checkpoint(session.check_retrained(name), kind="standalone_weights")
+    else:
+        state = session.evaluator.calibrated_state(arch)
+    scores = session.evaluator.evaluate([arch])[0]
+    res = session.cfg.data.resolution
+    shape = (1, session.data.info.in_channels, res, res)
+    paths = export_arch(session.space, arch, session.run.exports_dir, name, state_dict=state,
+                        scores=scores, onnx=fmt == "onnx", example_input_shape=shape,
+                        extra={"weights_source": weights, **(extra or {})})
+    if dist.is_main():
+        stamp(paths["json"], session.fingerprint)
+    return paths
+
+
+def load_commands() -> dict[str, Command]:
+    """Import every command module (registration happens on import), in CLI order."""
+    for module in MODULES:
+        importlib.import_module(f"tamnas.commands.{module}")
+    return COMMANDS
+
+
+__all__ = ["ALL_OPTIONS", "COMMANDS", "COMPUTE", "CONFIG", "DATA", "ON_WEIGHTS", "PARTIAL", "RESUME", "Call", "Command",
+           "command", "load_commands",
+           "write_export"]

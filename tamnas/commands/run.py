@@ -1,0 +1,48 @@
+"""`tamnas run`: the main job, chaining supernet -> search -> LEGO export -> plots -> report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from tamnas import distributed as dist
+from tamnas.commands import Call, command
+from tamnas.commands.lego import lego
+from tamnas.commands.plot import plot
+from tamnas.commands.report import report
+from tamnas.commands.search import search
+from tamnas.checks import check_data, preflight
+from tamnas.commands.train_supernet import train_supernet
+from tamnas.config import Config
+from tamnas.rundir import RunDir, writing
+
+
+def run(cfg: Config, out: str | Path, *, device: torch.device, quiet: bool = False,
+        resume: bool = True) -> RunDir:
+    """The main job on a preset: every stage in order; a finished stage is skipped on resume."""
+    from tamnas.data import load_data
+
+    preflight(cfg)
+    data = load_data(cfg.data, cfg.seed)  # a missing dataset stops here, before --out exists
+    check_data(cfg, data)
+    with writing(out, "tamnas run", enabled=dist.is_main()):
+        run_dir = train_supernet(cfg, out, device=device, quiet=quiet, resume=resume, data=data)
+        search(cfg, run_dir.root, device=device, quiet=quiet, resume=resume, data=data)
+        if dist.is_main():
+            with dist.local_only():  # the other ranks are done: no collective may wait for them
+                lego(cfg, run_dir.root, device=device, quiet=quiet, data=data)
+                plot(cfg, run_dir.root, quiet=quiet)
+                report(run_dir.root, quiet=quiet)
+    return run_dir
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="run directory to create or resume")
+
+
+@command("run", "the main job: supernet -> search -> plots -> LEGO export -> report", "preset",
+         arguments=_arguments)
+def main(call: Call) -> RunDir:
+    return run(call.cfg, call.args.out, device=call.device, quiet=call.quiet, resume=call.resume)

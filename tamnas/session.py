@@ -1,0 +1,226 @@
+"""A run opened for work: its space, weights, data, archive and evaluator, built once per call.
+
+`Session.open` joins what the commands share: the trained supernet (or the
+weights a gradient search trained) with their fingerprint, the data, the
+archive of scores made on those weights, and the one evaluator that scores
+archs. It also owns the one front ordering (`front:K` everywhere) and the
+resolution of `--arch` specs. It never runs a command and writes nothing
+except when asked to move stale results aside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from tamnas import distributed as dist
+from tamnas.config import Config
+from tamnas.rundir import RunDir, check_fresh, is_fresh, move_aside, supernet_fingerprint
+from tamnas.search.archive import Archive, front_table
+from tamnas.supernets.base import Arch, SearchSpace
+
+
+def say(message: str, quiet: bool = False) -> None:
+    """A line for the user, from rank 0 only."""
+    if dist.is_main() and not quiet:
+        print(message, flush=True)
+
+
+def one_shot_epochs(cfg: Config) -> int:
+    return cfg.train.phase1_epochs + cfg.train.phase2_epochs
+
+
+def supernet_epochs_done(run: RunDir) -> int:
+    """Epochs the run's supernet checkpoint has completed (0 when there is none)."""
+    from tamnas.files import load_checkpoint, require_keys
+
+    if not run.supernet_checkpoint.exists():
+        return 0
+    state = load_checkpoint(run.supernet_checkpoint, kind="supernet")
+    require_keys(state, ("epoch",), run.supernet_checkpoint)
+    return int(state["epoch"])
+
+
+def require_finished(cfg: Config, run: RunDir) -> None:
+    """One line, saying how far it got, if the run's supernet training has not finished."""
+    total, done = one_shot_epochs(cfg), supernet_epochs_done(run)
+    if run.supernet_checkpoint.exists() and done >= total:
+        return
+    what = "no trained supernet" if not run.supernet_checkpoint.exists() or done == 0 \
+        else f"a supernet trained {done} of {total} epochs"
+    raise ValueError(f"{run.root} has {what}; finish it with `tamnas train-supernet` (same preset "
+                     "and --out), or pass --partial-supernet to use it as it is")
+
+
+def open_run(run_dir: str | Path) -> RunDir:
+    """A run directory to read; FileNotFoundError if it is none."""
+    run = RunDir(run_dir)
+    if not run.config.exists():
+        raise FileNotFoundError(f"{run_dir} is not a tamnas run directory (no config.toml)")
+    return run
+
+
+@dataclass
+class Session:
+    """The shared state of one command on one run (see the module docstring)."""
+
+    cfg: Config
+    run: RunDir
+    device: torch.device
+    quiet: bool
+    space: SearchSpace
+    supernet: nn.Module
+    fingerprint: str
+    data: object
+    evaluator: object
+
+    @classmethod
+    def open(cls, cfg: Config, run: RunDir, device: torch.device, *, quiet: bool = False,
+             fresh_archive: bool = False, data=None, stale: str = "refuse",
+             searched: bool = True, partial: bool = False) -> Session:
+        """Load the run's weights, data and archive; build the evaluator.
+
+        `fresh_archive`: start with an empty archive (a search with --no-resume).
+        `stale`: what to do with an archive scored on other weights ("refuse"
+        with one line, or "rebuild": move it to previous/N and start afresh).
+        `searched`: without a one-shot stage, the weights a gradient search
+        trained (search/supernet.pt) are the run's supernet, when present.
+        `partial`: accept a supernet whose training has not finished.
+        """
+        from tamnas.data import load_data
+        from tamnas.search.evaluator import Evaluator
+        from tamnas.train import load_trained_supernet
+
+        if not partial:
+            require_finished(cfg, run)
+        space, supernet = load_trained_supernet(cfg, run, device)
+        fingerprint = supernet_fingerprint(run)
+        if searched and one_shot_epochs(cfg) == 0:
+            from tamnas.search.mgda import load_searched
+
+            load_searched(run.search_dir, supernet)
+        data = data if data is not None else load_data(cfg.data, cfg.seed)
+        archive = _open_archive(run, space, fingerprint, not fresh_archive, stale)
+        evaluator = Evaluator.from_config(cfg, space, supernet, data, device, archive=archive,
+                                          quiet=quiet)
+        return cls(cfg, run, device, quiet, space, supernet, fingerprint, data, evaluator)
+
+    @property
+    def archive(self) -> Archive:
+        return self.evaluator.archive
+
+    # -- the front and --arch -------------------------------------------------------------
+    def require_search(self) -> None:
+        if not len(self.archive):
+            raise FileNotFoundError(f"{self.run.root} has no search results; run `tamnas search "
+                                    f"{self.run.root}` first")
+
+    def front(self) -> pd.DataFrame:
+        """The front table whose row K is `front:K` (search.objectives, then archive order)."""
+        return front_table(self.archive, self.cfg.search.objectives)
+
+    def lego(self, top: int | None = None) -> Arch:
+        """The LEGO arch of the current front: per layer, the top-k's most frequent choice."""
+        from tamnas.analysis import stats
+        from tamnas.analysis.lego import lego_arch
+
+        self.require_search()
+        top_df = stats.top_k(self.front(), top or self.cfg.output.top_k, by=self.cfg.output.top_by)
+        return lego_arch(self.space, top_df)
+
+    def resolve_arch(self, spec: str) -> tuple[Arch, str]:
+        """`front:K` (row K of the front), `lego`, or an arch JSON file -> (arch, name).
+
+        `lego` is the exported LEGO net when it is fresh (it may have been built
+        with another --top), else the LEGO arch of the current front.
+        """
+        from tamnas.analysis.export import read_arch_json
+
+        if spec.startswith("front:"):
+            self.require_search()
+            front = self.front()
+            try:
+                k = int(spec.split(":", 1)[1])
+                if k < 0:
+                    raise IndexError(k)
+                row = front.iloc[k]
+            except (ValueError, IndexError):
+                raise ValueError(f"--arch {spec}: the front has rows 0..{len(front) - 1}") \
+                    from None
+            genes = (int(row[f"g{i}"]) for i in range(self.space.n_genes))
+            return self.space.validate(genes), f"front-{k}"
+        if spec == "lego":
+            path = self.run.export_json("lego")
+            if not (path.exists() and is_fresh(path, self.fingerprint)):
+                return self.lego(), "lego"
+        else:
+            path = Path(spec)
+        if not path.exists():
+            raise FileNotFoundError(f"--arch {spec}: no such file; use front:K, lego or an arch "
+                                    "JSON")
+        space, arch, meta = read_arch_json(path)
+        if space.config() != self.space.config():
+            raise ValueError(f"--arch {spec}: {path} belongs to another space than this run's")
+        return arch, meta.get("name") or path.stem
+
+    # -- retrained nets -------------------------------------------------------------------
+    def check_retrained(self, name: str) -> Path:
+        """retrain/NAME/model.pt, refused in one line if missing or of other weights."""
+        out = self.run.retrain_dir(name)
+        if not (out / "model.pt").exists():
+            raise FileNotFoundError(f"no retrained weights for {name} ({out / 'model.pt'}); run "
+                                    f"`tamnas retrain {self.run.root} --arch ...` first")
+        check_fresh(out, self.fingerprint, name=str(out),
+                    fix=f"retrain it again with `tamnas retrain {self.run.root} --arch ...`")
+        return out / "model.pt"
+
+    def retrained_fresh(self, name: str) -> bool:
+        out = self.run.retrain_dir(name)
+        return (out / "model.pt").exists() and is_fresh(out, self.fingerprint)
+
+    # -- test-set scores ------------------------------------------------------------------
+    def test_tensors(self, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The test images every standalone net is scored on (fixed by the run seed)."""
+        from tamnas.data import stack
+
+        return stack(self.data.test, n, generator_seed=self.cfg.seed + 21)
+
+    def scores_on_test(self, net: nn.Module, attack=None) -> dict:
+        """Clean and attacked error of a standalone net on the test images."""
+        from tamnas.attacks import Attack, error_counts
+
+        attack = attack or Attack.from_config(self.cfg.attack)
+        x, y = self.test_tensors()
+        net = net.to(self.device)
+        return error_counts(net, x, y, attack, self.cfg.data.eval_batch_size, self.device)
+
+
+def _open_archive(run: RunDir, space: SearchSpace, fingerprint: str, resume: bool,
+                  stale: str) -> Archive:
+    """The run's archive if scored on these weights; a stale one is refused or moved aside."""
+    archive = None
+    if resume and run.archive.exists():
+        archive = Archive.load(run.search_dir)
+        if archive.fingerprint not in (None, fingerprint):
+            if stale != "rebuild":
+                check_fresh({"supernet_fingerprint": archive.fingerprint}, fingerprint,
+                            name=str(run.archive),
+                            fix=f"run `tamnas search {run.root}` to score it again")
+            dist.barrier()  # every rank has read the archive before rank 0 moves it
+            moved = move_aside(run, ("search",)) if dist.is_main() else None
+            dist.barrier()
+            say(f"note: the archive was scored on another supernet checkpoint; moved it to "
+                f"{moved} and scoring afresh")
+            archive = None
+    if archive is None:
+        archive = Archive(space.name, space.n_genes)
+    archive.fingerprint = fingerprint
+    return archive
+
+
+__all__ = ["Session", "one_shot_epochs", "open_run", "require_finished", "say",
+           "supernet_epochs_done"]

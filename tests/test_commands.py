@@ -1,0 +1,100 @@
+"""Run-directory semantics of the commands: a one-off --set stays one-off and is recorded with
+the outputs it made; a refused command changes no file; a retrain keeps its recipe."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from cli_configs import on_cpu, set_args
+
+import tamnas
+from tamnas.cli import main
+
+TINY = set_args(data__train_limit="192", data__val_size="64", search__pop_size="4",
+                search__n_offsprings="4", search__generations="1", search__bn_images="32",
+                search__eval_images="40", output__top_k="2", output__formats='["png"]',
+                retrain__epochs="1", retrain__batches_per_epoch="2")
+
+
+def cli(*argv: str) -> int:
+    return main(on_cpu(*argv))
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("commands") / "run"
+    assert cli("run", "quickstart", "--out", str(out), *TINY) == 0
+    return out
+
+
+@pytest.fixture
+def run_copy(finished, tmp_path) -> Path:
+    dest = tmp_path / "copy"
+    shutil.copytree(finished, dest)
+    return dest
+
+
+def test_a_one_off_set_on_retrain_leaves_the_run_config_and_is_kept_with_the_retrain(run_copy):
+    config = (run_copy / "config.toml").read_bytes()
+    assert cli("retrain", str(run_copy), "--arch", "front:0", "--set", "retrain.epochs=2",
+               "--set", "train.lr=0.2") == 0
+    assert (run_copy / "config.toml").read_bytes() == config     # the supernet's lr stays 0.1
+    recipe = json.loads((run_copy / "retrain" / "front-0" / "recipe.json").read_text())
+    assert recipe["retrain"]["epochs"] == 2 and recipe["init"] == "scratch"
+    assert "lr" not in recipe["train"]                          # a supernet-only key
+    summary = pd.read_csv(run_copy / "retrain" / "summary.csv")
+    assert list(summary["epochs"]) == [2] and summary["recipe"].str.len().tolist() == [8]
+    # a later plain retrain of another arch uses the run's recipe, not the earlier one-off
+    assert cli("retrain", str(run_copy), "--arch", "lego") == 0
+    summary = pd.read_csv(run_copy / "retrain" / "summary.csv").set_index("name")
+    assert summary.loc["lego", "epochs"] == 1 and summary.loc["front-0", "epochs"] == 2
+    assert summary.loc["lego", "recipe"] != summary.loc["front-0", "recipe"]
+
+
+def test_resuming_a_retrain_under_another_recipe_is_refused_unless_no_resume(run_copy, capsys):
+    assert cli("retrain", str(run_copy), "--arch", "front:0") == 0
+    before = snapshot(run_copy)
+    capsys.readouterr()
+    assert cli("retrain", str(run_copy), "--arch", "front:0", "--set", "retrain.epochs=3") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "another recipe (different retrain)" in err, err
+    assert "--no-resume" in err and snapshot(run_copy) == before
+    assert cli("retrain", str(run_copy), "--arch", "front:0", "--set", "retrain.epochs=3",
+               "--no-resume") == 0
+    assert len(pd.read_csv(run_copy / "retrain" / "front-0" / "train_log.csv")) == 3
+    kept = run_copy / "previous" / "1" / "retrain" / "front-0"
+    assert json.loads((kept / "recipe.json").read_text())["retrain"]["epochs"] == 1
+
+
+def test_search_settings_that_made_the_results_are_recorded_the_rest_stays_one_off(run_copy):
+    assert cli("search", str(run_copy), "--set", "search.generations=2",
+               "--set", "data.eval_batch_size=16") == 0
+    cfg = tamnas.load_config(run_copy / "config.toml")
+    assert cfg.search.generations == 2               # what produced search/
+    assert cfg.data.eval_batch_size != 16            # one-off
+    call = tamnas.load_config(run_copy / "search" / "config.toml")
+    assert call.search.generations == 2 and call.data.eval_batch_size == 16
+    assert len(pd.read_csv(run_copy / "search" / "generations.csv")) == 3
+
+
+@pytest.mark.parametrize("argv", [
+    ["search", "--set", 'search.objectives=["adv_err","clean_err","flops","speed"]'],
+    ["search", "--set", "search.params_range=[1,5]"],
+    ["retrain", "--arch", "front:99", "--set", "retrain.epochs=7"],
+    ["lego", "--top", "0"],
+])
+def test_a_refused_command_changes_no_file(argv, finished, capsys):
+    before = snapshot(finished)
+    assert cli(argv[0], str(finished), *argv[1:]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert snapshot(finished) == before
