@@ -442,7 +442,7 @@ def quickstart_run(tmp_path: Path):
 
 def test_every_per_layer_figure_labels_blocks_by_name_and_ratios_by_value(tmp_path, monkeypatch):
     from tamnas.commands.plot import plot
-    from tamnas.supernets.shufflenet.space import BLOCKS
+    from tamnas.supernets.shufflenet.layout import BLOCKS
 
     cfg, space, run, _ = quickstart_run(tmp_path)
     made: dict[str, tuple[list[str], list[str]]] = {}

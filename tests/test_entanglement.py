@@ -12,7 +12,7 @@ from test_shufflenet_supernet import (
 )
 
 from tamnas.supernets.shufflenet.blocks import CentreCrop
-from tamnas.supernets.shufflenet.space import BLOCKS
+from tamnas.supernets.shufflenet.layout import BLOCKS
 from tamnas.supernets.shufflenet.supernet import WEIGHT_SHARING
 
 torch.set_num_threads(1)

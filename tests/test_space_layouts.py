@@ -10,7 +10,7 @@ from torch import nn
 
 import tamnas
 from tamnas.supernets.info import format_space_info, space_info, warn_sparse_windows, window_share
-from tamnas.supernets.shufflenet.space import BLOCKS, HEADS, RATIO_BASES
+from tamnas.supernets.shufflenet.layout import BLOCKS, HEADS, RATIO_BASES
 from tamnas.train import SamplingSchedule
 
 PHASE1 = (1_823_000, 2_375_000)   # section III-C

@@ -2,22 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from tamnas.supernets.base import Arch, Gene, SearchSpace, SubnetView, Supernet
-
-SPACES: dict[str, Callable[..., SearchSpace]] = {}
-
-
-def register_space(name: str) -> Callable:
-    """Class decorator: make a space buildable by `build_space` under `name`."""
-
-    def wrap(cls):
-        SPACES[name] = cls
-        cls.name = name
-        return cls
-
-    return wrap
+from tamnas.supernets.registry import SPACES, register_space
 
 
 def _load_builtin() -> None:

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from tamnas.supernets import register_space
 from tamnas.supernets.base import Arch, Gene, SearchSpace
+from tamnas.supernets.darts.layout import INPUTS_PER_NODE, Layout, Wiring, make_layout
 from tamnas.supernets.darts.ops import (
     NONE,
     PRIMITIVES,
@@ -33,12 +33,12 @@ from tamnas.supernets.darts.ops import (
     relu_conv_bn_flops,
     relu_conv_bn_params,
 )
-from tamnas.supernets.darts.standalone import DartsNetwork, Layout, Wiring, make_layout
+from tamnas.supernets.darts.standalone import DartsNetwork
 from tamnas.supernets.darts.supernet import DartsSupernet
+from tamnas.supernets.registry import register_space
 
 PLACEMENTS = ("standard", "dsara")
 COST_KINDS = ("params", "flops")
-INPUTS_PER_NODE = 2
 _CONFIG_KEYS = ("name", "cells", "init_channels", "nodes", "placement", "num_classes",
                 "in_channels", "resolution", "mean", "std")
 
@@ -76,40 +76,21 @@ class DartsSpace(SearchSpace):
                                           self.nodes, self.in_channels, self.num_classes,
                                           self.resolution, mean, std)
         self.cell_types = self.layout.cell_types
-        self.n_edges = len(self.layout.edges)
-        self.genes = [Gene(f"{t}.node{node + 2}.in{src}", "op", len(PRIMITIVES),
-                           ti * self.n_edges + e)
-                      for ti, t in enumerate(self.cell_types)
-                      for e, (src, node) in enumerate(self.layout.edges)]
+        self.n_edges = self.layout.n_edges
+        self.genes = list(self.layout.genes)
         # node_genes[t][n]: the gene indices of the edges entering node n of cell type t.
-        self.node_genes = [[[ti * self.n_edges + e for e, (_, node) in enumerate(self.layout.edges)
-                             if node == n] for n in range(self.nodes)]
-                           for ti in range(len(self.cell_types))]
+        self.node_genes = [[list(genes) for genes in nodes] for nodes in self.layout.node_genes]
         self._tables = {kind: self._cost_table(kind) for kind in COST_KINDS}
         self._torch_tables: dict[str, torch.Tensor] = {}
 
     # --- encoding -------------------------------------------------------------------------------
     def validate(self, arch: Sequence[int]) -> Arch:
         """Gene ranges, then the DARTS rule: exactly two non-none inputs per intermediate node."""
-        arch = super().validate(arch)
-        for ti, t in enumerate(self.cell_types):
-            for n, genes in enumerate(self.node_genes[ti]):
-                present = [g for g in genes if arch[g] != NONE]
-                if len(present) != INPUTS_PER_NODE:
-                    names = ", ".join(self.genes[g].name for g in present) or "none"
-                    raise ValueError(
-                        f"darts: {t} cell node {n + 2} has {len(present)} incoming ops ({names}); "
-                        f"a legal cell has exactly {INPUTS_PER_NODE} non-none inputs per node: "
-                        f"set the others to 0 (none)")
-        return arch
+        return self.layout.validate(arch)
 
     def wiring(self, arch: Sequence[int]) -> Wiring:
         """Per cell type, per node: the (edge, source state, op id) of its two inputs."""
-        arch = self.validate(arch)
-        return tuple(tuple(tuple((g - ti * self.n_edges, self.layout.edges[g - ti * self.n_edges][0],
-                                  arch[g]) for g in genes if arch[g] != NONE)
-                           for genes in self.node_genes[ti])
-                     for ti in range(len(self.cell_types)))
+        return self.layout.wiring(arch)
 
     def op_choices(self, gene: Gene, allowed: Mapping[str, Sequence[int]] | None) -> list[int]:
         """The ops a present edge may carry: the allowed values minus `none`."""
@@ -291,7 +272,7 @@ class DartsSpace(SearchSpace):
 
     # --- builders -------------------------------------------------------------------------------
     def build_supernet(self) -> DartsSupernet:
-        return DartsSupernet(self)
+        return DartsSupernet(self.layout)
 
     def build_standalone(self, arch: Arch) -> DartsNetwork:
         return DartsNetwork(self.layout, self.wiring(arch))

@@ -9,17 +9,13 @@ search strategy, not here: the supernet only takes probabilities.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from tamnas.supernets.base import Arch, Supernet
+from tamnas.supernets.darts.layout import CellSpec, Layout, Wiring, make_preprocess, make_stem
 from tamnas.supernets.darts.ops import NONE, PRIMITIVES, build_op
-from tamnas.supernets.darts.standalone import CellSpec, Layout, Wiring, make_preprocess, make_stem
-
-if TYPE_CHECKING:
-    from tamnas.supernets.darts.space import DartsSpace
 
 _WIRING_CACHE = 4096
 
@@ -77,10 +73,9 @@ class SearchCell(nn.Module):
 class DartsSupernet(Supernet):
     """Stem, search cells, global pool and linear head; cells of one type share the genes."""
 
-    def __init__(self, space: DartsSpace):
+    def __init__(self, layout: Layout):
         super().__init__()
-        self.space = space
-        layout: Layout = space.layout
+        self.layout = layout
         self.n_edges = len(layout.edges)
         self.cell_types = [spec.ctype for spec in layout.cells]
         self.first_layer, self.stem_bn = make_stem(layout)
@@ -96,7 +91,7 @@ class DartsSupernet(Supernet):
         if hit is None:
             if len(self._wiring) >= _WIRING_CACHE:
                 self._wiring.clear()
-            hit = self._wiring[arch] = self.space.wiring(arch)
+            hit = self._wiring[arch] = self.layout.wiring(arch)
         return hit
 
     def _head(self, s: torch.Tensor) -> torch.Tensor:
@@ -111,7 +106,7 @@ class DartsSupernet(Supernet):
 
     def forward_relaxed(self, x: torch.Tensor, probs: Sequence[torch.Tensor]) -> torch.Tensor:
         """The DARTS mixture: probs[g] weighs the ops of gene g (one gene per edge and cell type)."""
-        n_genes = len(self.space.layout.cell_types) * self.n_edges
+        n_genes = len(self.layout.genes)
         if len(probs) != n_genes:
             raise ValueError(f"darts: forward_relaxed got {len(probs)} probability vectors, "
                              f"expected one per gene ({n_genes})")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from tamnas.supernets.shufflenet.space import BLOCKS, ShuffleNetSpace
+from tamnas.supernets.shufflenet.layout import BLOCKS, ShuffleNetLayout
+from tamnas.supernets.shufflenet.space import ShuffleNetSpace
 from tamnas.supernets.shufflenet.standalone import build_standalone
 from tamnas.supernets.shufflenet.supernet import ShuffleNetSupernet
 
-__all__ = ["BLOCKS", "ShuffleNetSpace", "ShuffleNetSupernet", "build_standalone"]
+__all__ = ["BLOCKS", "ShuffleNetLayout", "ShuffleNetSpace", "ShuffleNetSupernet", "build_standalone"]

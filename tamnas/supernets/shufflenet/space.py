@@ -16,11 +16,9 @@ uniform samples inside section III-C's windows (64% / 93% for phase 1 / 2,
 against 0% for compact + half), so the paper presets use it; the defaults
 stay compact + half.
 
-FLOPs are multiply-adds for one input image: convolutions (out pixels x
-in/groups x k x k x out channels), linear layers, and the two matrix products
-of each non-local layer (N^2 x pairwise channels and N^2 x inner, N = H x W).
-Elementwise work (BN, activations, pooling, softmax, SE gating, residual adds)
-is not counted.
+The network's shape (block table, widths, the gene rules) is `layout.py`,
+which the supernet and the standalone net read too; the closed-form costs
+are `costs.py` (FLOPs there are multiply-adds for one input image).
 """
 
 from __future__ import annotations
@@ -28,99 +26,28 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from tamnas.config import SpaceConfig
-from tamnas.supernets import register_space
-from tamnas.supernets.base import Arch, Gene, SearchSpace
-from tamnas.supernets.shufflenet.blocks import PureRobustBlock, ShuffleBlock
+from tamnas.supernets.base import Arch, SearchSpace
+from tamnas.supernets.registry import register_space
+from tamnas.supernets.shufflenet.costs import cost_tables, nl_macs, nl_params, se_params
+from tamnas.supernets.shufflenet.layout import (
+    BLOCKS,
+    HEADS,
+    RATIO_BASES,
+    BlockSpec,
+    LayerSpec,
+    ShuffleNetLayout,
+    id_ranges,
+)
+from tamnas.supernets.shufflenet.standalone import build_standalone
+from tamnas.supernets.shufflenet.supernet import ShuffleNetSupernet
 
-N_BLOCKS = 22
-HEADS = ("compact", "table1")
-RATIO_BASES = ("half", "full")
-MAX_STRIDE2_ID = 17
 RATIO_TOL = 1e-6
-
-
-@dataclass(frozen=True)
-class BlockSpec:
-    """One row of the block table (DESIGN.md 4.1 / Table XIV)."""
-
-    id: int
-    family: str              # "shufflev2", "xception" or "robust"
-    kernel: int | None
-    nonlocal_mode: str | None  # None, "embedded" or "gaussian"
-    bn: bool                 # pure robust blocks: BN after the non-local W
-
-    @property
-    def name(self) -> str:
-        """The label figures, tables and reports show, e.g. `shuffle-se k3`, `robust-nlG-se-bn`.
-
-        Built from Table XIV's parts: the family (`shuffle`, `xception`,
-        `robust`), `se`, the non-local kind (`nlEG` embedded Gaussian, `nlG`
-        Gaussian), `bn` for the pure robust blocks with BN, and the kernel.
-        """
-        nl = {None: "", "embedded": "nlEG", "gaussian": "nlG"}[self.nonlocal_mode]
-        if self.family == "robust":
-            return "-".join(["robust", nl, "se"] + (["bn"] if self.bn else []))
-        base = "shuffle" if self.family == "shufflev2" else "xception"
-        return "-".join([base, "se"] + ([nl] if nl else [])) + f" k{self.kernel}"
-
-
-def _block_table() -> list[BlockSpec]:
-    rows = []
-    for group, nl in enumerate((None, "embedded", "gaussian")):
-        for family in ("shufflev2", "xception"):
-            for kernel in (3, 5, 7):
-                rows.append(BlockSpec(len(rows), family, kernel, nl, True))
-    for nl in ("embedded", "gaussian"):
-        for bn in (True, False):
-            rows.append(BlockSpec(len(rows), "robust", None, nl, bn))
-    return rows
-
-
-BLOCKS: list[BlockSpec] = _block_table()
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """Geometry of one choice layer."""
-
-    index: int
-    stage: int
-    stride: int
-    in_channels: int
-    out_channels: int
-    in_res: int
-    out_res: int
-
-
-def _round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5 + 1e-9))
-
-
-def _even(c: float) -> int:
-    return max(2, 2 * _round_half_up(c / 2))
-
-
-# -- closed-form costs -------------------------------------------------------------------------------
-def se_params(c: int, h: int) -> int:
-    return c * h + h + h * c + c
-
-
-def nl_params(c: int, inner: int, mode: str, bn: bool) -> int:
-    n_in = 3 if mode == "embedded" else 1
-    return n_in * (c * inner + inner) + inner * c + (2 * c if bn else c)
-
-
-def nl_macs(c: int, inner: int, mode: str, n: int) -> int:
-    n_in = 3 if mode == "embedded" else 1
-    pair = inner if mode == "embedded" else c
-    return n_in * n * c * inner + n * inner * c + n * n * (pair + inner)
 
 
 @register_space("shufflenet")
@@ -129,159 +56,21 @@ class ShuffleNetSpace(SearchSpace):
 
     def __init__(self, space_cfg: SpaceConfig, num_classes: int, in_channels: int, resolution: int,
                  mean: Sequence[float], std: Sequence[float]):
-        self.cfg = dataclasses.replace(space_cfg, stage_channels=list(space_cfg.stage_channels),
-                                       stage_layers=list(space_cfg.stage_layers),
-                                       ratios=list(space_cfg.ratios), blocks=list(space_cfg.blocks))
-        c = self.cfg
-        if len(c.stage_channels) != len(c.stage_layers) or not c.stage_layers:
-            raise ValueError("space.stage_channels and space.stage_layers must be non-empty lists of "
-                             "the same length")
-        if any(int(n) < 1 for n in c.stage_layers):
-            raise ValueError(f"space.stage_layers: every stage needs at least one layer, got {c.stage_layers}")
-        bad = [b for b in c.blocks if not isinstance(b, (int, np.integer)) or not 0 <= b < N_BLOCKS]
-        if bad or not c.blocks:
-            raise ValueError(f"space.blocks: {bad or '[]'} not allowed; block ids are 0..{N_BLOCKS - 1}")
-        if not c.ratios or any(not 0 < float(r) <= 8 for r in c.ratios):
-            raise ValueError(f"space.ratios: {c.ratios} not allowed; ratios are in (0, 8], e.g. 0.2..2.0")
-        self.blocks: list[int] = sorted({int(b) for b in c.blocks})
-        self.ratios: list[float] = sorted({round(float(r), 6) for r in c.ratios})
-        self.stride2_blocks = [b for b in self.blocks if b <= MAX_STRIDE2_ID]
-        if not self.stride2_blocks:
-            raise ValueError(f"space.blocks: at least one of the ids 0..{MAX_STRIDE2_ID} is needed for "
-                             "stride-2 layers")
-        self.num_classes, self.in_channels, self.resolution = int(num_classes), int(in_channels), int(resolution)
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
-        if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
-            raise ValueError(f"mean/std need {self.in_channels} values each, got {len(self.mean)} "
-                             f"and {len(self.std)}")
-        w = c.width_mult
-        self.stem_channels = max(1, _round_half_up(c.stem_channels * w))
-        self.stage_channels = [_even(ch * w) for ch in c.stage_channels]
-        self.head_channels = max(1, _round_half_up(c.head_channels * w))
-        if c.head not in HEADS:
-            raise ValueError(f"space.head: {c.head!r} is unknown; choose one of {', '.join(HEADS)}")
-        if c.ratio_base not in RATIO_BASES:
-            raise ValueError(f"space.ratio_base: {c.ratio_base!r} is unknown; choose one of "
-                             f"{', '.join(RATIO_BASES)}")
-        # The head's FC widths after its SE (what `Head` builds): Table I's reading adds the
-        # 920-wide "SE 920" row in front of the 1024-wide layer.
-        widths = [c.fc_channels] if c.head == "compact" else [c.head_mid_channels, c.fc_channels]
-        self.fc_channels: tuple[int, ...] = tuple(max(1, _round_half_up(ch * w)) for ch in widths)
-        self.layers: list[LayerSpec] = []
-        cin, res = self.stem_channels, self.resolution
-        for stage, (cout, n) in enumerate(zip(self.stage_channels, c.stage_layers)):
-            for j in range(int(n)):
-                stride = 2 if j == 0 else 1
-                out_res = (res - 1) // stride + 1
-                self.layers.append(LayerSpec(len(self.layers), stage, stride, cin, cout, res, out_res))
-                cin, res = cout, out_res
-        self.choices: list[list[int]] = [self.stride2_blocks if s.stride == 2 else self.blocks
-                                          for s in self.layers]
-        self.genes = []
-        for spec in self.layers:
-            self.genes.append(Gene(f"layer{spec.index}.block", "block", len(self.choices[spec.index]),
-                                   spec.index))
-            self.genes.append(Gene(f"layer{spec.index}.ratio", "ratio", len(self.ratios), spec.index))
-        self._build_tables()
-
-    # -- widths -------------------------------------------------------------------------------------
-    def se_hidden(self, channels: int) -> int:
-        return max(1, channels // self.cfg.se_reduction)
-
-    def nl_inner(self, channels: int) -> int:
-        return max(1, channels // self.cfg.nonlocal_reduction)
-
-    def base_mid(self, layer: int, block_id: int) -> int:
-        """The intermediate width at ratio 1.0 (what the channel selector scales).
-
-        ShuffleV2/Xception blocks: ratio_base "half" scales the branch width
-        out // 2, "full" the block's whole output width out (Fig. 4 does not
-        say which; "full" is the reading that reproduces the paper's sizes,
-        see README "Model size and the head"). Pure robust blocks: always the
-        non-local inner width C // nonlocal_reduction.
-        """
-        spec = self.layers[layer]
-        if BLOCKS[block_id].family == "robust":
-            return self.nl_inner(spec.out_channels)
-        return spec.out_channels if self.cfg.ratio_base == "full" else spec.out_channels // 2
-
-    def mid_channels(self, layer: int, block_id: int, ratio: float) -> int:
-        return max(1, _round_half_up(float(ratio) * self.base_mid(layer, block_id)))
-
-    def max_mid(self, layer: int, block_id: int) -> int:
-        """The width the supernet holds: that of the largest offered ratio."""
-        return self.mid_channels(layer, block_id, max(self.ratios))
-
-    def make_block(self, layer: int, block_id: int, mid: int) -> nn.Module:
-        """One choice block at intermediate width `mid` (shared by supernet and standalone nets)."""
-        spec, b = self.layers[layer], BLOCKS[block_id]
-        if b.family == "robust":
-            if spec.stride != 1:
-                raise ValueError(f"layer{layer}: pure robust block {block_id} needs a stride-1 layer")
-            return PureRobustBlock(spec.out_channels, mid, b.nonlocal_mode, b.bn,
-                                   self.se_hidden(spec.out_channels))
-        branch = spec.out_channels // 2
-        return ShuffleBlock(spec.in_channels, spec.out_channels, spec.stride, b.kernel, mid,
-                            xception=b.family == "xception", nonlocal_mode=b.nonlocal_mode,
-                            nl_inner=self.nl_inner(branch), se_hidden=self.se_hidden(branch))
-
-    # -- cost tables --------------------------------------------------------------------------------
-    def block_cost(self, layer: int, block_id: int, mid: int) -> tuple[int, int]:
-        """(parameters, multiply-adds) of one block at intermediate width `mid`."""
-        s, b = self.layers[layer], BLOCKS[block_id]
-        n_in, n_out = s.in_res * s.in_res, s.out_res * s.out_res
-        if b.family == "robust":
-            c = s.out_channels
-            h = self.se_hidden(c)
-            return (nl_params(c, mid, b.nonlocal_mode, b.bn) + se_params(c, h),
-                    nl_macs(c, mid, b.nonlocal_mode, n_out) + 2 * c * h)
-        k2, cin, br = b.kernel ** 2, s.in_channels, s.out_channels // 2
-        mi = cin if s.stride == 2 else cin // 2
-        p = f = 0
-        if s.stride == 2:
-            p += cin * k2 + 2 * cin + cin * br + 2 * br
-            f += n_out * (cin * k2 + cin * br)
-        if b.family == "shufflev2":
-            p += mi * mid + 2 * mid + mid * k2 + 2 * mid + mid * br + 2 * br
-            f += n_in * mi * mid + n_out * (mid * k2 + mid * br)
-        else:
-            p += (mi * k2 + 2 * mi + mi * mid + 2 * mid + 2 * (mid * k2 + 2 * mid)
-                  + mid * mid + 2 * mid + mid * br + 2 * br)
-            f += n_out * (mi * k2 + mi * mid + 2 * mid * k2 + mid * mid + mid * br)
-        if b.nonlocal_mode:
-            inner = self.nl_inner(br)
-            p += nl_params(br, inner, b.nonlocal_mode, True)
-            f += nl_macs(br, inner, b.nonlocal_mode, n_out)
-        h = self.se_hidden(br)
-        return p + se_params(br, h), f + 2 * br * h
-
-    def _build_tables(self) -> None:
-        c_last = self.layers[-1].out_channels
-        res_last = self.layers[-1].out_res
-        hd, h = self.head_channels, self.se_hidden(self.head_channels)
-        fc_in = (hd, *self.fc_channels)
-        fc_out = (*self.fc_channels, self.num_classes)
-        self._const = {
-            "params": (self.in_channels * self.stem_channels * 9 + 2 * self.stem_channels
-                       + c_last * hd + 2 * hd + se_params(hd, h)
-                       + sum(a * b + b for a, b in zip(fc_in, fc_out))),
-            "flops": (self.resolution ** 2 * self.in_channels * self.stem_channels * 9
-                      + res_last ** 2 * c_last * hd + 2 * hd * h
-                      + sum(a * b for a, b in zip(fc_in, fc_out)))}
-        self._tables: dict[str, list[np.ndarray]] = {"params": [], "flops": []}
-        self.mids: list[np.ndarray] = []
-        for spec in self.layers:
-            ids = self.choices[spec.index]
-            mids = np.array([[self.mid_channels(spec.index, b, r) for r in self.ratios] for b in ids])
-            costs = np.array([[self.block_cost(spec.index, b, int(m)) for m in row]
-                              for b, row in zip(ids, mids)], dtype=np.int64)
-            self.mids.append(mids)
-            self._tables["params"].append(costs[..., 0])
-            self._tables["flops"].append(costs[..., 1])
+        self.layout = ShuffleNetLayout(space_cfg, num_classes, in_channels, resolution, mean, std,
+                                       name=self.name)
+        lay = self.layout
+        self.cfg = lay.cfg
+        self.blocks, self.ratios, self.stride2_blocks = lay.blocks, lay.ratios, lay.stride2_blocks
+        self.num_classes, self.in_channels, self.resolution = lay.num_classes, lay.in_channels, lay.resolution
+        self.mean, self.std = lay.mean, lay.std
+        self.stem_channels, self.stage_channels = lay.stem_channels, lay.stage_channels
+        self.head_channels, self.fc_channels = lay.head_channels, lay.fc_channels
+        self.layers, self.choices, self.genes, self.mids = lay.layers, lay.choices, lay.genes, lay.mids
+        self._const, self._tables = cost_tables(lay)
         self._torch_tables: dict[str, list[torch.Tensor]] = {
             k: [torch.from_numpy(t.astype(np.float64)) for t in v] for k, v in self._tables.items()}
 
+    # -- cost tables ----------------------------------------------------------------------------------
     def cost_constant(self, kind: str) -> int:
         """The cost outside the choice layers (stem, head)."""
         return int(self._const[self._kind(kind)])
@@ -343,28 +132,7 @@ class ShuffleNetSpace(SearchSpace):
     # -- encoding -----------------------------------------------------------------------------------
     def validate(self, arch: Sequence[int]) -> Arch:
         """The arch as a tuple of ints, or ValueError naming the first bad gene."""
-        arch = tuple(arch)
-        if len(arch) != len(self.genes):
-            raise ValueError(f"{self.name}: arch has {len(arch)} genes, expected {len(self.genes)} "
-                             f"({self.genes[0].name}, {self.genes[1].name}, ..., {self.genes[-1].name})")
-        out = []
-        for value, gene in zip(arch, self.genes):
-            if isinstance(value, bool) or int(value) != value:
-                raise ValueError(f"{self.name}: gene {gene.name} = {value!r} is not an integer")
-            v = int(value)
-            if gene.kind == "block" and gene.choices <= v < len(self.blocks):
-                layer = gene.layer
-                raise ValueError(
-                    f"{self.name}: gene {gene.name} = {v} (block id {self.blocks[v]}, pure robust) is "
-                    f"illegal in stride-2 layer {layer}; allowed values 0..{gene.choices - 1} "
-                    f"(block ids {_ranges(self.stride2_blocks)})")
-            if not 0 <= v < gene.choices:
-                offered = (f"block ids {_ranges(self.choices[gene.layer])}" if gene.kind == "block"
-                           else f"ratios {self.ratios}")
-                raise ValueError(f"{self.name}: gene {gene.name} = {v} is illegal; allowed "
-                                 f"0..{gene.choices - 1} (indices into {offered})")
-            out.append(v)
-        return tuple(out)
+        return self.layout.validate(arch)
 
     def ratio_indices(self, values: Sequence[float]) -> list[int]:
         """Gene values of the given ratios, e.g. [1.8, 2.0] -> [8, 9] with the default ratios."""
@@ -381,7 +149,7 @@ class ShuffleNetSpace(SearchSpace):
         out = []
         for b in ids:
             if int(b) not in self.blocks:
-                raise ValueError(f"block id {b} is not offered; offered ids: {_ranges(self.blocks)}")
+                raise ValueError(f"block id {b} is not offered; offered ids: {id_ranges(self.blocks)}")
             out.append(self.blocks.index(int(b)))
         return out
 
@@ -495,7 +263,7 @@ class ShuffleNetSpace(SearchSpace):
             ids = self.choices[spec.index]
             if bid not in ids:
                 raise ValueError(f"{self.name}: gene layer{spec.index}.block: block id {bid} is not offered "
-                                 f"in this stride-{spec.stride} layer; allowed ids {_ranges(ids)}")
+                                 f"in this stride-{spec.stride} layer; allowed ids {id_ranges(ids)}")
             try:
                 ri = self.ratio_indices([ratio])[0]
             except ValueError:
@@ -531,34 +299,17 @@ class ShuffleNetSpace(SearchSpace):
         return cls(SpaceConfig(**d), **extra)
 
     # -- builders -----------------------------------------------------------------------------------
-    def build_supernet(self):
-        from tamnas.supernets.shufflenet.supernet import ShuffleNetSupernet
-
-        return ShuffleNetSupernet(self)
+    def build_supernet(self) -> ShuffleNetSupernet:
+        return ShuffleNetSupernet(self.layout)
 
     def build_standalone(self, arch: Arch) -> nn.Module:
-        from tamnas.supernets.shufflenet.standalone import build_standalone
-
-        return build_standalone(self, arch)
+        return build_standalone(self.layout, arch)
 
 
 def ratio_label(ratio: float) -> str:
     """A ratio as its value with at least one decimal: 2.0, 1.8, 0.25."""
     text = f"{float(ratio):g}"
     return text if "." in text or "e" in text else f"{text}.0"
-
-
-def _ranges(ids: Sequence[int]) -> str:
-    """[0, 1, 2, 5, 6] -> '0-2, 5-6'."""
-    ids = sorted(ids)
-    parts, start = [], None
-    for i, v in enumerate(ids):
-        if start is None:
-            start = v
-        if i + 1 == len(ids) or ids[i + 1] != v + 1:
-            parts.append(str(start) if start == v else f"{start}-{v}")
-            start = None
-    return ", ".join(parts)
 
 
 __all__ = ["BLOCKS", "HEADS", "RATIO_BASES", "BlockSpec", "LayerSpec", "ShuffleNetSpace", "nl_macs",

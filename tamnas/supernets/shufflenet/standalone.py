@@ -8,25 +8,26 @@ from torch import nn
 
 from tamnas.supernets.base import Arch
 from tamnas.supernets.shufflenet.blocks import FirstLayer, Head
+from tamnas.supernets.shufflenet.layout import ShuffleNetLayout
 
 
 class ShuffleNetStandalone(nn.Module):
     """forward(x) == forward_from_first(first_layer(x)); state-dict keys match `supernet.extract`."""
 
-    def __init__(self, space, arch: Arch):
+    def __init__(self, layout: ShuffleNetLayout, arch: Arch):
         super().__init__()
-        arch = space.validate(arch)
+        arch = layout.validate(arch)
         self.arch = arch
-        self.first_layer = FirstLayer(space.in_channels, space.stem_channels, space.mean, space.std)
-        self.stem_bn = nn.BatchNorm2d(space.stem_channels)
+        self.first_layer = FirstLayer(layout.in_channels, layout.stem_channels, layout.mean, layout.std)
+        self.stem_bn = nn.BatchNorm2d(layout.stem_channels)
         blocks = []
-        for spec in space.layers:
+        for spec in layout.layers:
             b, r = arch[2 * spec.index], arch[2 * spec.index + 1]
-            blocks.append(space.make_block(spec.index, space.choices[spec.index][b],
-                                           int(space.mids[spec.index][b, r])))
+            blocks.append(layout.make_block(spec.index, layout.choices[spec.index][b],
+                                            int(layout.mids[spec.index][b, r])))
         self.layers = nn.ModuleList(blocks)
-        self.head = Head(space.layers[-1].out_channels, space.head_channels,
-                         space.se_hidden(space.head_channels), space.fc_channels, space.num_classes)
+        self.head = Head(layout.layers[-1].out_channels, layout.head_channels,
+                         layout.se_hidden(layout.head_channels), layout.fc_channels, layout.num_classes)
 
     def forward_from_first(self, h: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.stem_bn(h))
@@ -38,9 +39,9 @@ class ShuffleNetStandalone(nn.Module):
         return self.forward_from_first(self.first_layer(x))
 
 
-def build_standalone(space, arch: Arch) -> nn.Module:
-    """The standalone net of `arch` in `space` (fresh weights; load `supernet.extract(arch)` to inherit)."""
-    return ShuffleNetStandalone(space, arch)
+def build_standalone(layout: ShuffleNetLayout, arch: Arch) -> nn.Module:
+    """The standalone net of `arch` (fresh weights; load `supernet.extract(arch)` to inherit)."""
+    return ShuffleNetStandalone(layout, arch)
 
 
 __all__ = ["ShuffleNetStandalone", "build_standalone"]

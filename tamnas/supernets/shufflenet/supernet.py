@@ -18,7 +18,7 @@ from torch import nn
 
 from tamnas.supernets.base import Arch, Supernet
 from tamnas.supernets.shufflenet.blocks import FirstLayer, Head, share_module, slice_state
-from tamnas.supernets.shufflenet.space import BLOCKS
+from tamnas.supernets.shufflenet.layout import BLOCKS, ShuffleNetLayout
 
 WEIGHT_SHARING = ("none", "projection", "kernel", "family")
 
@@ -76,12 +76,12 @@ def _tie(group: Sequence[nn.Module], names: Sequence[str]) -> None:
 class ChoiceLayer(nn.Module):
     """The candidates of one layer, each at its widest intermediate width, weights tied by `entangle`."""
 
-    def __init__(self, space, layer: int):
+    def __init__(self, layout: ShuffleNetLayout, layer: int):
         super().__init__()
-        ids = space.choices[layer]
-        self.candidates = nn.ModuleList(space.make_block(layer, b, space.max_mid(layer, b)) for b in ids)
-        entangle(self.candidates, ids, space.cfg.weight_sharing)
-        mids = space.mids[layer]                                    # (blocks, ratios)
+        ids = layout.choices[layer]
+        self.candidates = nn.ModuleList(layout.make_block(layer, b, layout.max_mid(layer, b)) for b in ids)
+        entangle(self.candidates, ids, layout.cfg.weight_sharing)
+        mids = layout.mids[layer]                                    # (blocks, ratios)
         self.mids: list[list[int]] = mids.tolist()
         self.max_mids: list[int] = [int(c.mid) for c in self.candidates]
         # masks[b][r, c] = 1 if channel c is active at ratio r, for the relaxed forward
@@ -108,23 +108,23 @@ class ChoiceLayer(nn.Module):
 
 
 class ShuffleNetSupernet(Supernet):
-    """The supernet of a ShuffleNetSpace (build it with `space.build_supernet()`)."""
+    """The supernet of a ShuffleNetSpace's layout (build it with `space.build_supernet()`)."""
 
-    def __init__(self, space):
+    def __init__(self, layout: ShuffleNetLayout):
         super().__init__()
-        self.space = space
-        self.first_layer = FirstLayer(space.in_channels, space.stem_channels, space.mean, space.std)
-        self.stem_bn = nn.BatchNorm2d(space.stem_channels)
-        self.layers = nn.ModuleList(ChoiceLayer(space, spec.index) for spec in space.layers)
-        self.head = Head(space.layers[-1].out_channels, space.head_channels,
-                         space.se_hidden(space.head_channels), space.fc_channels, space.num_classes)
+        self.layout = layout
+        self.first_layer = FirstLayer(layout.in_channels, layout.stem_channels, layout.mean, layout.std)
+        self.stem_bn = nn.BatchNorm2d(layout.stem_channels)
+        self.layers = nn.ModuleList(ChoiceLayer(layout, spec.index) for spec in layout.layers)
+        self.head = Head(layout.layers[-1].out_channels, layout.head_channels,
+                         layout.se_hidden(layout.head_channels), layout.fc_channels, layout.num_classes)
         self._checked: dict[tuple, Arch] = {}
 
     def _arch(self, arch: Sequence[int]) -> Arch:
         key = tuple(int(a) for a in arch)
         hit = self._checked.get(key)
         if hit is None:
-            hit = self.space.validate(key)
+            hit = self.layout.validate(key)
             if len(self._checked) > 4096:
                 self._checked.clear()
             self._checked[key] = hit
@@ -142,10 +142,10 @@ class ShuffleNetSupernet(Supernet):
 
     def forward_relaxed(self, x: torch.Tensor, probs: Sequence[torch.Tensor]) -> torch.Tensor:
         """Mixture of all paths: blocks weighted by probs[2i], ratios by soft masks from probs[2i+1]."""
-        if len(probs) != len(self.space.genes):
+        if len(probs) != len(self.layout.genes):
             raise ValueError(f"forward_relaxed: got {len(probs)} probability vectors, expected "
-                             f"{len(self.space.genes)} (one per gene)")
-        for p, g in zip(probs, self.space.genes):
+                             f"{len(self.layout.genes)} (one per gene)")
+        for p, g in zip(probs, self.layout.genes):
             if p.shape != (g.choices,):
                 raise ValueError(f"forward_relaxed: gene {g.name} needs {g.choices} probabilities, "
                                  f"got shape {tuple(p.shape)}")
