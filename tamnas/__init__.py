@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from tamnas.config import Config
+from tamnas.version import __version__
 
-from tamnas.config import Config, load_config
+
+def load_config(source="quickstart", overrides=None, extra_files=None) -> Config:
+    """A preset (or TOML path) with `--config` files and `section.key` overrides, every key
+    checked, registry names included (spaces, strategies, objectives)."""
+    from tamnas.checks import check_names
+    from tamnas.config import load_config as _load
+
+    return check_names(_load(source, overrides, extra_files))
 
 
 def build_space(cfg: Config):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from tamnas.config import Config
+from tamnas.config import SECTIONS, Config, Registered
 
 MEMORY_SHARE = 0.8              # refuse an estimate above this share of the machine's memory
 INDIVIDUAL_BYTES = 4096         # a pymoo individual (genes, objectives, attributes), generously
@@ -83,6 +83,43 @@ def preflight(cfg: Config) -> None:
     check_memory(cfg, space)
 
 
+def registered_names(kind: str) -> list[str]:
+    """The names a registry holds (its built-in entries loaded first)."""
+    if kind == "space":
+        from tamnas.supernets import space_names
+
+        return space_names()
+    if kind == "strategy":
+        from tamnas.search.strategy import strategy_names
+
+        return strategy_names()
+    if kind == "objective":
+        from tamnas.adversarial import OBJECTIVES
+
+        return sorted(OBJECTIVES)
+    if kind == "mgda_variant":
+        from tamnas.search.mgda_variants import VARIANTS
+
+        return sorted(VARIANTS)
+    raise ValueError(f"no registry named {kind!r}")
+
+
+def check_names(cfg: Config) -> Config:
+    """Every key whose choices are a registry's names holds one of them (one line if not)."""
+    import dataclasses
+
+    for section in SECTIONS:
+        values = getattr(cfg, section)
+        for f in dataclasses.fields(values):
+            choices = f.metadata.get("choices")
+            if isinstance(choices, Registered):
+                names = registered_names(choices.kind)
+                if getattr(values, f.name) not in names:
+                    raise ValueError(f"{section}.{f.name}: {getattr(values, f.name)!r} is not "
+                                     f"allowed; choose one of {', '.join(names)}")
+    return cfg
+
+
 def check_data(cfg: Config, data) -> None:
     """What the loaded data must allow: a full training batch, the BN and validation counts."""
     from tamnas.search.evaluator import check_image_counts
@@ -93,5 +130,5 @@ def check_data(cfg: Config, data) -> None:
     check_image_counts(cfg, data)
 
 
-__all__ = ["check_data", "check_memory", "machine_memory", "memory_estimates", "preflight",
+__all__ = ["check_data", "check_memory", "check_names", "registered_names", "machine_memory", "memory_estimates", "preflight",
            "supernet_params_bound"]

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tamnas import __version__
+from tamnas.version import __version__
 
 EXIT_USER_ERROR = 2
 
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_config(args: argparse.Namespace, target: str):
     """Config from a preset (preset commands) or from RUN/config.toml, plus this call's overrides."""
+    from tamnas.checks import check_names
     from tamnas.config import load_config, load_run_config, parse_override
 
     overrides = dict(parse_override(s) for s in getattr(args, "overrides", []))
@@ -93,8 +94,8 @@ def resolve_config(args: argparse.Namespace, target: str):
         if not config.is_file():
             raise FileNotFoundError(f"{args.run} is not a tamnas run directory (no config.toml); "
                                     "make one with `tamnas run PRESET --out DIR`")
-        return load_run_config(config, overrides, files)
-    return load_config(args.preset, overrides, files)
+        return check_names(load_run_config(config, overrides, files))
+    return check_names(load_config(args.preset, overrides, files))
 
 
 def resolve_device(name: str):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -30,38 +30,25 @@ FIGURE_FORMATS = ("png", "svg", "pdf")
 RATIOS = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
 
 
-# Choice lists read from the registries, on first use (so `import tamnas.config` stays light).
-def _objective_names() -> tuple[str, ...]:
-    from tamnas.adversarial import OBJECTIVES
+@dataclass(frozen=True)
+class Registered:
+    """The choices of a key are the names of a registry (spaces, strategies, objectives, ...).
 
-    return tuple(OBJECTIVES)
+    config.py sits below every registry, so it does not check these names
+    itself: `tamnas.checks.check_names` does, for every config a command or
+    `tamnas.load_config` builds.
+    """
 
-
-def _strategy_names() -> tuple[str, ...]:
-    from tamnas.search.strategy import strategy_names
-
-    return tuple(strategy_names())
-
-
-def _space_names() -> tuple[str, ...]:
-    from tamnas.supernets import space_names
-
-    return tuple(space_names())
+    kind: str
 
 
-def _variant_names() -> tuple[str, ...]:
-    from tamnas.search.mgda_variants import VARIANTS
-
-    return tuple(VARIANTS)
-
-
-def _f(default: Any, *, choices: tuple | Callable[[], tuple] | None = None, low: float | None = None,
+def _f(default: Any, *, choices: tuple | Registered | None = None, low: float | None = None,
        high: float | None = None, item: Any = None, help: str = "") -> Any:
     """A dataclass field carrying its validation rule.
 
     For a list, `item` is the type of its elements and `low`/`high`/`choices`
     apply to each element, so a bad element fails here, not epochs later.
-    `choices` may be a function returning them (a registry's names).
+    `choices` may name a registry (`Registered`), whose names are checked above config.
     """
     meta = {"choices": choices, "low": low, "high": high, "item": item, "help": help}
     if isinstance(default, (list, dict)):
@@ -88,7 +75,7 @@ class DataConfig:
 
 @dataclass
 class SpaceConfig:
-    name: str = _f("shufflenet", choices=_space_names, help="search space: shufflenet (TAM-NAS, paper 004) or darts (DARTS cells)")
+    name: str = _f("shufflenet", choices=Registered("space"), help="search space: shufflenet (TAM-NAS, paper 004) or darts (DARTS cells)")
     width_mult: float = _f(1.0, low=0.05, high=8.0)
     stem_channels: int = _f(24, low=1)
     stage_channels: list = _f([48, 96, 192], item=int, low=1)
@@ -129,7 +116,7 @@ class AttackConfig:
 class TrainConfig:
     """Supernet training (Algorithm 1 of paper 004) and its objective."""
 
-    objective: str = _f("trades_yopo", choices=_objective_names,
+    objective: str = _f("trades_yopo", choices=Registered("objective"),
                         help="training objective of the supernet and of retraining")
     phase1_epochs: int = _f(500, low=0)
     phase2_epochs: int = _f(500, low=0)
@@ -167,7 +154,7 @@ class TrainConfig:
 
 @dataclass
 class SearchConfig:
-    strategy: str = _f("nsga2", choices=_strategy_names,
+    strategy: str = _f("nsga2", choices=Registered("strategy"),
                        help="nsga2 (evolutionary), random (the baseline) or mgda (gradient)")
     pop_size: int = _f(50, low=2)
     n_offsprings: int = _f(50, low=1)
@@ -181,7 +168,7 @@ class SearchConfig:
     eval_images: int = _f(2000, low=1, help="validation images every candidate is scored on")
     ood: bool = _f(False, help="also score OoD AUPR")
     # MGDA (papers 000-003)
-    mgda_variant: str = _f("e2rnas", choices=_variant_names,
+    mgda_variant: str = _f("e2rnas", choices=Registered("mgda_variant"),
                            help="which paper's gradient search (e2rnas, dsara, sdarts-*, darts)")
     mgda_epochs: int = _f(50, low=1)
     mgda_targets: list = _f([], item=float, low=1.0, help="parameter counts")
@@ -276,8 +263,7 @@ def _check(key: str, value: Any, typ: Any, meta: Mapping) -> Any:
         rule = {k: meta.get(k) for k in ("choices", "low", "high")}
         return [_check(f"{key}[{i}]", v, item, rule) for i, v in enumerate(value)]
     choices = meta.get("choices")
-    choices = choices() if callable(choices) else choices
-    if choices and value not in choices:
+    if choices and not isinstance(choices, Registered) and value not in choices:
         raise ValueError(f"{key}: {value!r} is not allowed; choose one of {', '.join(map(str, choices))}")
     low, high = meta.get("low"), meta.get("high")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -398,7 +384,7 @@ def load_run_config(path: str | Path, overrides: Mapping[str, Any] | None = None
     return load_config(path, overrides, extra_files)
 
 
-def _toml_value(v: Any) -> str:
+def toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
@@ -406,63 +392,17 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
 def to_toml(cfg: Config) -> str:
     """Serialise a config to TOML that `load_config` reads back to an equal Config."""
     d = cfg.to_dict()
-    lines = [f"preset = {_toml_value(d.pop('preset'))}", f"seed = {d.pop('seed')}"]
+    lines = [f"preset = {toml_value(d.pop('preset'))}", f"seed = {d.pop('seed')}"]
     for section, values in d.items():
-        lines += ["", f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        lines += ["", f"[{section}]"] + [f"{k} = {toml_value(v)}" for k, v in values.items()]
     return "\n".join(lines) + "\n"
-
-
-def _type_name(typ: Any, meta: Mapping) -> str:
-    item = meta.get("item")
-    return f"list[{item.__name__}]" if typ is list and item is not None else typ.__name__
-
-
-def _allowed(meta: Mapping) -> str:
-    choices = meta.get("choices")
-    if choices:
-        return ", ".join(map(str, choices() if callable(choices) else choices))
-    low, high = meta.get("low"), meta.get("high")
-    if low is None and high is None:
-        return ""
-    return f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
-
-
-def key_reference(section: str | None = None, markdown: bool = False) -> str:
-    """Every config key (or one section's): type, default, allowed values, one line of help."""
-    if section is not None and section not in SECTIONS:
-        raise ValueError(f"config: unknown section {section!r}; choose one of "
-                         f"{', '.join(SECTIONS)}")
-    rows = [("seed", "int", "0", "[0, inf]", "one seed for the whole run (data split, sampling, "
-             "attacks)")] if section is None else []
-    for name, cls in SECTIONS.items():
-        if section not in (None, name):
-            continue
-        hints = get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            rows.append((f"{name}.{f.name}", _type_name(hints[f.name], f.metadata),
-                         _toml_value(default), _allowed(f.metadata), f.metadata.get("help", "")))
-    head = ("key", "type", "default", "allowed", "help")
-    if markdown:
-        esc = [[c.replace("|", "\\|") for c in r] for r in rows]
-        return "\n".join(["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-                         + ["| " + " | ".join(f"`{c}`" if j < 3 and c else c
-                                              for j, c in enumerate(r)) + " |" for r in esc])
-    widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(head[:4])]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head[:4], widths)) + "  help"]
-    for r in rows:
-        default = r[2] if len(r[2]) <= 40 else r[2][:37] + "..."
-        cells = [r[0], r[1], default, r[3]]
-        widths_now = [max(w, len(c)) for w, c in zip(widths, cells)]
-        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths_now)) + "  " + r[4])
-    return "\n".join(lines)
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
@@ -491,7 +431,7 @@ __all__ = [
     "SpaceConfig",
     "TrainConfig",
     "from_dict",
-    "key_reference",
+    "Registered",
     "load_config",
     "load_run_config",
     "parse_override",
@@ -499,4 +439,5 @@ __all__ = [
     "record_sections",
     "save_config",
     "to_toml",
+    "toml_value",
 ]

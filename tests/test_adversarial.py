@@ -45,7 +45,7 @@ def cnn_batch(seed: int = 0, n: int = 8):
 
 
 def test_config_accepts_exactly_the_registered_objectives():
-    from tamnas.config import load_config
+    from tamnas import load_config
 
     assert set(OBJECTIVES) == set(SETTINGS)
     for name in OBJECTIVES:

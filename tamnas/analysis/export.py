@@ -146,7 +146,7 @@ ARCH_FORMAT = "tamnas-arch-v1"
 def arch_record(space, arch, name: str, scores: Mapping[str, Any] | None = None) -> dict:
     """The arch JSON's contents: what rebuilds the net anywhere (space, genes) and says what it
     is (description, scores)."""
-    from tamnas import __version__
+    from tamnas.version import __version__
 
     arch = space.validate(arch)
     return {"format": ARCH_FORMAT, "name": _check_name(name), "space": space.name,
