@@ -76,14 +76,14 @@ def _evaluate_one(session: Session, a, name: str, grid: bool, autoattack: bool) 
     if dist.is_main():
         robustness.save_grid(table, out / "robustness")
     say(f"evaluate: {name} ({source} weights, {len(y)} test images)\n"
-        f"{robustness.format_grid(table)}", quiet)
+        f"{robustness.format_grid(table)}")
     for warning in robustness.sanity_checks(table):
         say(f"warning: {name}: {warning}")
     if autoattack:
         acc = robustness.autoattack_accuracy(net, x, y, cfg.attack.eps, device)
         if dist.is_main():
             atomic_write_json(out / "autoattack.json", {"eps": cfg.attack.eps, "accuracy": acc})
-        say(f"evaluate: {name} AutoAttack (standard, eps {cfg.attack.eps:.4f}): {acc:.4f}", quiet)
+        say(f"evaluate: {name} AutoAttack (standard, eps {cfg.attack.eps:.4f}): {acc:.4f}")
     return table
 
 

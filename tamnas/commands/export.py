@@ -27,7 +27,7 @@ def export(cfg: Config, run_dir: str | Path, *, arch: str, fmt: str = "torch",
         session.check_retrained(name)
     with writing(run.root, "tamnas export", f"exports/{name}", enabled=dist.is_main()):
         paths = write_export(session, a, name, weights=weights, fmt=fmt)
-    say("export: " + ", ".join(str(p) for p in paths.values()), quiet)
+    say("export: " + ", ".join(str(p) for p in paths.values()))
     return paths
 
 

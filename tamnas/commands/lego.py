@@ -35,7 +35,7 @@ def lego(cfg: Config, run_dir: str | Path, *, top: int | None = None, device: to
         paths = write_export(session, arch, "lego", extra={"lego": {
             "top_k": top, "top_by": cfg.output.top_by, "objectives": cfg.search.objectives}})
     say(f"lego: {'-'.join(map(str, arch))}  params {scores['params']:,}  clean err "
-        f"{scores['clean_err']:.3f}  adv err {scores['adv_err']:.3f} -> {paths['json']}", quiet)
+        f"{scores['clean_err']:.3f}  adv err {scores['adv_err']:.3f} -> {paths['json']}")
     return paths["json"]
 
 

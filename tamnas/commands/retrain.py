@@ -116,8 +116,8 @@ def retrain(cfg: Config, run_dir: str | Path, *, arch: str = "lego", init: str =
             corr[f"kendall_tau_{which}"] = kendall_tau(x, y)
             corr[f"spearman_rho_{which}"] = spearman_rho(x, y)
         atomic_write_json(run.retrain_correlation, corr)
-        say("retrain: " + ", ".join(f"{k} {v:.3f}" for k, v in corr.items()), quiet)
-    say(table.to_string(index=False), quiet)
+        say("retrain: " + ", ".join(f"{k} {v:.3f}" for k, v in corr.items()))
+    say(table.to_string(index=False))
     return table
 
 

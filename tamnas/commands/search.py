@@ -57,9 +57,9 @@ def search(cfg: Config, run_dir: str | Path, *, strategy: str | None = None,
             record_sections(run.config, recorded, SEARCH_SECTIONS)
     s = session.evaluator.stats
     say(f"search: {len(session.archive)} archs in the archive, {s['evaluations']} scored now, "
-        f"{s['cache_hits']} cache hits, {s['seconds']:.1f} s scoring", quiet)
+        f"{s['cache_hits']} cache hits, {s['seconds']:.1f} s scoring")
     say(format_front_table(front, cfg.search.objectives,
-                           layers=arch_labels(session.space, front)), quiet)
+                           layers=arch_labels(session.space, front)))
     return front
 
 

@@ -153,7 +153,7 @@ def validate(cfg: Config, run_dir: str | Path, *, n_archs: int = 10, seeds: int 
         atomic_write_json(run.validate_dir / "correlation.json", blob)
         plot_validate(summary, blob, run.figures_dir / "validate", formats=cfg.output.formats)
         write_report(run)
-    say(format_result(blob), quiet)
+    say(format_result(blob))
     return blob
 
 
