@@ -200,7 +200,9 @@ class OutputConfig:
     top_by: str = _f("adv_err", choices=("adv_err", "weighted", "crowding"))
     formats: list = _f(["png", "svg"], item=str, choices=FIGURE_FORMATS)
     eval_eps: list = _f([2 / 255, 4 / 255, 6 / 255, 8 / 255], item=float, low=0.0, high=1.0)
-    eval_steps: list = _f([10, 30, 50], item=int, low=0)
+    eval_steps: list = _f([10, 30, 50], item=int, low=1)
+    tensorboard: bool = _f(False, help="also log training curves, hypervolume and the front to "
+                                       "TensorBoard (pip install 'tamnas[tensorboard]')")
 
 
 @dataclass

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 FORMAT = "tamnas-checkpoint-v2"   # payload bytes + their sha256
 LEGACY_FORMAT = "tamnas-checkpoint-v1"  # the state inline, no checksum (read, never written)
-_LOAD_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
+LOAD_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
                 OSError, AttributeError, ImportError, KeyError, TypeError, IndexError)
 
 
@@ -124,7 +124,7 @@ def load_checkpoint(path: str | Path, kind: str | None = None,
            "--no-resume")
     try:
         blob = torch.load(path, map_location=map_location, weights_only=False)
-    except _LOAD_ERRORS as e:
+    except LOAD_ERRORS as e:
         raise ValueError(bad.format(type(e).__name__)) from None
     if not isinstance(blob, dict) or blob.get("format") not in (FORMAT, LEGACY_FORMAT):
         raise ValueError(f"checkpoint {path} is not a tamnas checkpoint (no {FORMAT} tag)")
@@ -140,7 +140,7 @@ def load_checkpoint(path: str | Path, kind: str | None = None,
                              "checksum); restore it from a copy, or delete it and pass --no-resume")
         try:
             state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=False)
-        except _LOAD_ERRORS as e:
+        except LOAD_ERRORS as e:
             raise ValueError(bad.format(type(e).__name__)) from None
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {path} holds no state (a {type(state).__name__}); delete "
@@ -172,6 +172,6 @@ def file_digest(path: Path) -> str:
     return _DIGESTS[key]
 
 
-__all__ = ["FORMAT", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
+__all__ = ["FORMAT", "LOAD_ERRORS", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
            "file_digest", "json_safe", "load_checkpoint", "read_json", "read_table",
            "require_keys", "save_checkpoint", "sha256_bytes"]

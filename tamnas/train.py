@@ -24,10 +24,10 @@ from tqdm.auto import tqdm
 
 from tamnas import distributed as dist
 from tamnas.adversarial import build_objective
-from tamnas.files import json_safe, load_checkpoint, require_keys, save_checkpoint
-from tamnas.rundir import NOT_TRAINING_KEYS, RunDir
 from tamnas.config import Config, TrainConfig
 from tamnas.data import DataBundle, load_data, make_loader
+from tamnas.files import json_safe, load_checkpoint, require_keys, save_checkpoint
+from tamnas.rundir import NOT_TRAINING_KEYS, RunDir
 from tamnas.supernets import SearchSpace, build_space
 from tamnas.supernets.info import warn_sparse_windows
 
@@ -119,8 +119,11 @@ class SamplingSchedule:
 class CsvLog:
     """Append-only CSV log that survives restarts (rows past a resumed epoch are dropped)."""
 
-    def __init__(self, path: Path, fields: list[str]):
+    def __init__(self, path: Path, fields: list[str], tensorboard: bool = False):
+        from tamnas.board import Board
+
         self.path, self.fields = path, fields
+        self.board = Board(path.parent, tensorboard)  # the same rows as TensorBoard scalars
 
     def truncate_after(self, epoch: int) -> None:
         if not self.path.exists():
@@ -131,6 +134,7 @@ class CsvLog:
 
     def append(self, row: dict) -> None:
         self._write([row], "a")
+        self.board.scalars(self.path.parent.name, row, int(row["epoch"]))
 
     def _write(self, rows: list[dict], mode: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -311,7 +315,7 @@ def train_supernet(cfg: Config, run: RunDir, device: torch.device, *, data: Data
         lr_for_epoch=lambda e: lr_at(e, cfg.train.lr, cfg.train.lr_milestones, cfg.train.lr_gamma,
                                      restart, cfg.train.warmup_epochs),
         batches_per_epoch=cfg.train.batches_per_epoch, checkpoint_path=run.supernet_checkpoint,
-        checkpoint_kind="supernet", log=CsvLog(run.supernet_log, LOG_FIELDS), device=device,
+        checkpoint_kind="supernet", log=CsvLog(run.supernet_log, LOG_FIELDS, cfg.output.tensorboard), device=device,
         rng=rng, gen=gen, resume=resume, quiet=quiet, desc="supernet",
         extra_row=lambda e: {"phase": schedule.phase(e),
                              "ratios": " ".join(map(str, schedule.ratio_values(e)))})
@@ -381,7 +385,7 @@ def retrain(cfg: Config, space: SearchSpace, arch, out_dir: Path, device: torch.
         optimizer=optimizer, loader_for_epoch=lambda e: _train_loader(cfg, data, e), epochs=r.epochs,
         lr_for_epoch=lambda e: lr_at(e, r.lr, r.lr_milestones, r.lr_gamma),
         batches_per_epoch=r.batches_per_epoch, checkpoint_path=out_dir / "checkpoint.pt",
-        checkpoint_kind="retrain", log=CsvLog(out_dir / "train_log.csv", LOG_FIELDS),
+        checkpoint_kind="retrain", log=CsvLog(out_dir / "train_log.csv", LOG_FIELDS, cfg.output.tensorboard),
         device=device, rng=rng, gen=gen, resume=resume, quiet=quiet, desc="retrain",
         extra_row=lambda e: {"phase": 0})
     return net.eval()

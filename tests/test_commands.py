@@ -98,3 +98,17 @@ def test_a_refused_command_changes_no_file(argv, finished, capsys):
     assert cli(argv[0], str(finished), *argv[1:]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert snapshot(finished) == before
+
+
+def test_evaluate_keeps_every_setting_and_a_cell_alone_equals_the_grid(run_copy):
+    from tamnas.analysis import robustness
+
+    grid = ["--set", "output.eval_eps=[0.025,0.05]", "--set", "output.eval_steps=[2,3]",
+            "--set", "attack.eps=0.05", "--set", "attack.steps=3"]
+    assert cli("evaluate", str(run_copy), "--arch", "front:0", *grid) == 0
+    path = run_copy / "retrain" / "front-0" / "robustness.csv"
+    full = robustness.read_grid(path)
+    assert full.shape == (2, 4)
+    assert cli("evaluate", str(run_copy), "--arch", "front:0", "--no-grid", *grid) == 0
+    after = robustness.read_grid(path)
+    pd.testing.assert_frame_equal(after, full)    # the one-cell call kept the grid, same number

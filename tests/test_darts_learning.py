@@ -52,9 +52,9 @@ def test_tiny_darts_supernet_learns_under_the_e2rnas_search(tmp_path):
 
 
 def test_quickstart_darts_runs_from_scratch_and_later_commands_use_the_searched_weights(tmp_path):
+    from tamnas.cli import main
     from tamnas.files import load_checkpoint
     from tamnas.rundir import RunDir
-    from tamnas.cli import main
     from tamnas.session import Session
 
     out = tmp_path / "qsd"

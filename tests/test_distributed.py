@@ -28,9 +28,9 @@ from tolerances import rounding_tolerance
 from torch import nn
 
 import tamnas
+from tamnas.data import ImageTensorDataset, load_data, make_loader
 from tamnas.files import load_checkpoint
 from tamnas.rundir import RunDir
-from tamnas.data import ImageTensorDataset, load_data, make_loader
 from tamnas.supernets.base import Gene, SearchSpace, Supernet
 
 WORLD = 2
@@ -72,6 +72,7 @@ def _entry(rank: int, world: int, port: int, fn, args: tuple) -> None:
 def _forbid_writes(rank: int) -> None:
     """Every run file goes through atomic_write_bytes or CsvLog; on rank > 0 both refuse."""
     import tamnas.checkpoint
+
     import tamnas.train
 
     def refuse(path, *args, **kwargs):

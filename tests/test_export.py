@@ -15,9 +15,9 @@ from torch import nn
 
 from tamnas import build_space, load_config
 from tamnas.analysis import export
-from tamnas.files import save_checkpoint
 from tamnas.data import dataset_info
 from tamnas.errors import MissingExtraError, require
+from tamnas.files import save_checkpoint
 from tamnas.supernets import SPACES, register_space
 from tamnas.supernets.base import Arch, Gene, SearchSpace
 
@@ -197,7 +197,8 @@ def test_load_arch_errors_are_one_line(space, tmp_path):
     assert "do not fit" in single_line(err)
 
     save_checkpoint(tmp_path / "sup.pt", {"x": torch.zeros(1)}, kind="supernet")
-    (tmp_path / "sup.json").write_text(json.dumps({**blob, "weights": "sup.pt"}))
+    (tmp_path / "sup.json").write_text(json.dumps({**blob, "weights": "sup.pt",
+                                                   "weights_sha256": None}))
     with pytest.raises(ValueError) as err:
         export.load_arch(tmp_path / "sup.json")
     assert "supernet" in single_line(err)
@@ -308,3 +309,18 @@ def test_real_space_export_matches_the_supernet_path(tmp_path):
         assert sum(p.numel() for p in net.parameters()) == space.params(arch)
         if HAVE_ORT and seed == 0:     # the non-local and SE blocks survive ONNX export too
             assert json.loads(paths["json"].read_text())["onnx"]["max_abs_diff"] < 1e-4
+
+
+def test_exported_weights_load_the_plain_pytorch_way_and_damage_is_refused(space, tmp_path):
+    net = space.build_standalone(ARCH)
+    paths = export.export_arch(space, ARCH, tmp_path, "plain", state_dict=net.state_dict())
+    fresh = export.load_arch(paths["json"], weights=False)
+    fresh.load_state_dict(torch.load(paths["weights"]))          # no tamnas wrapper in the way
+    for k, v in net.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v)
+    data = bytearray(paths["weights"].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    paths["weights"].write_bytes(bytes(data))
+    with pytest.raises(ValueError) as err:
+        export.load_arch(paths["json"])
+    assert "damaged or was replaced" in single_line(err)

@@ -12,9 +12,9 @@ from cli_configs import on_cpu, set_args
 
 import tamnas
 from tamnas.analysis import robustness
-from tamnas.rundir import RunDir
 from tamnas.cli import main
 from tamnas.data import load_data
+from tamnas.rundir import RunDir
 from tamnas.search.evaluator import Evaluator
 from tamnas.train import load_trained_supernet
 
@@ -83,8 +83,8 @@ def test_retrain_then_evaluate_writes_logs_and_a_monotone_grid(run_dir):
     logs = list((run_dir / "retrain").glob("*/train_log.csv"))
     assert logs and len(pd.read_csv(logs[0])) == 1
     cli("evaluate", str(run_dir), "--arch", "lego")
-    grid = pd.read_csv(run_dir / "retrain" / "lego" / "robustness.csv")
-    assert list(grid["eps"]) == [0.025, 0.05]
+    grid = robustness.read_grid(run_dir / "retrain" / "lego" / "robustness.csv")
+    assert list(grid.index) == [0.025, 0.05]
     assert {"clean", "fgsm", "pgd-2", "pgd-4"} <= set(grid.columns)
     assert robustness.sanity_checks(grid) == []
     cli("report", str(run_dir))

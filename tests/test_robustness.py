@@ -210,15 +210,19 @@ def test_format_and_save_grid_round_trip(tmp_path):
     text = robustness.format_grid(table)
     lines = text.splitlines()
     assert lines[0].split() == ["eps", "clean", "fgsm", "pgd-10", "pgd-30", "pgd-50"]
-    assert lines[2].split() == ["2/255", "80.00", "66.00", "62.00", "61.00", "61.00"]
+    assert lines[2].split() == ["2/255", "20.00", "34.00", "38.00", "39.00", "39.00"]  # error %
+    assert lines[-1].startswith("error %")
     paths = robustness.save_grid(table, tmp_path / "out" / "robustness")
     out = tmp_path / "out"
-    assert paths == {"csv": out / "robustness.csv", "md": out / "robustness.md"}
+    assert paths == {"csv": out / "robustness.csv", "md": out / "robustness.md",
+                     "json": out / "robustness.json"}
     md = paths["md"].read_text().splitlines()
     assert md[0] == "| eps | clean | fgsm | pgd-10 | pgd-30 | pgd-50 |"
-    assert md[5] == "| 8/255 | 80.00 | 35.00 | 31.00 | 30.00 | 30.00 |"
+    assert md[5] == "| 8/255 | 20.00 | 65.00 | 69.00 | 70.00 | 70.00 |"
     raw = pd.read_csv(paths["csv"])
-    assert list(raw.columns[:2]) == ["eps", "eps_255"]
+    assert list(raw.columns) == ["eps", "eps_255", "clean_err", "fgsm_err", "pgd-10_err",
+                                 "pgd-30_err", "pgd-50_err"]
+    assert raw["clean_err"].tolist() == pytest.approx([0.2] * 4)
     assert raw["eps_255"].tolist() == pytest.approx([0, 2, 4, 8])
     back = robustness.read_grid(paths["csv"])
     pd.testing.assert_frame_equal(back, table.sort_index(), check_exact=False, rtol=1e-9)
@@ -252,3 +256,26 @@ def test_autoattack_without_the_extra_names_it(trained, attacks):
     model, x, y = trained
     with pytest.raises(MissingExtraError, match=r"tamnas\[attacks\]"):   # the CLI's exit-2 error
         robustness.autoattack_accuracy(model, x[:4], y[:4], 0.1)
+
+
+def test_a_cell_gives_the_same_number_alone_or_in_a_grid(trained):
+    model, x, y = trained
+    x, y = x[:64], y[:64]
+    alone = robustness.robustness_grid(model, x, y, [0.1], [5], batch_size=32, seed=3)
+    grid_ = robustness.robustness_grid(model, x, y, [0.05, 0.1], [2, 5], batch_size=32, seed=3)
+    assert alone.at[0.1, "pgd-5"] == grid_.at[0.1, "pgd-5"]
+    assert alone.at[0.1, "fgsm"] == grid_.at[0.1, "fgsm"]
+
+
+def test_grids_of_one_net_merge_and_keep_every_cell(trained, tmp_path):
+    model, x, y = trained
+    x, y = x[:64], y[:64]
+    big = robustness.robustness_grid(model, x, y, [0.05, 0.1], [2, 5], batch_size=32, seed=3)
+    small = robustness.robustness_grid(model, x, y, [0.1], [5], batch_size=32, seed=3)
+    merged = robustness.merge_grids(big, small)
+    pd.testing.assert_frame_equal(merged, big)       # nothing lost, the common cell agrees
+    robustness.save_grid(merged, tmp_path / "r")
+    back = robustness.read_grid(tmp_path / "r.csv")
+    assert back.attrs["n"] == 64 and back.shape == (2, 4)
+    other = robustness.robustness_grid(model, x[:32], y[:32], [0.1], [5], batch_size=32, seed=3)
+    assert robustness.merge_grids(big, other) is other   # another image set: no mixing

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import tamnas
+from tamnas.data import load_data
 from tamnas.files import load_checkpoint
 from tamnas.rundir import RunDir
-from tamnas.data import load_data
 from tamnas.search.evaluator import Evaluator
 from tamnas.train import SamplingSchedule, lr_at, train_supernet
 

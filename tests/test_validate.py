@@ -15,10 +15,10 @@ from scipy.stats import kendalltau, spearmanr
 import tamnas
 from tamnas.analysis import rank_fidelity
 from tamnas.analysis.validate import draw_archs
-from tamnas.files import load_checkpoint
-from tamnas.rundir import RunDir, supernet_fingerprint
 from tamnas.cli import main
 from tamnas.data import load_data
+from tamnas.files import load_checkpoint
+from tamnas.rundir import RunDir, supernet_fingerprint
 from tamnas.search.archive import parse_key
 from tamnas.search.evaluator import Evaluator
 from tamnas.train import load_trained_supernet

@@ -5,10 +5,11 @@ space anywhere (`SPACES[name].from_config(config)`), the genes pick the
 network, and the weights file beside it holds the standalone state dict.
 `load_arch` is the documented Python entry point (`tamnas.load_arch`).
 
-Weights go through `tamnas.checkpoint.save_checkpoint(kind="standalone")`:
-an atomic write with a format tag, so a truncated or foreign file gives one
-clear error. `load_arch` also accepts the `standalone_weights` checkpoints
-that retraining writes.
+The weights file is a plain state dict, written atomically, so PyTorch's own
+habit works: `net.load_state_dict(torch.load(path))` on the module
+`load_arch(json, weights=False)` returns. The JSON records the file's sha256,
+and `load_arch` refuses a damaged or replaced file in one line. `load_arch`
+also accepts the tagged `standalone_weights` checkpoints that retraining writes.
 
 ONNX uses the TorchScript-based exporter (`torch.onnx.export(...,
 dynamo=False)`): with torch 2.x the default dynamo exporter needs the extra
@@ -22,6 +23,7 @@ compared with the PyTorch output.
 from __future__ import annotations
 
 import inspect
+import io
 import json
 import logging
 import warnings
@@ -33,8 +35,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from tamnas.files import atomic_write_json, json_safe, load_checkpoint, save_checkpoint
 from tamnas.errors import require
+from tamnas.files import (
+    LOAD_ERRORS,
+    atomic_write_bytes,
+    atomic_write_json,
+    file_digest,
+    json_safe,
+    load_checkpoint,
+    sha256_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +196,12 @@ def export_arch(space, arch, out_dir: str | Path, name: str,
         _load_weights_into(net, state_dict, f"export {name}")
         weights = out_dir / f"{name}.pt"
         state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
-        save_checkpoint(weights, state, kind="standalone")
+        buf = io.BytesIO()
+        torch.save(state, buf)  # a plain state dict: load_state_dict(torch.load(path)) works
+        atomic_write_bytes(weights, buf.getvalue())
         paths["weights"] = weights
         blob["weights"] = weights.name
+        blob["weights_sha256"] = sha256_bytes(buf.getvalue())
     if onnx:
         shape = _example_shape(space, example_input_shape)
         onnx_path = out_dir / f"{name}.onnx"
@@ -284,21 +297,33 @@ def load_arch(path: str | Path, weights: bool = True,
         if not weights_path.is_file():
             raise FileNotFoundError(f"{path}: weights file {weights_path} not found; export with "
                                     "weights or call load_arch(path, weights=False)")
+        digest = meta.get("weights_sha256")
+        if digest is not None and file_digest(weights_path) != digest:
+            raise ValueError(f"{weights_path} is damaged or was replaced: its checksum does not "
+                             f"match {path}; export it again (`tamnas export`)")
         _load_weights_into(net, _read_weights(weights_path), str(weights_path))
     return net.to(device).eval()
 
 
 def _read_weights(path: Path) -> Mapping[str, torch.Tensor]:
-    """State dict of an exported (`standalone`) or retrained (`standalone_weights`) checkpoint."""
-    first_error = None
-    for kind in WEIGHT_KINDS:
-        try:
-            state = load_checkpoint(path, kind=kind, map_location="cpu")
-            break
-        except ValueError as err:
-            first_error = first_error or err
-    else:
-        raise first_error
+    """State dict of an export (a plain state dict) or of a tagged checkpoint (a retrained net's
+    `standalone_weights`, or an export written by an earlier version)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except LOAD_ERRORS:  # not a plain tensor file: the tagged formats say what it is
+        state = None
+    if isinstance(state, Mapping) and "format" in state:  # a tagged checkpoint
+        state = None
+    if state is None:
+        first_error = None
+        for kind in WEIGHT_KINDS:
+            try:
+                state = load_checkpoint(path, kind=kind, map_location="cpu")
+                break
+            except ValueError as err:
+                first_error = first_error or err
+        else:
+            raise first_error
     if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f"weights file {path} does not hold a state dict of tensors")
     return state

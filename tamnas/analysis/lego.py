@@ -18,7 +18,6 @@ from tamnas.analysis.stats import gene_label
 from tamnas.supernets.base import Arch
 
 
-
 def _rows(space, top_df: pd.DataFrame) -> np.ndarray:
     cols = [f"g{i}" for i in range(space.n_genes)]
     missing = [c for c in cols if c not in top_df.columns]

@@ -26,6 +26,14 @@ TRUSTED_TAU = 0.5
 NOISE_SPREAD_TO_NOISE = 1.5
 MIN_SPREAD_TO_NOISE = 2.0
 OBJECTIVES = {"clean": "clean error", "adv": "adversarial error"}
+CHANCE_MARGIN = 0.05   # a net within this of chance error (1 - 1/classes) learned nothing useful
+
+
+def near_chance(clean_err: Sequence[float], num_classes: int,
+                margin: float = CHANCE_MARGIN) -> np.ndarray:
+    """Which nets sit within `margin` of chance clean error: untrained, whatever they rank."""
+    chance = 1.0 - 1.0 / int(num_classes)
+    return np.asarray(clean_err, dtype=float) >= chance - margin
 TRUST_WORDS = {"yes": "the front's order can be trusted",
                "roughly": "the front's order is only a rough guide",
                "no": "the front's order cannot be trusted",
@@ -92,13 +100,17 @@ def spearman_rho_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(denom > 0, rho, np.nan)
 
 
-def _interval(values: np.ndarray) -> list[float | None]:
-    """Percentile 95% interval of the finite bootstrap values (None when there are none)."""
+def _interval(values: np.ndarray, point: float | None = None) -> list[float | None]:
+    """Percentile 95% interval of the finite bootstrap values (None when there are none),
+    widened to hold `point` (the estimate on all the data), which a skewed or nearly constant
+    bootstrap distribution can leave outside its own percentiles."""
     values = values[np.isfinite(values)]
     if not len(values):
         return [None, None]
-    lo, hi = np.percentile(values, [2.5, 97.5])
-    return [float(lo), float(hi)]
+    lo, hi = (float(v) for v in np.percentile(values, [2.5, 97.5]))
+    if point is not None and np.isfinite(point):
+        lo, hi = min(lo, float(point)), max(hi, float(point))
+    return [lo, hi]
 
 
 def bootstrap_over_archs(inherited: Sequence[float], standalone: Sequence[float],
@@ -106,9 +118,9 @@ def bootstrap_over_archs(inherited: Sequence[float], standalone: Sequence[float]
     """95% intervals of tau, rho and the mean gap, resampling archs with replacement."""
     x, y = np.asarray(inherited, dtype=float), np.asarray(standalone, dtype=float)
     idx = rng.integers(len(x), size=(n_boot, len(x)))
-    return {"kendall_tau_ci": _interval(kendall_tau_rows(x[idx], y[idx])),
-            "spearman_rho_ci": _interval(spearman_rho_rows(x[idx], y[idx])),
-            "mean_gap_ci": _interval((x[idx] - y[idx]).mean(axis=1))}
+    return {"kendall_tau_ci": _interval(kendall_tau_rows(x[idx], y[idx]), kendall_tau(x, y)),
+            "spearman_rho_ci": _interval(spearman_rho_rows(x[idx], y[idx]), spearman_rho(x, y)),
+            "mean_gap_ci": _interval((x[idx] - y[idx]).mean(axis=1), float(np.mean(x - y)))}
 
 
 def bootstrap_ceiling(wrong: np.ndarray, rng: np.random.Generator, n_boot: int) -> dict:
@@ -125,7 +137,8 @@ def bootstrap_ceiling(wrong: np.ndarray, rng: np.random.Generator, n_boot: int) 
     second = np.stack([wrong[:, rng.integers(n, size=n)].mean(axis=1) for _ in range(n_boot)])
     taus = kendall_tau_rows(first, second)
     finite = taus[np.isfinite(taus)]
-    return {"tau": float(finite.mean()) if len(finite) else math.nan, "ci": _interval(taus)}
+    # the median, not the mean: it lies inside the percentile interval however skewed
+    return {"tau": float(np.median(finite)) if len(finite) else math.nan, "ci": _interval(taus)}
 
 
 def ceiling_for_mean(seed_tau: float, seeds: int) -> float:
@@ -208,6 +221,11 @@ def objective_verdict(name: str, s: dict) -> str:
     tau_txt = (f"tau {tau:.2f} [{lo:.2f}, {hi:.2f}]" if np.isfinite(tau) and lo is not None
                else "tau n/a")
     gap = f"inherited errors {100 * s['mean_gap']:+.1f} points against standalone"
+    if s.get("untrained"):
+        return (f"{label.capitalize()}: the ranking cannot be judged: {s['untrained']} of "
+                f"{s['n_archs']} standalone nets are within {100 * CHANCE_MARGIN:.0f} points of "
+                f"chance ({100 * s['chance_err']:.0f}% clean error), so they learned nothing to "
+                "rank; train them longer (retrain.epochs) and validate again.")
     if s["readable"] == "no":
         return (f"{label.capitalize()}: the ranking cannot be read ({spread}, {ceiling_txt}); even "
                 f"standalone measurements do not agree on the order, so no tau here means "
@@ -225,13 +243,18 @@ def objective_verdict(name: str, s: dict) -> str:
 
 def assess(inherited: dict[str, np.ndarray], standalone: dict[str, np.ndarray],
            standalone_se: dict[str, np.ndarray], per_seed: dict[str, list[np.ndarray]],
-           wrong: dict[str, np.ndarray], rng: np.random.Generator, n_boot: int) -> dict:
+           wrong: dict[str, np.ndarray], rng: np.random.Generator, n_boot: int,
+           num_classes: int | None = None) -> dict:
     """Every number of correlation.json for the objectives "clean" and "adv".
 
     inherited/standalone/standalone_se: per objective, one value per arch
     (standalone = mean over seeds); per_seed: per objective, one array per
     seed; wrong: per objective, (archs x images) standalone error masks.
+    With `num_classes`, standalone nets near chance make the ranking "unjudgeable".
     """
+    untrained = 0
+    if num_classes is not None:
+        untrained = int(near_chance(standalone["clean"], num_classes).sum())
     out: dict = {}
     for name in OBJECTIVES:
         x, y = np.asarray(inherited[name], float), np.asarray(standalone[name], float)
@@ -255,6 +278,11 @@ def assess(inherited: dict[str, np.ndarray], standalone: dict[str, np.ndarray],
             s["ceiling"], s["ceiling_source"] = s["ceiling_bootstrap"], "bootstrap"
             s["ceiling_for_mean"] = s["ceiling"]  # one training: already an upper bound
         s["readable"] = readability(s["ceiling_for_mean"], s["spread_to_noise"])
+        if num_classes is not None:
+            s["chance_err"], s["n_archs"] = 1.0 - 1.0 / num_classes, len(x)
+            s["untrained"] = untrained
+            if untrained:
+                s["readable"] = "no"
         s["trust"] = trust(s["kendall_tau"], s["kendall_tau_ci"], s["readable"])
         s["verdict"] = objective_verdict(name, s)
         out[name] = s
@@ -265,6 +293,12 @@ def overall_verdict(result: dict) -> str:
     """The headline: can the ranking be read, and how far can the front be trusted."""
     levels = {name: result[name]["readable"] for name in OBJECTIVES}
     trusts = {name: result[name]["trust"] for name in OBJECTIVES}
+    untrained = result["clean"].get("untrained", 0)
+    if untrained:
+        return (f"The ranking cannot be judged: {untrained} of {result['clean']['n_archs']} "
+                f"standalone nets are within {100 * CHANCE_MARGIN:.0f} points of chance clean "
+                "error, so the standalone side of the comparison learned nothing; train them "
+                "longer (retrain.epochs) before judging the front.")
     if all(v == "no" for v in levels.values()):
         return ("The ranking cannot be read: the standalone scores of these archs differ by about "
                 "their own noise, so neither this supernet nor any other predictor can be checked "
@@ -294,6 +328,6 @@ def overall_verdict(result: dict) -> str:
             "average.")
 
 
-__all__ = ["assess", "bootstrap_ceiling", "bootstrap_over_archs", "ceiling_for_mean",
+__all__ = ["CHANCE_MARGIN", "assess", "near_chance", "bootstrap_ceiling", "bootstrap_over_archs", "ceiling_for_mean",
            "kendall_tau", "kendall_tau_rows", "objective_verdict", "overall_verdict", "readability",
            "spearman_rho", "spearman_rho_rows", "spread_and_noise", "trust"]

@@ -18,8 +18,8 @@ import pandas as pd
 
 from tamnas.analysis.stats import arch_labels, markdown_table
 from tamnas.files import atomic_write_text
-from tamnas.rundir import RunDir
 from tamnas.metrics import format_error
+from tamnas.rundir import RunDir
 
 if sys.version_info >= (3, 11):
     import tomllib

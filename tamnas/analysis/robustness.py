@@ -1,7 +1,11 @@
 """The eps x steps robustness grid (paper 004, Tables II-XIII), its self-checks, AutoAttack, files.
 
 The grid has one row per eps and the columns `clean`, `fgsm` and `pgd-K`
-for each PGD step count K, holding accuracies in [0, 1]. The paper does not
+for each PGD step count K, holding accuracies in [0, 1] in memory; files and
+the terminal show error rates, as the search and the report do. Every PGD
+cell draws its random starts from a generator of its own, seeded by (seed,
+eps, steps), so a cell gives the same number alone or in any grid, and grids
+of one net evaluated at different times merge (`merge_grids`). The paper does not
 state its PGD step size; we follow Madry et al. and use step = 2.5 * eps /
 steps by default (`step_size_rule="2.5*eps/steps"`): the total travel,
 2.5 eps, exceeds the ball's width of 2 eps for every step count, so a random
@@ -28,8 +32,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tamnas.files import atomic_write_text
 from tamnas.errors import MissingExtraError
+from tamnas.files import atomic_write_json, atomic_write_text, read_json
 
 DEFAULT_RULE = "2.5*eps/steps"
 DEFAULT_TOL = 0.005
@@ -87,17 +91,26 @@ def _checked(x_adv: torch.Tensor, x: torch.Tensor, eps: float, name: str) -> tor
     return x_adv.detach()
 
 
+def cell_generator(seed: int, eps: float, steps: int) -> torch.Generator:
+    """The random-start generator of one PGD cell: the same whatever else the grid holds."""
+    import numpy as np
+
+    key = np.random.SeedSequence([int(seed) % 2**63, round(float(eps) * 255 * 1000), int(steps)])
+    return torch.Generator().manual_seed(int(key.generate_state(1, np.uint64)[0]))
+
+
 def robustness_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_list: Sequence[float],
                     steps_list: Sequence[int], step_size_rule: str | float = DEFAULT_RULE,
                     batch_size: int = 256, device: str | torch.device | None = None,
                     generator: torch.Generator | None = None, restarts: int = 1,
-                    progress: bool = False) -> pd.DataFrame:
+                    progress: bool = False, seed: int | None = None) -> pd.DataFrame:
     """Clean, FGSM and PGD accuracy for every eps (rows) and PGD step count (columns).
 
     The model is put in eval mode (and moved to `device` when given). Every
     cell attacks all of `x` independently, with the step size of
-    `step_size_rule`; `generator` drives PGD's random starts, so a fixed
-    seed gives the same table. `table.attrs` records n, the rule and restarts.
+    `step_size_rule`; with `seed`, each PGD cell draws its random starts from
+    `cell_generator(seed, eps, steps)` (the same number alone or in any grid);
+    else `generator` drives every cell's starts in turn. `table.attrs` records n, the rule and restarts.
     """
     from tamnas import attacks
 
@@ -115,6 +128,8 @@ def robustness_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_list
     dev = torch.device(device) if device is not None else next(
         (p.device for p in model.parameters()), torch.device("cpu"))
 
+    gens = {(e, s): cell_generator(seed, e, s) for e in eps_values for s in steps_values} \
+        if seed is not None else {}
     clean = 0
     fgsm = {e: 0 for e in eps_values}
     pgd = {(e, s): 0 for e in eps_values for s in steps_values}
@@ -133,7 +148,7 @@ def robustness_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_list
             for s in steps_values:
                 x_adv = attacks.pgd(model, xb, yb, eps=e, steps=s,
                                     step_size=step_size(e, s, step_size_rule),
-                                    restarts=restarts, generator=generator)
+                                    restarts=restarts, generator=gens.get((e, s), generator))
                 pgd[e, s] += _correct(model, _checked(x_adv, xb, e, f"pgd-{s}"), yb)
 
     n = len(x)
@@ -144,6 +159,19 @@ def robustness_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_list
     table.attrs.update({"n": n, "step_size_rule": step_size_rule if isinstance(step_size_rule, str)
                         else float(step_size_rule), "restarts": int(restarts)})
     return table
+
+
+def merge_grids(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
+    """Every cell of both grids, `new` winning where both have one (grids of one net, one
+    image set and one step rule; otherwise `new` alone)."""
+    keys = ("n", "step_size_rule", "restarts", "weights")
+    if old is None or any(old.attrs.get(k) != new.attrs.get(k) for k in keys):
+        return new
+    merged = new.combine_first(old)
+    cols = ["clean", "fgsm"] + [c for _, c in _pgd_steps(merged)]
+    merged = merged[[c for c in cols if c in merged.columns]].sort_index()
+    merged.attrs.update(new.attrs)
+    return merged
 
 
 def _fmt_eps(eps: float) -> str:
@@ -255,13 +283,21 @@ def autoattack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps:
     return correct / len(x)
 
 
-def _display(table: pd.DataFrame, percent: bool = True) -> tuple[list[str], list[list[str]]]:
+def _display(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of error rates in percent ("-" for a cell not evaluated)."""
     header = ["eps"] + [str(c) for c in table.columns]
     rows = []
     for e, row in table.sort_index().iterrows():
-        cells = [f"{100 * float(v):.2f}" if percent else f"{float(v):.4f}" for v in row.to_numpy()]
+        cells = ["-" if pd.isna(v) else f"{100 * (1 - float(v)):.2f}" for v in row.to_numpy()]
         rows.append([_fmt_eps(float(e))] + cells)
     return header, rows
+
+
+def _notes(table: pd.DataFrame) -> str:
+    notes = [f"{table.attrs['n']} test images"] if "n" in table.attrs else []
+    if "step_size_rule" in table.attrs:
+        notes.append(f"PGD step {table.attrs['step_size_rule']}")
+    return "error %" + (f"; {', '.join(notes)}" if notes else "")
 
 
 def format_grid(table: pd.DataFrame) -> str:
@@ -269,32 +305,34 @@ def format_grid(table: pd.DataFrame) -> str:
     header, rows = _display(table)
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in [header] + rows]
-    notes = []
-    if "n" in table.attrs:
-        notes.append(f"{table.attrs['n']} images")
-    if "step_size_rule" in table.attrs:
-        notes.append(f"PGD step {table.attrs['step_size_rule']}")
-    return "\n".join(lines + ([f"accuracy %; {', '.join(notes)}"] if notes else ["accuracy %"]))
+    return "\n".join(lines + [_notes(table)])
 
 
 def markdown_grid(table: pd.DataFrame) -> str:
-    """The grid as a GitHub Markdown table, accuracies in percent."""
+    """The grid as a GitHub Markdown table of error rates in percent, with its image count."""
     header, rows = _display(table)
     rule = ["---"] + ["---:"] * (len(header) - 1)
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + f"\n\n{_notes(table)}\n"
+
+
+ERR = "_err"
 
 
 def save_grid(table: pd.DataFrame, path_base: str | Path) -> dict[str, Path]:
-    """Write `<path_base>.csv` (eps and accuracies as fractions) and `<path_base>.md` (percent)."""
+    """Write `<path_base>.csv` (eps, error rates as fractions: clean_err, fgsm_err, pgd-K_err),
+    `<path_base>.md` (percent) and `<path_base>.json` (image count, step rule, restarts)."""
     base = Path(path_base)
-    csv_path, md_path = Path(f"{base}.csv"), Path(f"{base}.md")
-    frame = table.sort_index().reset_index()
+    csv_path, md_path, meta = Path(f"{base}.csv"), Path(f"{base}.md"), Path(f"{base}.json")
+    errors = (1 - table.sort_index()).rename(columns=lambda c: f"{c}{ERR}")
+    frame = errors.reset_index()
     frame.insert(1, "eps_255", [float(e) * 255 for e in frame["eps"]])
     atomic_write_text(csv_path, frame.to_csv(index=False, float_format="%.10g"))
     atomic_write_text(md_path, markdown_grid(table))
-    return {"csv": csv_path, "md": md_path}
+    atomic_write_json(meta, {k: table.attrs[k] for k in ("n", "step_size_rule", "restarts",
+                                                         "weights") if k in table.attrs})
+    return {"csv": csv_path, "md": md_path, "json": meta}
 
 
 def read_grid(path: str | Path) -> pd.DataFrame:
@@ -302,17 +340,28 @@ def read_grid(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"robustness grid {path} does not exist")
-    frame = pd.read_csv(path)
+    frame = pd.read_csv(path).drop(columns=["eps_255"], errors="ignore")
+    if f"clean{ERR}" in frame.columns:  # error rates on file, accuracies in memory
+        errs = [c for c in frame.columns if c.endswith(ERR)]
+        frame[errs] = 1 - frame[errs]
+        frame = frame.rename(columns={c: c[:-len(ERR)] for c in errs})
     if "eps" not in frame.columns or "clean" not in frame.columns:
-        raise ValueError(f"{path} is not a robustness grid: it needs the columns eps and clean")
-    return frame.drop(columns=["eps_255"], errors="ignore").set_index("eps")
+        raise ValueError(f"{path} is not a robustness grid: it needs the columns eps and "
+                         "clean_err")
+    table = frame.set_index("eps")
+    meta = Path(path).with_suffix(".json")
+    if meta.is_file():
+        table.attrs.update(read_json(meta, "delete it and run `tamnas evaluate` again"))
+    return table
 
 
 __all__ = [
     "DEFAULT_RULE",
     "autoattack_accuracy",
+    "cell_generator",
     "format_grid",
     "markdown_grid",
+    "merge_grids",
     "noise_tolerance",
     "pgd_column",
     "read_grid",

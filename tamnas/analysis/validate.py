@@ -88,7 +88,7 @@ def summary_frame(space: SearchSpace, archs: list[Arch], inherited: list[dict],
 
 
 def correlations(summary: pd.DataFrame, archs: list[Arch], results: dict[Job, dict],
-                 seeds: int, n_boot: int, seed: int) -> dict:
+                 seeds: int, n_boot: int, seed: int, num_classes: int | None = None) -> dict:
     """correlation.json's numbers from the summary and the per-image standalone masks."""
     col = {w: summary[f"standalone_{w}_err"].to_numpy(float) for w in OBJECTIVES}
     per_seed = {w: [summary[f"standalone_{w}_err_s{s}"].to_numpy(float) for s in range(seeds)]
@@ -100,7 +100,8 @@ def correlations(summary: pd.DataFrame, archs: list[Arch], results: dict[Job, di
                                   axis=0) for i, a in enumerate(archs)]) for w in OBJECTIVES}
     inherited = {w: summary[f"inherited_{w}_err"].to_numpy(float) for w in OBJECTIVES}
     rng = np.random.default_rng([int(seed), 0xB007])
-    return rank_fidelity.assess(inherited, col, se, per_seed, wrong, rng, n_boot)
+    return rank_fidelity.assess(inherited, col, se, per_seed, wrong, rng, n_boot,
+                                num_classes=num_classes)
 
 
 def _clean_json(value):

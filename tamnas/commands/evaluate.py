@@ -55,35 +55,43 @@ def evaluate(cfg: Config, run_dir: str | Path, *, arch: str | None = None, grid:
 
 
 def _evaluate_one(session: Session, a, name: str, grid: bool, autoattack: bool) -> pd.DataFrame:
+    """One net's grid: the cells asked for now, merged with those evaluated before on the same
+    weights (retrain/NAME/robustness.*); a grid of other weights is replaced."""
     from tamnas.analysis import robustness
+    from tamnas.files import file_digest
 
-    cfg, run, device, quiet = session.cfg, session.run, session.device, session.quiet
+    cfg, run, device = session.cfg, session.run, session.device
     x, y = session.test_tensors()
-    weights = run.retrain_dir(name) / "model.pt"
+    out = run.retrain_dir(name)
+    weights = out / "model.pt"
     net = session.space.build_standalone(a)
     if weights.exists():
         net.load_state_dict(load_checkpoint(weights, kind="standalone_weights"))
-        source = "retrained"
+        source, made_by = "retrained", f"retrained:{file_digest(weights)}"
     else:
         net.load_state_dict(session.evaluator.calibrated_state(a))
-        source = "inherited"
-    out = run.retrain_dir(name)
+        source, made_by = "inherited", f"inherited:{session.fingerprint}"
     table = robustness.robustness_grid(
         net.to(device).eval(), x, y, eps_list=cfg.output.eval_eps if grid else [cfg.attack.eps],
         steps_list=cfg.output.eval_steps if grid else [cfg.attack.steps],
-        batch_size=cfg.data.eval_batch_size, device=device,
-        generator=torch.Generator().manual_seed(cfg.seed))
+        batch_size=cfg.data.eval_batch_size, device=device, seed=cfg.seed)
+    table.attrs["weights"] = made_by
+    old_path = out / "robustness.csv"
+    old = robustness.read_grid(old_path) if old_path.is_file() else None
+    if old is not None and old.attrs.get("weights") == made_by:
+        table = robustness.merge_grids(old, table)
     if dist.is_main():
         robustness.save_grid(table, out / "robustness")
-    say(f"evaluate: {name} ({source} weights, {len(y)} test images)\n"
-        f"{robustness.format_grid(table)}")
+    say(f"evaluate: {name} ({source} weights)\n{robustness.format_grid(table)}")
     for warning in robustness.sanity_checks(table):
         say(f"warning: {name}: {warning}")
     if autoattack:
         acc = robustness.autoattack_accuracy(net, x, y, cfg.attack.eps, device)
         if dist.is_main():
-            atomic_write_json(out / "autoattack.json", {"eps": cfg.attack.eps, "accuracy": acc})
-        say(f"evaluate: {name} AutoAttack (standard, eps {cfg.attack.eps:.4f}): {acc:.4f}")
+            atomic_write_json(out / "autoattack.json", {"eps": cfg.attack.eps, "accuracy": acc,
+                                                        "error": 1 - acc, "n": len(y)})
+        say(f"evaluate: {name} AutoAttack (standard, eps {cfg.attack.eps:.4f}): error "
+            f"{100 * (1 - acc):.2f}% on {len(y)} test images")
     return table
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from tamnas import distributed as dist
+from tamnas.analysis.rank_fidelity import CHANCE_MARGIN, near_chance
 from tamnas.commands import ON_WEIGHTS, Call, command
 from tamnas.config import Config
 from tamnas.files import atomic_write_json, atomic_write_text, read_json, save_checkpoint
@@ -25,6 +26,7 @@ from tamnas.session import Session, open_run, say
 
 SUMMARY_COLUMNS = ("name", "arch", "init", "recipe", "epochs", "params", "inherited_clean_err",
                    "inherited_adv_err", "retrained_clean_err", "retrained_adv_err")
+EXTRA_COLUMNS = ("n_test", "near_chance")
 
 
 def recipe_id(recipe: dict) -> str:
@@ -68,11 +70,17 @@ def retrain_one(session: Session, arch, name: str, init: str, resume: bool) -> d
         save_checkpoint(out / "model.pt", net.state_dict(), kind="standalone_weights")
     inherited = session.evaluator.evaluate([arch])[0]
     test = session.scores_on_test(net)
+    num_classes = session.data.info.num_classes
+    if near_chance([test["clean_err"]], num_classes)[0]:
+        say(f"warning: {name}: {100 * test['clean_err']:.1f}% clean test error is within "
+            f"{100 * CHANCE_MARGIN:.0f} points of chance ({100 * (1 - 1 / num_classes):.0f}%): it "
+            "learned nothing useful; train it longer (retrain.epochs)")
     row = {"name": name, "arch": "-".join(map(str, arch)), "init": init,
            "recipe": recipe_id(recipe), "epochs": cfg.retrain.epochs,
            "params": inherited["params"], "inherited_clean_err": inherited["clean_err"],
            "inherited_adv_err": inherited["adv_err"], "retrained_clean_err": test["clean_err"],
-           "retrained_adv_err": test["adv_err"], "n_test": test["n"]}
+           "retrained_adv_err": test["adv_err"], "n_test": test["n"],
+           "near_chance": bool(near_chance([test["clean_err"]], num_classes)[0])}
     if dist.is_main():
         atomic_write_json(out / "scores.json", stamp(row, session.fingerprint))
     return row
@@ -85,8 +93,8 @@ def summary_table(run: RunDir) -> pd.DataFrame:
         path = run.retrain_dir(name) / "scores.json"
         blob = read_json(path, f"delete it and retrain {name} again")
         if isinstance(blob, dict):
-            rows.append({k: blob.get(k) for k in (*SUMMARY_COLUMNS, "n_test")})
-    return pd.DataFrame(rows, columns=[*SUMMARY_COLUMNS, "n_test"])
+            rows.append({k: blob.get(k) for k in (*SUMMARY_COLUMNS, *EXTRA_COLUMNS)})
+    return pd.DataFrame(rows, columns=[*SUMMARY_COLUMNS, *EXTRA_COLUMNS])
 
 
 def retrain(cfg: Config, run_dir: str | Path, *, arch: str = "lego", init: str = "scratch",

@@ -8,12 +8,12 @@ from pathlib import Path
 import torch
 
 from tamnas import distributed as dist
+from tamnas.checks import check_data, preflight
 from tamnas.commands import Call, command
 from tamnas.commands.lego import lego
 from tamnas.commands.plot import plot
 from tamnas.commands.report import report
 from tamnas.commands.search import search
-from tamnas.checks import check_data, preflight
 from tamnas.commands.train_supernet import train_supernet
 from tamnas.config import Config
 from tamnas.rundir import RunDir, writing

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from tamnas import distributed as dist
+from tamnas.checks import check_data, preflight
 from tamnas.commands import Call, command
 from tamnas.config import Config, save_config
 from tamnas.files import save_checkpoint
@@ -20,7 +21,6 @@ from tamnas.rundir import (
     training_settings,
     writing,
 )
-from tamnas.checks import check_data, preflight
 from tamnas.session import one_shot_epochs, say, supernet_epochs_done
 
 

@@ -145,7 +145,8 @@ def validate(cfg: Config, run_dir: str | Path, *, n_archs: int = 10, seeds: int 
         if not dist.is_main():
             return None
         summary = summary_frame(session.space, archs, inherited, results, seeds)
-        stats = correlations(summary, archs, results, seeds, bootstrap, cfg.seed)
+        stats = correlations(summary, archs, results, seeds, bootstrap, cfg.seed,
+                             num_classes=session.data.info.num_classes)
         blob = result_blob(summary, stats, n_archs=n_archs, seeds=seeds, bootstrap=bootstrap,
                            retrain_epochs=cfg.retrain.epochs, attack=cfg.to_dict()["attack"],
                            fingerprint=session.fingerprint)

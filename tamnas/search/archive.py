@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tamnas.files import atomic_write_json, atomic_write_text
-from tamnas.rundir import FINGERPRINT_KEY
 from tamnas.config import SCORE_NAMES
+from tamnas.files import atomic_write_json, atomic_write_text
 from tamnas.metrics import BINOMIAL_ERRORS, with_standard_errors
+from tamnas.rundir import FINGERPRINT_KEY
 from tamnas.supernets.base import Arch
 
 FORMAT = "tamnas-archive-v1"

@@ -40,7 +40,6 @@ from tamnas.search.strategy import Strategy, register_strategy
 from tamnas.supernets.base import Arch, SearchSpace
 
 
-
 # -- problem ------------------------------------------------------------------------------------
 class ArchProblem(Problem):
     """Integer genes in [space.lower, space.upper]; F = the chosen scores of each arch.

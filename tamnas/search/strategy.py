@@ -26,8 +26,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from tamnas import distributed as dist
-from tamnas.files import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from tamnas.board import Board
 from tamnas.config import SCORE_NAMES
+from tamnas.files import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
 from tamnas.search.archive import Archive, front_records, front_table
 from tamnas.supernets.base import SearchSpace
 
@@ -94,6 +95,7 @@ class Strategy:
         self.objectives = objectives
         self.params_range = resolve_params_range(cfg)
         self.rows: list[dict[str, Any]] = []
+        self.board = Board(self.run_dir, bool(cfg.output.tensorboard) and dist.is_main())
         self.totals = {"evaluations": 0, "cache_hits": 0, "eval_seconds": 0.0, "seconds": 0.0}
 
     # -- hooks for subclasses ---------------------------------------------------------------
@@ -187,6 +189,8 @@ class Strategy:
                 self.totals["eval_seconds"] += stats["seconds"] - before["seconds"]
                 self.totals["seconds"] += time.perf_counter() - tic
                 self.rows.append({**row, "archive_size": len(self.archive), **self.totals})
+                if dist.is_main():
+                    self.board.scalars(f"search/{self.name}", self.rows[-1], self.steps_done - 1)
                 self.save()
                 bar.update(1)
                 bar.set_postfix({k: row[k] for k in ("hv",) if k in row})

@@ -7,8 +7,8 @@ Strategies, the evaluator, training and export see only this contract.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
