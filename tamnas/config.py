@@ -22,7 +22,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-DATASETS = ("digits", "cifar10", "cifar100", "svhn")
+# The names of tamnas.data.DATASETS (kept here so that reading a config imports no torch;
+# tests/test_data.py checks that the two agree).
+DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "imagefolder")
 OBJECTIVES = ("standard", "pgd_at", "fgsm_rs", "trades", "trades_yopo")
 SCORE_NAMES = ("adv_err", "clean_err", "params", "flops", "ood_aupr_err")
 FIGURE_FORMATS = ("png", "svg", "pdf")
@@ -45,7 +47,8 @@ def _f(default: Any, *, choices: tuple | None = None, low: float | None = None,
 @dataclass
 class DataConfig:
     dataset: str = _f("digits", choices=DATASETS)
-    root: str = _f("~/data", help="folder holding the dataset files")
+    root: str = _f("~/data", help="folder holding the dataset files (imagefolder: the folder with "
+                                  "train/ and optionally test/ class folders)")
     download: bool = _f(False, help="let torchvision download missing files")
     resolution: int = _f(32, low=8, high=512)
     val_size: int = _f(5000, low=1, help="training images held out as search validation")
