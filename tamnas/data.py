@@ -367,7 +367,7 @@ def _read_image(path: str, resolution: int) -> torch.Tensor:
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise ValueError(f"imagefolder: cannot read {path} as an image ({type(e).__name__}); "
                          f"delete or replace the file") from None
-    x = torch.from_numpy(np.ascontiguousarray(arr)).float().div_(255.0).unsqueeze(0)
+    x = torch.from_numpy(np.array(arr, dtype=np.float32)).div_(255.0).unsqueeze(0)
     return _resize(x, resolution).mul_(255.0).round_().to(torch.uint8)[0]
 
 
