@@ -57,11 +57,12 @@ def setting_key(cfg) -> str:
     return hashlib.sha1(json.dumps(want, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _train_and_score(preset: str, overrides: list[str], index: int, arch: tuple[int, ...],
-                     seed_index: int, work: str) -> dict:
-    """One standalone training, retrained and scored by validate's own job (seed + seed_index)."""
+def _train_and_score(cfg, index: int, arch: tuple[int, ...], seed_index: int, work: str) -> dict:
+    """One standalone training, retrained and scored by validate's own job (seed + seed_index).
+
+    Takes the Config read once at the start, not the preset's name: a preset edited while
+    a study runs must not change the jobs still to come."""
     torch.set_num_threads(1)
-    cfg = _config(preset, overrides)
     space = tamnas.build_space(cfg)
     data = load_data(cfg.data, cfg.seed)
     device = torch.device("cpu")
@@ -170,11 +171,10 @@ def main() -> None:
     tic = time.perf_counter()
     if args.workers == 1:
         for i, arch, s in todo:
-            record(i, arch, s, _train_and_score(args.preset, args.overrides, i, arch, s, work))
+            record(i, arch, s, _train_and_score(cfg, i, arch, s, work))
     else:
         with ProcessPoolExecutor(args.workers) as pool:
-            futures = [(job, pool.submit(_train_and_score, args.preset, args.overrides, *job,
-                                         work)) for job in todo]
+            futures = [(job, pool.submit(_train_and_score, cfg, *job, work)) for job in todo]
             for job, f in futures:
                 record(*job, f.result())
     summary = summarize(space, archs, done)
