@@ -388,7 +388,7 @@ def _stratified_test(labels: np.ndarray, fraction: float,
     test = []
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
-        k = min(max(int(round(fraction * len(idx))), 1), len(idx) - 1)
+        k = min(max(round(fraction * len(idx)), 1), len(idx) - 1)
         test.append(rng.permutation(idx)[:k])
     test_idx = np.sort(np.concatenate(test))
     return np.setdiff1d(np.arange(len(labels)), test_idx), test_idx

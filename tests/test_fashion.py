@@ -51,8 +51,8 @@ def _write(folder: Path, arrays: dict, gz: bool) -> None:
 
 
 def _cfg(root, dataset="fashion-mnist", **kw) -> DataConfig:
-    base = dict(dataset=dataset, root=str(root), resolution=28, val_size=8, augment=False,
-                ood="none")
+    base = {"dataset": dataset, "root": str(root), "resolution": 28, "val_size": 8,
+            "augment": False, "ood": "none"}
     base.update(kw)
     return DataConfig(**base)
 
@@ -101,7 +101,7 @@ def test_debian_gz_copy_is_unpacked_into_the_torchvision_layout_under_root(tmp_p
     for name, a in arrays.items():                     # byte for byte the IDX content
         assert (raw / name).read_bytes() == _idx(a)
     assert sorted(p.name for p in raw.iterdir()) == sorted(FILES)   # no temporary left behind
-    _, (tx, ty) = _all_pixels_and_labels(data)
+    _, (tx, _) = _all_pixels_and_labels(data)
     assert np.array_equal(tx, arrays["t10k-images-idx3-ubyte"])
     # from now on the unpacked copy is what is read; the system folder is not needed
     monkeypatch.setattr("tamnas.data.SYSTEM_FOLDERS", {})

@@ -37,8 +37,8 @@ def _grey_folder(root: Path, split: str, classes: dict[str, int], size: int, see
 
 
 def _cfg(root: Path, **kw) -> DataConfig:
-    base = dict(dataset="imagefolder", root=str(root), resolution=8, val_size=4, augment=False,
-                ood="none")
+    base = {"dataset": "imagefolder", "root": str(root), "resolution": 8, "val_size": 4,
+            "augment": False, "ood": "none"}
     base.update(kw)
     return DataConfig(**base)
 
@@ -106,7 +106,7 @@ def test_rgb_files_make_an_rgb_set_and_sizes_are_resized_to_the_resolution(tmp_p
     # the 20x12 image is stretched to 8x8 by antialiased bilinear: compare with PIL's
     ref = np.asarray(Image.fromarray(rgb).resize((8, 8), Image.BILINEAR),
                      dtype=np.float64).transpose(2, 0, 1)
-    shrunk = [k for k in kept if not np.array_equal(k, rgba[..., :3].transpose(2, 0, 1))][0]
+    shrunk = next(k for k in kept if not np.array_equal(k, rgba[..., :3].transpose(2, 0, 1)))
     assert np.abs(shrunk.astype(np.float64) - ref).max() <= 3.0   # two bilinear kernels' rounding
 
 
