@@ -97,6 +97,10 @@ def registered_names(kind: str) -> list[str]:
         from tamnas.adversarial import OBJECTIVES
 
         return sorted(OBJECTIVES)
+    if kind == "dataset":
+        from tamnas.data import DATASETS
+
+        return list(DATASETS)
     if kind == "mgda_variant":
         from tamnas.search.mgda_variants import VARIANTS
 

@@ -24,7 +24,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-DATASETS = ("digits", "cifar10", "cifar100", "svhn")
 SCORE_NAMES = ("adv_err", "clean_err", "params", "flops", "ood_aupr_err")
 FIGURE_FORMATS = ("png", "svg", "pdf")
 RATIOS = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
@@ -58,8 +57,10 @@ def _f(default: Any, *, choices: tuple | Registered | None = None, low: float | 
 
 @dataclass
 class DataConfig:
-    dataset: str = _f("digits", choices=DATASETS)
-    root: str = _f("~/data", help="folder holding the dataset files")
+    dataset: str = _f("digits", choices=Registered("dataset"),
+                      help="digits, fashion-mnist, mnist, cifar10, cifar100, svhn or imagefolder")
+    root: str = _f("~/data", help="folder holding the dataset files (imagefolder: the folder with "
+                                  "train/ and optionally test/ class folders)")
     download: bool = _f(False, help="let torchvision download missing files")
     resolution: int = _f(32, low=8, high=512)
     val_size: int = _f(5000, low=1, help="training images held out as search validation")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import tarfile
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,25 +28,23 @@ class DatasetInfo:
     in_channels: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    classes: tuple[str, ...] = ()          # class names, index = label (reports)
 
 
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot")
+_DIGIT_NAMES = tuple(str(i) for i in range(10))
+# Fixed statistics of the built-in sets (training images, [0, 1] pixels).
 DATASET_INFO = {
-    "digits": DatasetInfo(10, 1, (0.3,), (0.38,)),
+    "digits": DatasetInfo(10, 1, (0.3,), (0.38,), _DIGIT_NAMES),
+    "fashion-mnist": DatasetInfo(10, 1, (0.2860,), (0.3530,), FASHION_CLASSES),
+    "mnist": DatasetInfo(10, 1, (0.1307,), (0.3081,), _DIGIT_NAMES),
     "cifar10": DatasetInfo(10, 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": DatasetInfo(100, 3, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "svhn": DatasetInfo(10, 3, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+    "svhn": DatasetInfo(10, 3, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), _DIGIT_NAMES),
 }
 
 
-def dataset_info(name: str) -> DatasetInfo:
-    if name not in DATASET_INFO:
-        raise ValueError(f"data.dataset: unknown dataset {name!r}; choose one of "
-                         f"{', '.join(DATASET_INFO)}")
-    return DATASET_INFO[name]
-
-
-CIFAR_LIKE = ("cifar10", "cifar100")       # the sets that get pad-4 crop + flip when data.augment
-OOD_AUTO = {"cifar10": "svhn", "cifar100": "svhn", "svhn": "cifar10", "digits": "noise"}
 OOD_CHOICES = ("auto", "none", "svhn", "cifar10", "noise", "permuted")
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0                      # fixed: the digits test set ignores the run seed
@@ -241,11 +241,281 @@ def _load_digits(split: str, resolution: int) -> tuple[torch.Tensor, torch.Tenso
     return _resize(x, resolution), torch.from_numpy(d.target[idx].astype(np.int64))
 
 
-def _load_split(name: str, root: str, split: str, download: bool, resolution: int,
-                ood: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    if name == "digits":
-        return _load_digits(split, resolution)
-    return _load_torchvision(name, root, split, download, ood=ood)
+# --------------------------------------------------------------------------------------
+# MNIST-format sets: torchvision's layout under data.root, or Debian's packaged copy
+# --------------------------------------------------------------------------------------
+# Read-only system copies of the official .gz files (Debian: apt-get install PACKAGE).
+SYSTEM_FOLDERS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
+SYSTEM_PACKAGES = {"fashion-mnist": "dataset-fashion-mnist"}
+
+
+def _mnist_class(name: str):
+    import torchvision.datasets as tvd
+
+    return {"fashion-mnist": tvd.FashionMNIST, "mnist": tvd.MNIST}[name]
+
+
+def _mnist_how_to_get(name: str, raw: Path) -> str:
+    package = SYSTEM_PACKAGES.get(name)
+    apt = f"`apt-get install {package}`, " if package else ""
+    return f"run {apt}pass --download (data.download=true), or put the unpacked IDX files in {raw}"
+
+
+def _unpack_system_copy(name: str, system: Path, files: list[str], raw: Path) -> None:
+    """Unpack the packaged .gz files into torchvision's layout under data.root: the system
+    folder is read-only, and once there the files are read exactly as after a --download.
+    (Debian recompresses the files, so the .gz md5s differ from torchvision's; the content
+    is checked when torchvision parses it.)"""
+    from torchvision.datasets.utils import extract_archive
+
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            if (raw / f).is_file():
+                continue
+            with tempfile.TemporaryDirectory(dir=raw) as tmp:   # a crash leaves no half file
+                out = Path(extract_archive(str(system / f"{f}.gz"), tmp))
+                os.replace(out, raw / f)
+    except (OSError, EOFError) as e:
+        raise FileNotFoundError(f"{name}: could not unpack {system} into {raw} "
+                                f"({type(e).__name__}); pass --data a writable folder, or "
+                                f"reinstall {SYSTEM_PACKAGES.get(name, 'the package')}") from None
+    log.info("%s: unpacked %s into %s", name, system, raw)
+
+
+def _load_mnist_like(name: str, root: str | Path, split: str,
+                     download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 N x 1 x 28 x 28 images and int64 labels through torchvision's (Fashion)MNIST."""
+    cls = _mnist_class(name)
+    root = Path(root).expanduser()
+    raw = root / cls.__name__ / "raw"
+    files = [gz[: -len(".gz")] for gz, _ in cls.resources]
+    missing = [f for f in files if not (raw / f).is_file()]
+    if missing and not download:
+        system = SYSTEM_FOLDERS.get(name)
+        if system is None or not all((system / f"{f}.gz").is_file() for f in files):
+            raise FileNotFoundError(f"{name}: dataset files not found in {raw} (missing "
+                                    f"{', '.join(missing)}); " + _mnist_how_to_get(name, raw))
+        _unpack_system_copy(name, system, files, raw)
+    try:
+        if download:
+            root.mkdir(parents=True, exist_ok=True)
+        ds = cls(root=str(root), train=split == "train", download=download)
+    except RuntimeError as e:
+        if download and missing:
+            raise FileNotFoundError(f"{name}: download into {raw} failed ({type(e).__name__}); "
+                                    + _mnist_how_to_get(name, raw)) from None
+        raise ValueError(f"{name}: the files in {raw} are not valid IDX files; delete them and "
+                         + _mnist_how_to_get(name, raw)) from None
+    except (OSError, EOFError, ValueError, AssertionError) as e:
+        raise ValueError(f"{name}: could not {'download or ' if download else ''}read the IDX "
+                         f"files in {raw} ({type(e).__name__}); delete them and "
+                         + _mnist_how_to_get(name, raw)) from None
+    images, labels = ds.data, ds.targets
+    if (images.dim() != 3 or images.dtype != torch.uint8 or len(images) != len(labels)
+            or len(labels) == 0 or int(labels.min()) < 0 or int(labels.max()) >= len(cls.classes)):
+        raise ValueError(f"{name}: the files in {raw} are not 8-bit image and label IDX files of "
+                         f"one length with labels 0..{len(cls.classes) - 1}; delete them and "
+                         + _mnist_how_to_get(name, raw))
+    return images.unsqueeze(1).contiguous(), labels.to(torch.int64)
+
+
+# --------------------------------------------------------------------------------------
+# Image folders: DIR/train/CLASS/*.png [DIR/test/CLASS/*.png]
+# --------------------------------------------------------------------------------------
+FOLDER_TEST_FRACTION = 0.2                 # without DIR/test/: a stratified 20 % of DIR/train/
+FOLDER_SPLIT_SEED = 0                      # fixed: the test images ignore the run seed
+_GREY_MODES = ("1", "L", "LA")
+_16_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _folder_samples(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """Class names (sorted sub-folders) and (path, label) of every image file, by torchvision's
+    own rules (ImageFolder's find_classes / make_dataset, its image extensions)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    try:
+        classes, class_to_idx = find_classes(folder)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"imagefolder: {folder} has no class folders; put the images of "
+                                f"each class in {folder}/CLASS_NAME/") from None
+    samples = make_dataset(folder, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+    counts = np.bincount([y for _, y in samples], minlength=len(classes))
+    empty = [c for c, n in zip(classes, counts) if n == 0]
+    if empty:
+        raise FileNotFoundError(f"imagefolder: no images ({', '.join(IMG_EXTENSIONS)}) in class "
+                                f"folder(s) {', '.join(empty)} of {folder}; add images or remove "
+                                f"the folder(s)")
+    return classes, samples
+
+
+def _read_image(path: str, resolution: int) -> torch.Tensor:
+    """One image as uint8 C x res x res (C = 1 for greyscale files, else 3; alpha dropped),
+    resized by the same antialiased bilinear step as every other set."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in _16_BIT_MODES:               # 16-bit greyscale: scale, do not clip
+                arr = np.asarray(im, dtype=np.float64) / 65535.0 * 255.0
+                arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)[None]
+            elif im.mode in _GREY_MODES:
+                arr = np.asarray(im.convert("L"))[None]
+            else:
+                arr = np.asarray(im.convert("RGB")).transpose(2, 0, 1)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise ValueError(f"imagefolder: cannot read {path} as an image ({type(e).__name__}); "
+                         f"delete or replace the file") from None
+    x = torch.from_numpy(np.array(arr, dtype=np.float32)).div_(255.0).unsqueeze(0)
+    return _resize(x, resolution).mul_(255.0).round_().to(torch.uint8)[0]
+
+
+def _read_folder(folder: Path, resolution: int) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    classes, samples = _folder_samples(folder)
+    images = [_read_image(p, resolution) for p, _ in samples]
+    if any(x.shape[0] == 3 for x in images):           # one RGB file makes the set RGB
+        images = [x.expand(3, -1, -1) for x in images]
+    return (classes, torch.stack(images).contiguous(),
+            torch.tensor([y for _, y in samples], dtype=torch.int64))
+
+
+def _stratified_test(labels: np.ndarray, fraction: float,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test indices: `fraction` of every class (at least one image, never all of
+    it) goes to test."""
+    rng = np.random.default_rng(seed)
+    test = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        k = min(max(round(fraction * len(idx)), 1), len(idx) - 1)
+        test.append(rng.permutation(idx)[:k])
+    test_idx = np.sort(np.concatenate(test))
+    return np.setdiff1d(np.arange(len(labels)), test_idx), test_idx
+
+
+@dataclass(frozen=True)
+class _FolderSet:
+    info: DatasetInfo
+    train: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+
+
+_FOLDER_CACHE: dict[tuple, _FolderSet] = {}
+
+
+def _folder_key(root: Path, resolution: int) -> tuple:
+    """What a folder's tensors depend on: every file's path, size and modification time."""
+    stats = tuple((str(p), st.st_size, st.st_mtime_ns)
+                  for p in sorted(root.rglob("*")) if p.is_file() for st in [p.stat()])
+    return (str(root), int(resolution), stats)
+
+
+def _image_folder(root: str | Path, resolution: int) -> _FolderSet:
+    """DIR/train/ (and DIR/test/, or a fixed stratified split of train/), read once per
+    process; the info (classes, channels, mean/std) comes from the training images."""
+    root = Path(root).expanduser()
+    train_dir, test_dir = root / "train", root / "test"
+    if not train_dir.is_dir():
+        raise FileNotFoundError(f"imagefolder: {train_dir} does not exist; pass --data DIR with "
+                                f"DIR/train/CLASS/*.png (and optionally DIR/test/CLASS/*.png)")
+    key = _folder_key(root, resolution)
+    if key in _FOLDER_CACHE:
+        return _FOLDER_CACHE[key]
+    classes, x, y = _read_folder(train_dir, resolution)
+    if test_dir.is_dir():
+        test_classes, tx, ty = _read_folder(test_dir, resolution)
+        if test_classes != classes:
+            only_train = sorted(set(classes) - set(test_classes))
+            only_test = sorted(set(test_classes) - set(classes))
+            raise ValueError(f"imagefolder: the class folders of {train_dir} and {test_dir} differ "
+                             f"(only in train: {', '.join(only_train) or '-'}; only in test: "
+                             f"{', '.join(only_test) or '-'}); give both the same classes")
+        if tx.shape[1] != x.shape[1]:                   # one RGB split makes both RGB
+            x, tx = x.expand(-1, 3, -1, -1).contiguous(), tx.expand(-1, 3, -1, -1).contiguous()
+    else:
+        if int(np.bincount(y.numpy()).min()) < 2:
+            raise ValueError(f"imagefolder: without {test_dir} every class of {train_dir} needs "
+                             f"two or more images to split off test images; add images or a "
+                             f"test/ folder")
+        tr, te = _stratified_test(y.numpy(), FOLDER_TEST_FRACTION, FOLDER_SPLIT_SEED)
+        x, tx, y, ty = x[tr], x[te], y[tr], y[te]
+    pixels = x.double().div_(255.0).transpose(0, 1).reshape(x.shape[1], -1)
+    mean = tuple(float(v) for v in pixels.mean(1))
+    std = tuple(max(float(v), 1e-3) for v in pixels.std(1))       # a blank channel stays finite
+    out = _FolderSet(DatasetInfo(len(classes), int(x.shape[1]), mean, std, tuple(classes)),
+                     (x, y), (tx, ty))
+    _FOLDER_CACHE.clear()                              # hold one folder's tensors, not every one
+    _FOLDER_CACHE[key] = out
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# The registry: every name `data.dataset` accepts
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DatasetEntry:
+    """How one dataset name reads a split ("train" or "test") into uint8 (or [0, 1] float)
+    N x C x H x W images and labels, and what the models need to know about it."""
+
+    load: Callable[[DataConfig, str], tuple[torch.Tensor, torch.Tensor]]
+    info: Callable[[DataConfig], DatasetInfo]
+    crop_flip: bool = False                # pad-4 crop + flip when data.augment (CIFAR-style)
+    ood_auto: str = "noise"                # what data.ood = "auto" means
+
+
+def _fixed(name: str) -> Callable[[DataConfig], DatasetInfo]:
+    return lambda _cfg: DATASET_INFO[name]
+
+
+def _torchvision_entry(name: str, **kw: Any) -> DatasetEntry:
+    return DatasetEntry(lambda c, split: _load_torchvision(name, c.root, split, c.download),
+                        _fixed(name), **kw)
+
+
+def _mnist_entry(name: str) -> DatasetEntry:
+    return DatasetEntry(lambda c, split: _load_mnist_like(name, c.root, split, c.download),
+                        _fixed(name))
+
+
+def _folder_split(c: DataConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return getattr(_image_folder(c.root, c.resolution), split)
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "digits": DatasetEntry(lambda c, split: _load_digits(split, c.resolution), _fixed("digits")),
+    "fashion-mnist": _mnist_entry("fashion-mnist"),
+    "mnist": _mnist_entry("mnist"),
+    "cifar10": _torchvision_entry("cifar10", crop_flip=True, ood_auto="svhn"),
+    "cifar100": _torchvision_entry("cifar100", crop_flip=True, ood_auto="svhn"),
+    "svhn": _torchvision_entry("svhn", ood_auto="cifar10"),
+    "imagefolder": DatasetEntry(_folder_split, lambda c: _image_folder(c.root, c.resolution).info),
+}
+CIFAR_LIKE = tuple(n for n, e in DATASETS.items() if e.crop_flip)
+OOD_AUTO = {n: e.ood_auto for n, e in DATASETS.items()}
+
+
+def _entry(name: str) -> DatasetEntry:
+    if name not in DATASETS:
+        raise ValueError(f"data.dataset: unknown dataset {name!r}; choose one of "
+                         f"{', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def dataset_info(data: str | DataConfig) -> DatasetInfo:
+    """Classes, channels and mean/std the models are built for. A name suffices for the
+    built-in sets; an image folder's come from its images, so it needs the data config."""
+    if isinstance(data, str):
+        entry = _entry(data)
+        if data not in DATASET_INFO:
+            raise ValueError(f"data.dataset: {data!r} takes its classes and channels from its "
+                             f"images; pass the data config (dataset_info(cfg.data))")
+        return entry.info(None)  # type: ignore[arg-type]
+    return _entry(data.dataset).info(data)
+
+
+def _load_split(data_cfg: DataConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return _entry(data_cfg.dataset).load(data_cfg, split)
 
 
 # --------------------------------------------------------------------------------------
@@ -306,10 +576,10 @@ def load_data(data_cfg: DataConfig, seed: int) -> DataBundle:
     every seed).
     """
     name = data_cfg.dataset
-    info = dataset_info(name)
+    info = dataset_info(data_cfg)
     res = int(data_cfg.resolution)
-    images, labels = _load_split(name, data_cfg.root, "train", data_cfg.download, res)
-    test_images, test_labels = _load_split(name, data_cfg.root, "test", data_cfg.download, res)
+    images, labels = _load_split(data_cfg, "train")
+    test_images, test_labels = _load_split(data_cfg, "test")
 
     n = len(images)
     if data_cfg.val_size >= n:
@@ -396,5 +666,5 @@ def stack(dataset: Dataset, n: int | None = None,
             torch.as_tensor([int(y) for _, y in items], dtype=torch.int64))
 
 
-__all__ = ["DATASET_INFO", "DataBundle", "DatasetInfo", "ImageTensorDataset", "dataset_info",
-           "load_data", "make_loader", "stack"]
+__all__ = ["DATASETS", "DATASET_INFO", "DataBundle", "DatasetEntry", "DatasetInfo",
+           "ImageTensorDataset", "dataset_info", "load_data", "make_loader", "stack"]

@@ -55,7 +55,7 @@ def test_parse_override(text, key, value):
     ({"search.pop_size": "many"}, "search.pop_size: expected int"),
     ({"search.pop_size": 1}, "search.pop_size: 1 is out of range"),
     ({"search.p_m": 1.5}, "search.p_m: 1.5 is out of range"),
-    ({"data.dataset": "mnist"}, "data.dataset: 'mnist' is not allowed; choose one of digits"),
+    ({"data.dataset": "emnist"}, "data.dataset: 'emnist' is not allowed; choose one of digits"),
     ({"bogus.key": 1}, "bogus: unknown config section"),
     ({"search.objectives": ["adv_err"]}, "search.objectives"),
     ({"space.ratios": [0.3]}, "space.ratios"),
@@ -63,7 +63,7 @@ def test_parse_override(text, key, value):
 ])
 def test_bad_values_fail_with_one_line_naming_the_key(overrides, fragment):
     with pytest.raises(ValueError) as info:
-        load_config("quickstart", overrides)
+        tamnas.load_config("quickstart", overrides)
     message = str(info.value)
     assert fragment in message
     assert "\n" not in message

@@ -26,7 +26,7 @@ def build_space(cfg) -> SearchSpace:
     if cfg.space.name not in SPACES:
         raise ValueError(f"space.name: unknown space {cfg.space.name!r}; choose one of "
                          f"{', '.join(sorted(SPACES))}")
-    info = dataset_info(cfg.data.dataset)
+    info = dataset_info(cfg.data)
     return SPACES[cfg.space.name](cfg.space, num_classes=info.num_classes,
                                   in_channels=info.in_channels, resolution=cfg.data.resolution,
                                   mean=info.mean, std=info.std)
