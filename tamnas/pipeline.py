@@ -210,10 +210,11 @@ class Context:
         self.cfg, self.run, self.device, self.quiet = cfg, run, device, quiet
         self.space, self.supernet = load_trained_supernet(cfg, run, device)
         self.fingerprint = supernet_fingerprint(run)
+        searched_weights = None   # fingerprint of search/supernet.pt when those weights are used
         if searched and cfg.train.phase1_epochs + cfg.train.phase2_epochs == 0:
             from tamnas.search.mgda import load_searched
 
-            load_searched(run.root / "search", self.supernet)
+            searched_weights = load_searched(run.root / "search", self.supernet)
         self.data = data if data is not None else load_data(cfg.data, cfg.seed)
         search_dir = run.root / "search"
         archive = None
@@ -235,6 +236,8 @@ class Context:
         archive.fingerprint = self.fingerprint
         self.evaluator = Evaluator.from_config(cfg, self.space, self.supernet, self.data, device,
                                                archive=archive, quiet=quiet)
+        if searched_weights is not None:   # scores made now name the weights really loaded
+            self.evaluator.weights = searched_weights
 
     @property
     def archive(self):
