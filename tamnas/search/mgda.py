@@ -289,7 +289,7 @@ class MGDASearch(BiLevelSteps, Strategy):
         """dsara: the first stage's epochs (the variant's share, 20 of 30); others: none."""
         if self.variant.first_stage is None or self.stage1 == self.stage2:
             return 0
-        return int(round(self.variant.stage1_share * self.epochs))
+        return round(self.variant.stage1_share * self.epochs)
 
     def stage(self, epoch: int) -> int:
         """dsara: stage 1 for its first epochs, then stage 2; others: always 2."""
