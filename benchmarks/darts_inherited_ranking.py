@@ -31,8 +31,8 @@ from scipy.stats import kendalltau, spearmanr
 
 import tamnas
 from tamnas.attacks import Attack
-from tamnas.rundir import RunDir
 from tamnas.data import load_data, stack
+from tamnas.rundir import RunDir
 from tamnas.search.archive import Archive
 from tamnas.search.evaluator import Evaluator
 from tamnas.search.mgda import MGDASearch, load_searched

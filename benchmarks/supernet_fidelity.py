@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 import tamnas
-from tamnas.rundir import RunDir
 from tamnas.config import parse_override
 from tamnas.data import load_data
+from tamnas.rundir import RunDir
 from tamnas.search.evaluator import Evaluator
 from tamnas.train import train_supernet
 

@@ -170,13 +170,38 @@ class SearchConfig:
     ood: bool = _f(False, help="also score OoD AUPR")
     # MGDA (papers 000-003)
     mgda_variant: str = _f("e2rnas", choices=Registered("mgda_variant"),
-                           help="which paper's gradient search (e2rnas, dsara, sdarts-*, darts)")
+                           help="the paper the search follows (benchmarks/RESULTS.md lists each "
+                                "variant's settings beside the presets')")
     mgda_epochs: int = _f(50, low=1)
     mgda_targets: list = _f([], item=float, low=1.0, help="parameter counts")
-    mgda_normalization: str = _f("loss+", choices=("none", "l2", "loss", "loss+"))
+    mgda_normalization: str = _f("auto", choices=("auto", "none", "l2", "loss", "loss+"),
+                                 help="gradient scaling before the min-norm solve; the step "
+                                      "follows the combination solved for (auto: the papers' "
+                                      "none, raw gradients)")
     mgda_arch_lr: float = _f(3e-4, low=0.0)
     mgda_weight_lr: float = _f(0.025, low=0.0)
-    mgda_second_order: bool = _f(False)
+    mgda_second_order: bool = _f(False, help="force second order (older switch; see mgda_order)")
+    mgda_order: str = _f("auto", choices=("auto", "first", "second"),
+                         help="gradient of the weight-dependent objectives w.r.t. alpha: second "
+                              "order unrolls one lower-level step (Eq. 9 of papers 000/001); "
+                              "auto: the variant's (e2rnas, e2rnas-2obj: second)")
+    mgda_lower_adv: str = _f("auto", choices=("auto", "none", "fgsm_rs", "pgd"),
+                             help="adversary of the lower level (weight step); auto: the "
+                                  "variant's (e2rnas: none, e2rnas-2obj: fgsm_rs, dsara: pgd); "
+                                  "fgsm_rs on e2rnas is paper 001's 'w/ AT in LL' ablation")
+    mgda_upper_attack: str = _f("auto", choices=("auto", "fgsm_rs", "pgd"),
+                                help="adversary of the adv_ce objective; auto: the variant's "
+                                     "(dsara: pgd, others fgsm_rs)")
+    mgda_eps: float = _f(-1.0, low=-1.0, high=1.0,
+                         help="budget of the search's adversaries; -1: the papers' 2/255")
+    mgda_pgd_steps: int = _f(0, low=0, help="PGD steps of the search's adversaries; 0: 7 (DSARA)")
+    mgda_pgd_step_size: float = _f(-1.0, low=-1.0, high=1.0,
+                                   help="PGD step of the search's adversaries; -1: 1/510 (DSARA)")
+    mgda_stage1_share: float = _f(-1.0, low=-1.0, high=1.0,
+                                  help="dsara: share of mgda_epochs in stage 1; -1: 2/3 (20 of 30)")
+    mgda_stage2_arch_lr: float = _f(-1.0, low=-1.0,
+                                    help="dsara: arch lr of stage 2; -1: the variant's "
+                                         "(dsara: mgda_arch_lr * 5e-5 / 3e-4)")
     mgda_batches_per_epoch: int = _f(0, low=0)
     mgda_finetune_epochs: float = _f(0.0, low=0.0, help="train the derived archs' paths of the "
                                      "searched supernet this many epochs before scoring them")

@@ -523,30 +523,43 @@ def _load_split(data_cfg: DataConfig, split: str) -> tuple[torch.Tensor, torch.T
 # --------------------------------------------------------------------------------------
 @dataclass
 class DataBundle:
-    """Every split one run needs; `val` is held out of the training set for search scores."""
+    """Every split one run needs; `val` is held out of the training set for search scores.
+
+    The OoD images come as two disjoint sets: `ood_train` for whatever trains
+    (the OoD loss of the weights and of alpha), `ood_eval` for OoD AUPR, so
+    that AUPR is never measured on images that trained the net.
+    """
 
     train: Dataset            # augmented when data.augment and the set is CIFAR-like
     train_plain: Dataset      # the same images, never augmented (BatchNorm recalibration)
     val: Dataset              # held-out training images, never augmented
     test: Dataset
-    ood: Dataset | None       # yields (image, -1)
+    ood_train: Dataset | None  # yields (image, -1)
+    ood_eval: Dataset | None   # disjoint from ood_train
     info: DatasetInfo
     resolution: int
     name: str = ""
 
+    @property
+    def ood(self) -> Dataset | None:
+        """The OoD images training may use (`ood_train`)."""
+        return self.ood_train
+
 
 def _ood_dataset(kind: str, data_cfg: DataConfig, seed: int, info: DatasetInfo,
-                 test: ImageTensorDataset) -> ImageTensorDataset | None:
-    """The OoD set `kind` as float images at the run's resolution and channel count."""
+                 test: ImageTensorDataset
+                 ) -> tuple[ImageTensorDataset, ImageTensorDataset] | tuple[None, None]:
+    """The OoD set `kind` as float images at the run's resolution and channel count, in two
+    disjoint halves (train, eval) of up to `ood_size` images each."""
     res, c, n = data_cfg.resolution, info.in_channels, data_cfg.ood_size
     if kind == "none":
-        return None
+        return None, None
     if kind == "auto":
         kind = OOD_AUTO[data_cfg.dataset]
-    if kind == "noise":
-        x = torch.rand(n, c, res, res, generator=torch.Generator().manual_seed(_mix(seed, 2)))
+    if kind == "noise":   # two independent draws: disjoint with probability one
+        x = torch.rand(2 * n, c, res, res, generator=torch.Generator().manual_seed(_mix(seed, 2)))
     elif kind == "permuted":
-        k = min(n, len(test))
+        k = min(2 * n, len(test))
         gen = torch.Generator().manual_seed(_mix(seed, 3))
         x, _ = test.with_augment(False).fetch(torch.randperm(len(test), generator=gen)[:k])
         perms = torch.rand(k, res * res, generator=gen).argsort(dim=1)   # one permutation per image
@@ -558,13 +571,19 @@ def _ood_dataset(kind: str, data_cfg: DataConfig, seed: int, info: DatasetInfo,
                              f"{', '.join(o for o in OOD_CHOICES if o != kind)}")
         images, _ = _load_torchvision(kind, data_cfg.root, "test", data_cfg.download, ood=True)
         gen = torch.Generator().manual_seed(_mix(seed, 4))
-        pick = torch.randperm(len(images), generator=gen)[: min(n, len(images))]
+        pick = torch.randperm(len(images), generator=gen)[: min(2 * n, len(images))]
         x = _resize(_match_channels(_float_images(images[pick]), c), res)
     else:
         raise ValueError(f"data.ood: unknown OoD set {kind!r}; choose one of "
                          f"{', '.join(OOD_CHOICES)}")
-    x = x.contiguous()
-    return ImageTensorDataset(x, torch.full((len(x),), -1, dtype=torch.int64), res)
+    if len(x) < 2:
+        raise ValueError(f"data.ood: {kind!r} gives {len(x)} image(s), too few to hold training "
+                         "and evaluation OoD images apart; choose another OoD set")
+    half = min(n, len(x) // 2)   # a pool short of 2 * ood_size is split in halves
+    labels = torch.full((len(x),), -1, dtype=torch.int64)
+    return (ImageTensorDataset(x[:half].contiguous(), labels[:half], res),
+            ImageTensorDataset(x[half:half + min(n, len(x) - half)].contiguous(),
+                               labels[half:half + min(n, len(x) - half)], res))
 
 
 def load_data(data_cfg: DataConfig, seed: int) -> DataBundle:
@@ -600,9 +619,10 @@ def load_data(data_cfg: DataConfig, seed: int) -> DataBundle:
                                seed=_mix(seed, 1))
     val = ImageTensorDataset(images[val_idx], labels[val_idx], res)
     test = ImageTensorDataset(test_images, test_labels, res)
-    ood = _ood_dataset(data_cfg.ood, data_cfg, seed, info, test)
+    ood_train, ood_eval = _ood_dataset(data_cfg.ood, data_cfg, seed, info, test)
     return DataBundle(train=train, train_plain=train.with_augment(False), val=val, test=test,
-                      ood=ood, info=info, resolution=res, name=name)
+                      ood_train=ood_train, ood_eval=ood_eval, info=info, resolution=res,
+                      name=name)
 
 
 # --------------------------------------------------------------------------------------

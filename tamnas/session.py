@@ -19,6 +19,7 @@ from torch import nn
 
 from tamnas import distributed as dist
 from tamnas.config import Config
+from tamnas.files import read_json
 from tamnas.rundir import RunDir, check_fresh, is_fresh, move_aside, supernet_fingerprint
 from tamnas.search.archive import Archive, front_table
 from tamnas.supernets.base import Arch, SearchSpace
@@ -99,14 +100,17 @@ class Session:
             require_finished(cfg, run)
         space, supernet = load_trained_supernet(cfg, run, device)
         fingerprint = supernet_fingerprint(run)
+        searched_weights = None  # the fingerprint of search/supernet.pt when those are loaded
         if searched and one_shot_epochs(cfg) == 0:
             from tamnas.search.mgda import load_searched
 
-            load_searched(run.search_dir, supernet)
+            searched_weights = load_searched(run.search_dir, supernet)
         data = data if data is not None else load_data(cfg.data, cfg.seed)
         archive = _open_archive(run, space, fingerprint, not fresh_archive, stale)
         evaluator = Evaluator.from_config(cfg, space, supernet, data, device, archive=archive,
                                           quiet=quiet)
+        if searched_weights is not None:  # scores made now name the weights really loaded
+            evaluator.weights = searched_weights
         return cls(cfg, run, device, quiet, space, supernet, fingerprint, data, evaluator)
 
     @property
@@ -152,10 +156,13 @@ class Session:
                 raise ValueError(f"--arch {spec}: the front has rows 0..{len(front) - 1}") \
                     from None
             genes = (int(row[f"g{i}"]) for i in range(self.space.n_genes))
+            self.use_weights(row.get("weights"))  # the weights that row was scored on
             return self.space.validate(genes), f"front-{k}"
         if spec == "lego":
             path = self.run.export_json("lego")
-            if not (path.exists() and is_fresh(path, self.fingerprint)):
+            if not (path.exists() and is_fresh(path, self.fingerprint)
+                    and read_json(path, "export it again").get("weights_fingerprint")
+                    in (None, self.evaluator.weights)):
                 return self.lego(), "lego"
         else:
             path = Path(spec)
@@ -166,6 +173,25 @@ class Session:
         if space.config() != self.space.config():
             raise ValueError(f"--arch {spec}: {path} belongs to another space than this run's")
         return arch, meta.get("name") or path.stem
+
+    def use_weights(self, fingerprint: str | None) -> None:
+        """Load the weights a score was made on (the one-shot checkpoint, or an MGDA search's
+        searched or fine-tuned weights) into the supernet, so exports and fine-tuning start
+        from the weights behind the score; one line if they are gone."""
+        import pandas as pd
+
+        if fingerprint is None or pd.isna(fingerprint) or fingerprint == self.evaluator.weights:
+            return
+        if fingerprint == self.fingerprint:
+            from tamnas.files import load_checkpoint
+
+            self.supernet.load_state_dict(
+                load_checkpoint(self.run.supernet_checkpoint, kind="supernet")["model"])
+        else:
+            from tamnas.search.mgda import load_searched
+
+            load_searched(self.run.search_dir, self.supernet, fingerprint=fingerprint)
+        self.evaluator.weights = fingerprint
 
     # -- retrained nets -------------------------------------------------------------------
     def check_retrained(self, name: str) -> Path:

@@ -167,11 +167,16 @@ def run_epochs(*, model_for_batch: Callable[[int, int], nn.Module | list[nn.Modu
                batches_per_epoch: int,
                checkpoint_path: Path, checkpoint_kind: str, log: CsvLog, device: torch.device,
                rng: np.random.Generator, gen: torch.Generator, resume: bool, quiet: bool,
-               extra_row: Callable[[int], dict] | None = None, desc: str = "train") -> int:
+               extra_row: Callable[[int], dict] | None = None, desc: str = "train",
+               sampler_state: tuple[Callable[[], dict], Callable[[dict], None]] | None = None
+               ) -> int:
     """The shared epoch loop; returns the number of epochs completed (for logs).
 
     `model_for_batch` gives one model per batch, or several (the sandwich rule),
-    whose gradients are averaged into one optimiser step.
+    whose gradients are averaged into one optimiser step. `sampler_state`
+    (get, set) carries what the caller's sampler holds across epochs (the
+    current subnet when it is kept for N epochs) through the checkpoint, so a
+    run resumed inside such a block trains the same subnet.
     """
     start = 0
     if resume and checkpoint_path.exists():
@@ -179,6 +184,8 @@ def run_epochs(*, model_for_batch: Callable[[int, int], nn.Module | list[nn.Modu
         module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         _restore_rng(state["rng"], rng, gen)
+        if sampler_state is not None and "sampler" in state:
+            sampler_state[1](state["sampler"])
         start = state["epoch"]
     if dist.is_main():
         log.truncate_after(start)
@@ -223,9 +230,10 @@ def run_epochs(*, model_for_batch: Callable[[int, int], nn.Module | list[nn.Modu
             row.update(extra_row(epoch))
         if dist.is_main():
             log.append(row)
+            extra = {"sampler": sampler_state[0]()} if sampler_state is not None else {}
             save_checkpoint(checkpoint_path, {
                 "model": module.state_dict(), "optimizer": optimizer.state_dict(),
-                "rng": _rng_state(rng, gen), "epoch": epoch + 1}, kind=checkpoint_kind)
+                "rng": _rng_state(rng, gen), "epoch": epoch + 1, **extra}, kind=checkpoint_kind)
         dist.barrier()
         bar.set_postfix(loss=f"{row.get('loss', 0):.3f}", acc=f"{row.get('clean_acc', 0):.2f}",
                         adv=f"{row.get('adv_acc', 0):.2f}")
@@ -317,6 +325,9 @@ def train_supernet(cfg: Config, run: RunDir, device: torch.device, *, data: Data
         batches_per_epoch=cfg.train.batches_per_epoch, checkpoint_path=run.supernet_checkpoint,
         checkpoint_kind="supernet", log=CsvLog(run.supernet_log, LOG_FIELDS, cfg.output.tensorboard), device=device,
         rng=rng, gen=gen, resume=resume, quiet=quiet, desc="supernet",
+        sampler_state=(lambda: {k: [list(a) for a in v] for k, v in current.items()},
+                       lambda s: current.update({k: [tuple(int(g) for g in a) for a in v]
+                                                 for k, v in s.items()})),
         extra_row=lambda e: {"phase": schedule.phase(e),
                              "ratios": " ".join(map(str, schedule.ratio_values(e)))})
     return supernet

@@ -10,7 +10,15 @@ import pandas as pd
 import pytest
 from toyspace import ToySpace, toy_scores
 
-from tamnas.search.archive import Archive, arch_key, front_records, non_dominated, parse_key
+from tamnas.search.archive import (
+    ANY_WEIGHTS,
+    Archive,
+    arch_key,
+    front_records,
+    mixed_weights,
+    non_dominated,
+    parse_key,
+)
 
 OBJECTIVES = ["adv_err", "clean_err", "params", "flops"]
 
@@ -42,7 +50,7 @@ def test_save_load_round_trip_is_exact(tmp_path):
     archive = random_archive()
     # a float that only survives an exact (repr) round trip, and a score only some rows have
     first = archive.archs()[0]
-    archive._scores[first]["clean_err"] = 0.1 + 0.2
+    archive._scores[(first, None)]["clean_err"] = 0.1 + 0.2
     archive.add((9, 9, 9, 9, 9), {"adv_err": 0.5, "clean_err": 1 / 3, "params": 7, "flops": 8,
                                   "ood_aupr_err": 0.25}, strategy="mgda", generation=None)
     archive.save(tmp_path)
@@ -187,3 +195,69 @@ def test_an_archive_without_noise_columns_still_loads_and_prints(tmp_path):
     table = format_front_table(archive.frame(), ["adv_err", "clean_err", "params"])
     se = 100 * np.sqrt(0.4 * 0.6 / 100)
     assert f"40.00 ± {se:.2f}" in table and "50.00 " in table
+
+
+# -- scores on named weights -------------------------------------------------------------------
+def test_an_arch_scored_on_two_weight_sets_keeps_both_and_lookups_never_cross():
+    archive = Archive("toy", 2, fingerprint="oneshot")
+    assert archive.add((0, 1), {"adv_err": 0.5, "clean_err": 0.4}, strategy="nsga2")
+    # the same arch on other weights is a new entry, not a cache hit
+    assert archive.add((0, 1), {"adv_err": 0.2, "clean_err": 0.1}, weights="searched",
+                       strategy="mgda")
+    assert not archive.add((0, 1), {"adv_err": 0.9}, weights="searched")
+    assert len(archive) == 2 and archive.weight_sets() == ["oneshot", "searched"]
+    assert archive.get((0, 1)) == {"adv_err": 0.5, "clean_err": 0.4}          # current weights
+    assert archive.get((0, 1), weights="searched") == {"adv_err": 0.2, "clean_err": 0.1}
+    assert archive.get((0, 1), weights="elsewhere") is None
+    assert archive.meta((0, 1), weights="searched")["strategy"] == "mgda"
+    archive.fingerprint = "elsewhere"          # another session's weights: nothing is cached
+    assert (0, 1) not in archive and archive.get((0, 1)) is None
+    assert archive.get((0, 1), weights=ANY_WEIGHTS) == {"adv_err": 0.5, "clean_err": 0.4}
+    df = archive.frame()
+    assert list(df["weights"]) == ["oneshot", "searched"] and list(df["arch"]) == ["0-1", "0-1"]
+    assert list(archive.frame(weights="searched")["strategy"]) == ["mgda"]
+    sub = archive.subset("searched")
+    assert len(sub) == 1 and sub.fingerprint == "searched" and sub.get((0, 1))["adv_err"] == 0.2
+
+
+def test_weights_column_round_trips_and_a_v1_archive_takes_its_fingerprint(tmp_path):
+    archive = Archive("toy", 2, fingerprint="a")
+    archive.add((0, 0), {"adv_err": 0.5, "clean_err": 0.5})
+    archive.add((0, 0), {"adv_err": 0.3, "clean_err": 0.6}, weights="b")
+    archive.save(tmp_path)
+    loaded = Archive.load(tmp_path)
+    assert loaded == archive and loaded.get((0, 0), weights="b")["adv_err"] == 0.3
+    assert list(pd.read_csv(tmp_path / "archive.csv")["weights"]) == ["a", "b"]
+    old = {"format": "tamnas-archive-v1", "space": "toy", "n_genes": 2,
+           "supernet_fingerprint": "f1", "entries": [
+               {"arch": [1, 1], "scores": {"adv_err": 0.1}, "meta": {"order": 0}}]}
+    (tmp_path / "archive.json").write_text(json.dumps(old))
+    v1 = Archive.load(tmp_path)
+    assert v1.get((1, 1)) == {"adv_err": 0.1} and v1.frame()["weights"].tolist() == ["f1"]
+
+
+def test_a_front_over_two_weight_sets_says_so():
+    archive = Archive("toy", 2, fingerprint="a")
+    archive.add((0, 0), {"adv_err": 0.5, "clean_err": 0.2})
+    archive.add((1, 1), {"adv_err": 0.2, "clean_err": 0.5})
+    one = archive.front(["adv_err", "clean_err"])
+    assert not one.attrs["mixed_weights"] and not mixed_weights(one)
+    archive.add((1, 0), {"adv_err": 0.1, "clean_err": 0.1}, weights="b")
+    archive.add((0, 1), {"adv_err": 0.9, "clean_err": 0.9}, weights="b")
+    both = archive.front(["adv_err", "clean_err"])
+    assert set(both["weights"]) == {"b"} and not mixed_weights(both)   # b dominates all of a
+    archive.add((0, 1), {"adv_err": 0.05, "clean_err": 0.6}, weights="a")
+    mixed = archive.front(["adv_err", "clean_err"])
+    assert mixed.attrs["mixed_weights"] and mixed_weights(mixed)
+    assert set(zip(mixed["arch"], mixed["weights"])) == {("1-0", "b"), ("0-1", "a")}
+    only_a = archive.front(["adv_err", "clean_err"], weights="a")
+    assert set(only_a["weights"]) == {"a"} and not only_a.attrs["mixed_weights"]
+    records = front_records(_TwoGenes(), mixed)
+    assert sorted(r["weights"] for r in records) == ["a", "b"]
+
+
+class _TwoGenes:
+    n_genes = 2
+
+    def describe(self, arch):
+        return {"genes": list(arch)}

@@ -53,8 +53,9 @@ def randomize(net: nn.Module, seed: int) -> nn.Module:
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=gen))
                 m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=gen))
-                m.weight.copy_(1 + 0.3 * torch.randn(m.num_features, generator=gen))
-                m.bias.copy_(0.2 * torch.randn(m.num_features, generator=gen))
+                if m.affine:
+                    m.weight.copy_(1 + 0.3 * torch.randn(m.num_features, generator=gen))
+                    m.bias.copy_(0.2 * torch.randn(m.num_features, generator=gen))
     return net.eval()
 
 
@@ -143,6 +144,9 @@ def test_discrete_forward_equals_one_hot_mixture_and_the_extracted_standalone(pr
     outs = []
     for _ in range(3):
         arch = space.sample(rng)
+        # the mixture normalises pool outputs (see the pool test below): compare pool-free archs
+        arch = tuple(PRIMITIVES.index("skip_connect") if "pool" in PRIMITIVES[g] else g
+                     for g in arch)
         with torch.no_grad():
             path = supernet(x, arch)
             mixed = supernet.forward_relaxed(x, one_hot(arch))
@@ -154,6 +158,32 @@ def test_discrete_forward_equals_one_hot_mixture_and_the_extracted_standalone(pr
         assert torch.allclose(path, alone, atol=1e-10) and torch.allclose(alone, split)
         outs.append(path)
     assert not torch.allclose(outs[0], outs[1])   # different archs, different functions
+
+
+def test_mixture_normalises_pool_outputs_without_affine_and_the_path_does_not():
+    from tamnas.supernets.darts.supernet import MixedEdge
+
+    edge = randomize(MixedEdge(6, 1), seed=3).double()
+    x = torch.rand(2, 6, 7, 7, dtype=torch.float64)
+    for name, pool in (("max_pool_3x3", lambda t: nn.functional.max_pool2d(t, 3, 1, 1)),
+                       ("avg_pool_3x3", lambda t: nn.functional.avg_pool2d(
+                           t, 3, 1, 1, count_include_pad=False))):
+        o = PRIMITIVES.index(name)
+        bn = edge.pool_bn[str(o)]
+        assert not bn.affine and bn.weight is None
+        p = nn.functional.one_hot(torch.tensor(o), len(PRIMITIVES)).double()
+        with torch.no_grad():
+            mean, var = bn.running_mean.view(1, -1, 1, 1), bn.running_var.view(1, -1, 1, 1)
+            want = (pool(x) - mean) / torch.sqrt(var + bn.eps)
+            assert torch.allclose(edge.mixed(x, p), want, atol=1e-12)
+            assert torch.allclose(edge.ops[o](x), pool(x), atol=1e-12)    # the path: bare pool
+    # in training mode the mixture uses the batch statistics: zero mean, unit variance per channel
+    edge.train()
+    o = PRIMITIVES.index("avg_pool_3x3")
+    y = edge.mixed(x, nn.functional.one_hot(torch.tensor(o), len(PRIMITIVES)).double())
+    assert torch.allclose(y.mean(dim=(0, 2, 3)), torch.zeros(6, dtype=torch.float64), atol=1e-12)
+    # the pool BNs hold no parameters, so params and extract are unchanged
+    assert sum(p.numel() for p in edge.pool_bn.parameters()) == 0
 
 
 def test_extract_holds_exactly_the_standalone_tensors():

@@ -262,17 +262,20 @@ def test_auto_ood_for_cifar_is_svhn_test_images_labelled_minus_one(disk, skip_md
 def test_auto_ood_for_svhn_is_cifar10_test_images(disk, skip_md5):
     root, c10, _ = disk
     data = load_data(cfg(root, dataset="svhn", val_size=10, ood="auto", ood_size=100), seed=0)
-    x, _ = stack(data.ood)
-    assert len(x) == N_CIFAR_TEST                        # capped at the test set's size
-    assert set(_rows(_u8(x))) == set(_rows(c10["test_x"]))
+    x, _ = stack(data.ood_train)
+    e, _ = stack(data.ood_eval)
+    # capped at the test set's size, which is split into disjoint train / eval halves
+    assert len(x) + len(e) == N_CIFAR_TEST and len(x) == N_CIFAR_TEST // 2
+    assert set(_rows(_u8(x))).isdisjoint(_rows(_u8(e)))
+    assert set(_rows(_u8(x))) | set(_rows(_u8(e))) == set(_rows(c10["test_x"]))
 
 
 def test_rgb_ood_is_converted_to_grayscale_and_resized_for_digits(disk, skip_md5):
     root, _, svhn = disk
     data = load_data(DataConfig(dataset="digits", root=str(root), resolution=8, val_size=100,
-                                ood="svhn", ood_size=N_SVHN_TEST), seed=0)
+                                ood="svhn", ood_size=N_SVHN_TEST // 2), seed=0)
     x, y = stack(data.ood)
-    assert x.shape == (N_SVHN_TEST, 1, 8, 8) and set(y.tolist()) == {-1}
+    assert x.shape == (N_SVHN_TEST // 2, 1, 8, 8) and set(y.tolist()) == {-1}
     # every OoD image is the luma (0.299 R + 0.587 G + 0.114 B) of one SVHN test image, resized
     src = svhn["test_x"].astype(np.float32) / 255
     gray = 0.299 * src[:, 0] + 0.587 * src[:, 1] + 0.114 * src[:, 2]
@@ -320,6 +323,15 @@ def test_permuted_ood_permutes_pixel_positions_of_test_images(disk, skip_md5):
         assert key in src and not np.array_equal(img, src[key])
         perms.append(img.tobytes())
     assert data.ood is not None and len(set(perms)) == 10
+
+
+@pytest.mark.parametrize("kind", ["auto", "noise", "permuted"])
+def test_ood_train_and_eval_images_are_disjoint(disk, skip_md5, kind):
+    root, _, _ = disk
+    data = load_data(cfg(root, ood=kind, ood_size=8), seed=0)
+    x, e = stack(data.ood_train)[0], stack(data.ood_eval)[0]
+    assert len(x) == len(e) == 8 and data.ood is data.ood_train
+    assert set(_rows(_u8(x))).isdisjoint(_rows(_u8(e)))
 
 
 def test_ood_none_gives_none(disk, skip_md5):

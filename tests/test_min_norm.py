@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tamnas.search.min_norm import min_norm, normalize_grads
+from tamnas.search.min_norm import NORMALIZATIONS, min_norm, normalize_grads
 
 
 def _grads(rng: np.random.Generator, T: int, D: int) -> torch.Tensor:
@@ -198,3 +198,39 @@ def test_gradients_of_very_different_scales_reach_the_exact_optimum():
         assert value <= best * (1 + 1e-3), (case, value / best - 1)
         # a common descent direction: every objective decreases along -d
         assert (g @ d).min() >= (1 - 1e-3) * value, case
+
+
+# -- the step direction: never raises an objective to first order ---------------------------------
+def test_l2_solve_with_raw_step_would_raise_an_objective_but_the_direction_does_not():
+    from tamnas.search.min_norm import descent_direction
+
+    g = torch.tensor([[1.0, 0.0], [-10.0, 1.0]], dtype=torch.float64)
+    # the old step: gamma solved on l2-normalised gradients, applied to the raw ones
+    gamma = min_norm(normalize_grads(g, mode="l2"))
+    raw = (gamma[:, None] * g).sum(0)
+    assert float(g[0] @ raw) < 0                               # it raised objective 1
+    d, gam = descent_direction(g, torch.ones(2, dtype=torch.float64), "l2")
+    assert torch.allclose(gam, gamma) and float((g @ d).min()) >= 0
+
+
+@pytest.mark.parametrize("mode", NORMALIZATIONS)
+@pytest.mark.parametrize("T", [2, 3, 5])
+def test_descent_direction_never_raises_an_objective_under_any_normalisation(mode, T):
+    from tamnas.search.min_norm import descent_direction
+
+    rng = np.random.default_rng(100 * T + NORMALIZATIONS.index(mode))
+    for _ in range(40):
+        D = int(rng.integers(2, 30))
+        directions = rng.standard_normal((T, D))
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        norms = 10.0 ** rng.uniform(-3, 3, size=T)            # gradient norms 1e-3 .. 1e3
+        g = torch.from_numpy(directions * norms[:, None])
+        losses = torch.from_numpy(10.0 ** rng.uniform(-2, 2, size=T))
+        d, gamma = descent_direction(g, losses, mode)
+        assert float(gamma.min()) >= 0 and abs(float(gamma.sum()) - 1) < 1e-12
+        # the solver's float64 rounding floor (64 eps max ||g^||^2, see _converged), carried
+        # into each objective's own units by its scale c_t = ||g_t|| / ||g^_t||
+        ghat = normalize_grads(g, losses, mode)
+        c = g.norm(dim=1) / ghat.norm(dim=1)
+        slack = c * 64 * np.finfo(float).eps * float(ghat.norm(dim=1).max()) ** 2
+        assert bool(((g @ d) >= -slack).all()), (mode, (g @ d).tolist())

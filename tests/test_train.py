@@ -202,3 +202,37 @@ def test_sandwich_supernet_run_learns(tmp_path):
     log = pd.read_csv(run.supernet_log)
     # as many optimiser steps as plain training: 3 epochs reached 0.29 here (chance: 0.1)
     assert log["clean_acc"].iloc[-1] > 0.25, log
+
+
+def test_kill_and_resume_inside_a_resample_block_trains_the_same_subnet(tmp_path, monkeypatch):
+    """train.resample_every = N epochs: the current subnet travels in the checkpoint."""
+    cfg = tamnas.load_config("quickstart", {**TINY, "train.phase1_epochs": 4,
+                                            "train.phase2_epochs": 0, "train.lr": 0.1,
+                                            "train.resample_every": "4",
+                                            "train.batches_per_epoch": 3})
+    data = load_data(cfg.data, cfg.seed)
+    ref = train_supernet(cfg, RunDir(tmp_path / "full"), torch.device("cpu"), data=data,
+                         quiet=True)
+    saved = load_checkpoint(RunDir(tmp_path / "full").supernet_checkpoint, kind="supernet")
+    assert len(saved["sampler"]["archs"]) == 1
+
+    import tamnas.train as train_module
+
+    real_save, saves = train_module.save_checkpoint, []
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saves.append(1)
+        if len(saves) == 2:
+            raise KeyboardInterrupt  # killed after epoch 2 of the 4-epoch block
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+    part = RunDir(tmp_path / "part")
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(cfg, part, torch.device("cpu"), data=data, quiet=True)
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    mid = load_checkpoint(part.supernet_checkpoint, kind="supernet")
+    assert mid["epoch"] == 2 and mid["sampler"] == saved["sampler"]   # one subnet all block
+    resumed = train_supernet(cfg, part, torch.device("cpu"), data=data, quiet=True)
+    for (k, a), b in zip(ref.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k

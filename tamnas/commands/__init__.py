@@ -82,7 +82,8 @@ def write_export(session, arch, name: str, weights: str = "inherited", fmt: str 
     shape = (1, session.data.info.in_channels, res, res)
     paths = export_arch(session.space, arch, session.run.exports_dir, name, state_dict=state,
                         scores=scores, onnx=fmt == "onnx", example_input_shape=shape,
-                        extra={"weights_source": weights, **(extra or {})})
+                        extra={"weights_source": weights,
+                               "weights_fingerprint": session.evaluator.weights, **(extra or {})})
     if dist.is_main():
         stamp(paths["json"], session.fingerprint)
     return paths

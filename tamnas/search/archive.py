@@ -1,6 +1,11 @@
 """Every evaluated architecture with its scores: lookup cache, Pareto fronts and persistence.
 
-The archive is the one record of a search that every later stage reads (plots,
+A score belongs to an arch *and the weights it was scored on*: every entry is
+keyed by (arch, weights fingerprint), the `weights` column of the tables. An
+arch scored on two weight sets (the one-shot supernet and the weights a
+gradient search trained) has two rows, and a cache lookup only returns a
+score made on the weights asked for. A front over rows of several weight sets
+says so (`mixed_weights`). The archive is the one record of a search that every later stage reads (plots,
 LEGO, export, retrain). Scores that carry `n_eval` (the number of evaluation
 images) also get the binomial standard error `<err>_se` of each error rate, so
 a reader sees when two archs cannot be told apart; archives written before
@@ -25,7 +30,9 @@ from tamnas.metrics import BINOMIAL_ERRORS, with_standard_errors
 from tamnas.rundir import FINGERPRINT_KEY
 from tamnas.supernets.base import Arch
 
-FORMAT = "tamnas-archive-v1"
+FORMAT = "tamnas-archive-v2"
+READABLE_FORMATS = ("tamnas-archive-v1", FORMAT)   # v1 rows take the archive's fingerprint
+WEIGHTS = "weights"       # the column naming the weights a row was scored on
 JSON_NAME = "archive.json"
 CSV_NAME = "archive.csv"
 # Noise of the error rates (binomial standard errors) and the image count they come from.
@@ -69,20 +76,48 @@ def non_dominated(F: np.ndarray) -> np.ndarray:
     return np.sort(np.asarray(idx, dtype=int))
 
 
-class Archive:
-    """Scores and metadata of every evaluated arch, in insertion order.
+class _Current:
+    """Sentinel: the archive's current weights (`Archive.fingerprint`)."""
 
-    Metadata (e.g. strategy, generation) describe where an arch was first
-    scored; `order` is its insertion index. Adding a known arch again changes
-    nothing: scores belong to the arch, not to the visit.
+    def __repr__(self) -> str:
+        return "CURRENT"
+
+
+class _Any:
+    """Sentinel: every weight set."""
+
+    def __repr__(self) -> str:
+        return "ANY_WEIGHTS"
+
+
+CURRENT, ANY_WEIGHTS = _Current(), _Any()
+Key = tuple[Arch, "str | None"]
+
+
+def mixed_weights(df: pd.DataFrame) -> bool:
+    """True when the rows of a table (a front) were scored on more than one set of weights."""
+    if WEIGHTS not in df.columns or df.empty:
+        return False
+    return df[WEIGHTS].fillna("").nunique() > 1
+
+
+class Archive:
+    """Scores and metadata of every evaluated (arch, weights), in insertion order.
+
+    `fingerprint` names the weights new scores are made on unless a call
+    names others (the session sets it to the weights its evaluator holds).
+    Metadata (e.g. strategy, generation) describe where an entry was first
+    scored; `order` is its insertion index. Adding a known (arch, weights)
+    again changes nothing: scores belong to the arch on those weights, not to
+    the visit.
     """
 
     def __init__(self, space_name: str, n_genes: int, fingerprint: str | None = None):
         self.space_name = str(space_name)
         self.n_genes = int(n_genes)
-        self.fingerprint = fingerprint  # of the supernet checkpoint the scores came from
-        self._scores: dict[Arch, dict[str, Any]] = {}
-        self._meta: dict[Arch, dict[str, Any]] = {}
+        self.fingerprint = fingerprint  # the current weights: default of add/get/in
+        self._scores: dict[Key, dict[str, Any]] = {}
+        self._meta: dict[Key, dict[str, Any]] = {}
 
     # -- container ----------------------------------------------------------------------
     def _arch(self, arch: Sequence[int]) -> Arch:
@@ -92,52 +127,84 @@ class Archive:
                              f"genes, expected {self.n_genes}")
         return arch
 
-    def add(self, arch: Sequence[int], scores: Mapping[str, Any], **meta: Any) -> bool:
-        """Record an arch; True if new, False if already there (then nothing changes)."""
-        arch = self._arch(arch)
-        if arch in self._scores:
+    def _weights(self, weights: Any) -> str | None:
+        return self.fingerprint if weights is CURRENT else (None if weights is None
+                                                            else str(weights))
+
+    def add(self, arch: Sequence[int], scores: Mapping[str, Any], *, weights: Any = CURRENT,
+            **meta: Any) -> bool:
+        """Record an arch's scores on `weights` (default: the current ones); True if new."""
+        key = (self._arch(arch), self._weights(weights))
+        if key in self._scores:
             return False
         if not scores:
-            raise ValueError(f"archive: no scores given for arch {arch_key(arch)}")
-        clash = set(meta) & (set(scores) | {"arch", "order"})
+            raise ValueError(f"archive: no scores given for arch {arch_key(key[0])}")
+        clash = set(meta) & (set(scores) | {"arch", "order", WEIGHTS})
         if clash:
             raise ValueError(f"archive: meta keys {sorted(clash)} clash with score or reserved "
                              "names")
-        self._scores[arch] = {str(k): _plain(v) for k, v in with_standard_errors(scores).items()}
-        self._meta[arch] = {"order": len(self._meta),
-                            **{str(k): _plain(v) for k, v in meta.items()}}
+        self._scores[key] = {str(k): _plain(v) for k, v in with_standard_errors(scores).items()}
+        self._meta[key] = {"order": len(self._meta),
+                           **{str(k): _plain(v) for k, v in meta.items()}}
         return True
 
-    def get(self, arch: Sequence[int]) -> dict[str, Any] | None:
-        """The scores of an arch (a copy), or None if it was never evaluated."""
-        scores = self._scores.get(tuple(int(g) for g in arch))
-        return dict(scores) if scores is not None else None
+    def _key(self, arch: Sequence[int], weights: Any) -> Key | None:
+        """The key of `arch` on `weights`; with ANY_WEIGHTS the first entry of the arch."""
+        arch = tuple(int(g) for g in arch)
+        if weights is ANY_WEIGHTS:
+            return next((k for k in self._scores if k[0] == arch), None)
+        key = (arch, self._weights(weights))
+        return key if key in self._scores else None
 
-    def meta(self, arch: Sequence[int]) -> dict[str, Any] | None:
-        meta = self._meta.get(tuple(int(g) for g in arch))
-        return dict(meta) if meta is not None else None
+    def get(self, arch: Sequence[int], weights: Any = CURRENT) -> dict[str, Any] | None:
+        """The scores of an arch on `weights` (a copy), or None if never scored on them."""
+        key = self._key(arch, weights)
+        return dict(self._scores[key]) if key is not None else None
+
+    def meta(self, arch: Sequence[int], weights: Any = CURRENT) -> dict[str, Any] | None:
+        key = self._key(arch, weights)
+        return dict(self._meta[key]) if key is not None else None
 
     def __contains__(self, arch: object) -> bool:
+        """Whether the arch has scores on the current weights."""
         try:
-            return tuple(int(g) for g in arch) in self._scores  # type: ignore[union-attr]
+            return self._key(arch, CURRENT) is not None  # type: ignore[arg-type]
         except TypeError:
             return False
 
     def __len__(self) -> int:
         return len(self._scores)
 
-    def archs(self) -> list[Arch]:
-        return list(self._scores)
+    def archs(self, weights: Any = ANY_WEIGHTS) -> list[Arch]:
+        """The archs of the entries on `weights` (default: all), in insertion order."""
+        if weights is ANY_WEIGHTS:
+            return list(dict.fromkeys(a for a, _ in self._scores))
+        w = self._weights(weights)
+        return [a for a, k in self._scores if k == w]
+
+    def weight_sets(self) -> list[str | None]:
+        """The fingerprints the entries were scored on, in order of first use."""
+        return list(dict.fromkeys(w for _, w in self._scores))
+
+    def subset(self, weights: Any) -> Archive:
+        """A new archive holding only the entries scored on `weights` (metadata kept)."""
+        w = self._weights(weights)
+        out = Archive(self.space_name, self.n_genes, w)
+        for (arch, kw), scores in self._scores.items():
+            if kw == w:
+                meta = {k: v for k, v in self._meta[(arch, kw)].items() if k != "order"}
+                out.add(arch, scores, weights=kw, **meta)
+        return out
 
     def update(self, other: Archive) -> int:
-        """Add the archs of `other` not yet here, keeping their metadata; returns how many."""
+        """Add the entries of `other` not yet here, keeping their weights and metadata."""
         if other.n_genes != self.n_genes or other.space_name != self.space_name:
             raise ValueError(f"cannot merge an archive of {other.space_name} ({other.n_genes} "
                              f"genes) into one of {self.space_name} ({self.n_genes} genes)")
         added = 0
-        for arch in other.archs():
-            meta = {k: v for k, v in other._meta[arch].items() if k != "order"}
-            added += self.add(arch, other._scores[arch], **meta)
+        for key, scores in other._scores.items():
+            meta = {k: v for k, v in other._meta[key].items() if k != "order"}
+            added += self.add(key[0], scores, weights=key[1], **meta)
         return added
 
     def __eq__(self, other: object) -> bool:
@@ -161,29 +228,37 @@ class Archive:
             names.update(dict.fromkeys(meta))
         return sorted(n for n in names if n != "order") + ["order"] if names else []
 
-    def frame(self) -> pd.DataFrame:
-        """One row per arch: arch key, genes g0..gN, every score, metadata (order last)."""
+    def frame(self, weights: Any = ANY_WEIGHTS) -> pd.DataFrame:
+        """One row per entry (on `weights`, default all): arch key, genes g0..gN, every score,
+        the `weights` fingerprint, metadata (order last)."""
         genes = [f"g{i}" for i in range(self.n_genes)]
         scores, metas = self.score_names(), self.meta_names()
+        keep = None if weights is ANY_WEIGHTS else self._weights(weights)
         rows = []
-        for arch, s in self._scores.items():
-            m = self._meta[arch]
-            rows.append([arch_key(arch), *arch, *(s.get(k, math.nan) for k in scores),
+        for (arch, w), s in self._scores.items():
+            if weights is not ANY_WEIGHTS and w != keep:
+                continue
+            m = self._meta[(arch, w)]
+            rows.append([arch_key(arch), *arch, *(s.get(k, math.nan) for k in scores), w,
                          *(m.get(k) for k in metas)])
-        df = pd.DataFrame(rows, columns=["arch", *genes, *scores, *metas])
+        df = pd.DataFrame(rows, columns=["arch", *genes, *scores, WEIGHTS, *metas])
         for g in genes:
             df[g] = df[g].astype("int64")
         if "order" in df:
             df["order"] = df["order"].astype("int64")
         return df
 
-    def front(self, objectives: Sequence[str], rows: pd.DataFrame | None = None) -> pd.DataFrame:
-        """Non-dominated rows (minimisation) of `rows` (default: the archive) over `objectives`.
+    def front(self, objectives: Sequence[str], rows: pd.DataFrame | None = None,
+              weights: Any = ANY_WEIGHTS) -> pd.DataFrame:
+        """Non-dominated rows (minimisation) of `rows` (default: the archive's entries on
+        `weights`, all by default) over `objectives`.
 
         Rows lacking a value for one of the objectives take no part. The
-        result keeps the input order and index.
+        result keeps the input order and index; `attrs["mixed_weights"]` (and
+        `mixed_weights(front)`, from the `weights` column) says whether it
+        mixes scores of several weight sets.
         """
-        df = self.frame() if rows is None else rows
+        df = self.frame(weights) if rows is None else rows
         objectives = list(objectives)
         missing = [o for o in objectives if o not in df.columns]
         if not objectives or missing:
@@ -191,28 +266,32 @@ class Archive:
                              f"scores {', '.join(self.score_names()) or '(none)'}")
         usable = df[df[objectives].notna().all(axis=1)]
         idx = non_dominated(usable[objectives].to_numpy(dtype=float))
-        return usable.iloc[idx]
+        front = usable.iloc[idx]
+        front.attrs["mixed_weights"] = mixed_weights(front)
+        return front
 
     # -- persistence ----------------------------------------------------------------------
     def to_dict(self) -> dict:
         blob: dict[str, Any] = {"format": FORMAT, "space": self.space_name, "n_genes": self.n_genes}
         if self.fingerprint is not None:
             blob[FINGERPRINT_KEY] = self.fingerprint
-        blob["entries"] = [{"arch": list(a), "scores": self._scores[a], "meta": self._meta[a]}
-                           for a in self._scores]
+        blob["entries"] = [{"arch": list(a), WEIGHTS: w, "scores": self._scores[(a, w)],
+                            "meta": self._meta[(a, w)]} for a, w in self._scores]
         return blob
 
     @classmethod
     def from_dict(cls, blob: Mapping, source: str = "archive") -> Archive:
-        if not isinstance(blob, Mapping) or blob.get("format") != FORMAT:
+        if not isinstance(blob, Mapping) or blob.get("format") not in READABLE_FORMATS:
             raise ValueError(f"{source} is not a tamnas archive (no {FORMAT} tag)")
         try:
             archive = cls(blob["space"], blob["n_genes"], blob.get(FINGERPRINT_KEY))
             entries = sorted(blob["entries"], key=lambda e: e["meta"]["order"])
             for e in entries:
                 meta = {k: v for k, v in e["meta"].items() if k != "order"}
-                if not archive.add(e["arch"], e["scores"], **meta):
-                    raise ValueError(f"duplicate arch {arch_key(e['arch'])}")
+                # v1 entries name no weights: they were scored on the archive's fingerprint
+                weights = e.get(WEIGHTS, archive.fingerprint)
+                if not archive.add(e["arch"], e["scores"], weights=weights, **meta):
+                    raise ValueError(f"duplicate arch {arch_key(e['arch'])} on weights {weights}")
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{source} is corrupt ({type(err).__name__}: {err}); delete it or "
                              "pass --no-resume") from None
@@ -279,8 +358,10 @@ def front_records(space, df: pd.DataFrame) -> list[dict]:
                   for k in scores if not pd.isna(row[k])}
         if "n_eval" in values:  # a float column when older rows lack it
             values["n_eval"] = int(values["n_eval"])
-        records.append({"arch": list(arch), "description": space.describe(arch),
-                        "scores": values})
+        record = {"arch": list(arch), "description": space.describe(arch), "scores": values}
+        if WEIGHTS in df.columns and not pd.isna(row[WEIGHTS]):
+            record[WEIGHTS] = str(row[WEIGHTS])
+        records.append(record)
     return records
 
 
@@ -290,5 +371,5 @@ def archs_of(df: pd.DataFrame, n_genes: int) -> list[Arch]:
     return [tuple(int(g) for g in row) for row in genes]
 
 
-__all__ = ["NOISE_NAMES", "Archive", "arch_key", "archs_of", "front_records", "front_table",
-           "non_dominated", "parse_key"]
+__all__ = ["ANY_WEIGHTS", "CURRENT", "NOISE_NAMES", "WEIGHTS", "Archive", "arch_key", "archs_of",
+           "front_records", "front_table", "mixed_weights", "non_dominated", "parse_key"]

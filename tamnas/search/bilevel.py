@@ -5,24 +5,28 @@ shared by every parameter target of the sweep), one logit vector alpha per
 gene and target, the optimisers, the data streams and the generators.
 `BiLevelSteps` is the step itself, lower level first as in E2RNAS (Alg. 1):
 
-* lower level: an SGD step on the weights with the training CE of the relaxed
-  net (`forward_relaxed` on softmax(alpha)), on FGSM-RS examples for the
-  adversarial variants (PGD-AT's when train.objective is pgd_at, DSARA), plus the OoD KL-to-uniform loss when an OoD set is
-  used, with the SmoothDARTS perturbation of softmax(alpha) (uniform noise or
-  a few PGD steps) for the `sdarts-*` variants; alpha is only read.
+* lower level: an SGD step on the weights with the lower-level loss of the
+  variant: the training CE of the relaxed net (`forward_relaxed` on
+  softmax(alpha)), on adversarial examples when the variant's lower level is
+  adversarial (FGSM-RS: E2RNAS workshop; PGD: DSARA), plus the OoD
+  KL-to-uniform loss on the OoD training images when an OoD set is used
+  (E2RNAS journal, Eq. 8), with softmax(alpha) perturbed, clipped to [0, 1]
+  and renormalised for the `sdarts-*` variants; alpha is only read.
 * upper level: the gradient w.r.t. alpha of every active objective (val CE,
-  adversarial val CE, OoD KL to uniform, |E[params] - L| / L,
-  |E[FLOPs] - F| / F), normalised, min-norm weights gamma
-  (`min_norm.min_norm`), an Adam step along sum_t gamma_t g_t. As in Sener &
-  Koltun's MGDA-UB, normalisation only chooses gamma; the step uses the raw
-  gradients. Second-order mode unrolls one weight step for the val CE term
-  and uses DARTS's finite-difference Hessian-vector product.
+  adversarial val CE, OoD KL to uniform, the params/FLOPs distances to L and
+  F), min-norm weights gamma on the (optionally normalised) gradients
+  (`min_norm.descent_direction`) and an Adam step along the combination gamma
+  was solved for, so that no objective rises to first order. Second order
+  (Eq. 9 of papers 000/001) unrolls one step of the real lower-level loss
+  for every weight-dependent objective and uses DARTS's finite-difference
+  Hessian-vector product.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,6 +48,30 @@ from tamnas.search.mgda_variants import (
 from tamnas.supernets.base import Arch
 
 Alpha = list[torch.Tensor]
+WEIGHT_OBJECTIVES = ("val_ce", "adv_ce", "ood_kl")   # those that depend on the weights
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One adversary of the search: none, FGSM-RS (one step of `step`) or PGD."""
+
+    kind: str
+    eps: float
+    step: float
+    steps: int
+
+    @classmethod
+    def of(cls, kind: str, variant) -> AttackSpec:
+        if kind == "fgsm_rs":
+            return cls(kind, variant.eps, variant.fgsm_step * variant.eps, 1)
+        if kind == "pgd":
+            return cls(kind, variant.eps, variant.pgd_step, variant.pgd_steps)
+        return cls("none", 0.0, 0.0, 0)
+
+
+def ood_train_set(data):
+    """The OoD images the search may train on: never those OoD AUPR is measured on."""
+    return data.ood_train
 
 
 def mix_seed(*parts: int) -> int:
@@ -116,14 +144,21 @@ class SearchState:
         bs, workers = cfg.data.batch_size, cfg.data.num_workers
         self.train = BatchStream(data.train, bs, mix_seed(seed, 1), workers)
         self.val = BatchStream(data.val, bs, mix_seed(seed, 2), workers)
-        self.ood = BatchStream(data.ood, bs, mix_seed(seed, 3), workers) if use_ood else None
+        self.ood = (BatchStream(ood_train_set(data), bs, mix_seed(seed, 3), workers)
+                    if use_ood else None)
         self.gen = torch.Generator().manual_seed(mix_seed(seed, 4))
         self.rng = np.random.default_rng(mix_seed(seed, 5))
         self.last_train: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.last_ood: torch.Tensor | None = None
 
     def set_weight_lr(self, lr: float) -> None:
         for group in self.weight_opt.param_groups:
             group["lr"] = lr
+
+    def set_arch_lr(self, lr: float) -> None:
+        for opt in self.arch_opts:
+            for group in opt.param_groups:
+                group["lr"] = lr
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(),
@@ -156,8 +191,9 @@ def _zero_if_none(grads, like) -> list[torch.Tensor]:
 class BiLevelSteps:
     """The lower and upper step (module docstring).
 
-    The host class provides `cfg`, `space`, `device`, `variant`, `masks`,
-    `targets`, `flops_targets`, `val_attack` and `seed`.
+    The host class provides `cfg`, `space`, `device`, `variant` (resolved, see
+    `mgda_variants.resolve`), `masks`, `targets`, `flops_targets`,
+    `lower_attack` and `upper_attack` (AttackSpec) and `seed`.
     """
 
     # -- relaxation ---------------------------------------------------------------------------
@@ -182,46 +218,83 @@ class BiLevelSteps:
         return ((2 * u - 1) * eps).to(like.device)
 
     def perturb_inputs(self, run: SearchState, probs: Sequence[torch.Tensor], x: torch.Tensor,
-                       y: torch.Tensor, attack: str = "fgsm_rs") -> torch.Tensor:
-        """FGSM-RS (random start + one signed step of fgsm_step * eps) or PGD on the relaxed net.
-
-        `attack="train"`: the lower level's attack, PGD-AT's when train.objective is
-        pgd_at (DSARA), FGSM-RS's otherwise (E2RNAS).
-        """
-        t = self.cfg.train
-        if attack == "train" and t.objective == "pgd_at":
-            eps, step, steps = t.eps, t.pgd_step_size, t.pgd_steps
-        elif attack == "pgd":
-            a = self.cfg.attack
-            eps, step, steps = a.eps, a.step_size, a.steps
-        else:
-            eps, step, steps = t.eps, t.fgsm_step * t.eps, 1
-        if eps <= 0 or steps <= 0:
+                       y: torch.Tensor, spec: AttackSpec) -> torch.Tensor:
+        """Adversarial examples of the relaxed net: FGSM-RS or PGD, both from a uniform random
+        start in the eps-ball, signed steps, projected to the ball and to [0, 1]."""
+        if spec.kind == "none" or spec.eps <= 0 or spec.steps <= 0:
             return x
         probs = [p.detach() for p in probs]
-        x_adv = (x + self._noise(run, x, eps)).clamp(0, 1)
-        for _ in range(steps):
+        x_adv = (x + self._noise(run, x, spec.eps)).clamp(0, 1)
+        for _ in range(spec.steps):
             x_adv.requires_grad_(True)
             loss = F.cross_entropy(run.model.forward_relaxed(x_adv, probs), y)
             grad, = torch.autograd.grad(loss, x_adv)
             with torch.no_grad():
-                x_adv = torch.min(torch.max(x_adv + step * grad.sign(), x - eps), x + eps)
-                x_adv = x_adv.clamp(0, 1)
+                x_adv = x_adv + spec.step * grad.sign()
+                x_adv = torch.min(torch.max(x_adv, x - spec.eps), x + spec.eps).clamp(0, 1)
         return x_adv.detach()
+
+    def project_probs(self, probs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Clip every row to [0, 1] (illegal values at 0) and renormalise it to sum 1.
+
+        As SmoothDARTS's reference does after each perturbation, so that the
+        mixture weights stay a distribution; a row clipped to all zeros keeps
+        its largest entry.
+        """
+        out = []
+        for p, m in zip(probs, self.masks):
+            q = p.clamp(0.0, 1.0) * m
+            total = q.sum()
+            if not float(total) > 0:
+                q = torch.zeros_like(p)
+                q[int(p.masked_fill(~m, float("-inf")).argmax())] = 1.0
+                total = q.sum()
+            out.append(q / total)
+        return out
 
     def perturb_probs(self, run: SearchState, probs: list[torch.Tensor], x: torch.Tensor,
                       y: torch.Tensor, eps: float) -> list[torch.Tensor]:
-        """SmoothDARTS: softmax(alpha) + delta, delta uniform (rs) or PGD on the train CE (adv)."""
-        delta = [self._noise(run, p, eps) for p in probs]
-        if self.variant.perturb == "adv":
-            step = 2.5 * eps / SDARTS_ADV_STEPS
+        """SmoothDARTS: softmax(alpha) + delta, projected back to the simplex rows.
+
+        rs: delta uniform in [-eps, eps]. adv: that random start, then
+        SDARTS_ADV_STEPS signed steps of 2 eps / SDARTS_ADV_STEPS up the training
+        CE with BatchNorm on running statistics (eval mode), each projected to
+        the eps-ball around softmax(alpha) and to the simplex rows; kept only if
+        it raised the loss. The weight step that follows runs in train mode.
+        """
+        probs = [p.detach() for p in probs]
+        pert = self.project_probs([p + self._noise(run, p, eps) for p in probs])
+        if self.variant.perturb != "adv":
+            return pert
+        was_training = run.model.training
+        run.model.eval()
+        try:
+            with torch.no_grad():
+                before = float(F.cross_entropy(run.model.forward_relaxed(x, probs), y))
+            step = 2.0 * eps / SDARTS_ADV_STEPS
             for _ in range(SDARTS_ADV_STEPS):
-                delta = [d.requires_grad_(True) for d in delta]
-                out = run.model.forward_relaxed(x, [p + d for p, d in zip(probs, delta)])
-                grads = torch.autograd.grad(F.cross_entropy(out, y), delta)
+                pert = [q.detach().requires_grad_(True) for q in pert]
+                loss = F.cross_entropy(run.model.forward_relaxed(x, pert), y)
+                grads = torch.autograd.grad(loss, pert)
                 with torch.no_grad():
-                    delta = [(d + step * g.sign()).clamp(-eps, eps) for d, g in zip(delta, grads)]
-        return [(p + d.detach()) * m for p, d, m in zip(probs, delta, self.masks)]
+                    moved = [(q + step * g.sign() - p).clamp(-eps, eps) + p
+                             for q, g, p in zip(pert, grads, probs)]
+                    pert = self.project_probs(moved)
+            with torch.no_grad():
+                after = float(F.cross_entropy(run.model.forward_relaxed(x, pert), y))
+        finally:
+            run.model.train(was_training)
+        return [q.detach() for q in pert] if after >= before else probs
+
+    def lower_loss(self, run: SearchState, probs: Sequence[torch.Tensor], x: torch.Tensor,
+                   y: torch.Tensor, x_ood: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The lower-level loss (CE, + KL to uniform on OoD images when used) and the logits."""
+        logits = run.model.forward_relaxed(x, probs)
+        loss = F.cross_entropy(logits, y)
+        if x_ood is not None:
+            loss = loss + kl_to_uniform(run.model.forward_relaxed(x_ood, probs))
+        return loss, logits
 
     def lower_step(self, run: SearchState, alpha: Alpha, eps: float) -> dict[str, float]:
         """One SGD step on the weights under softmax(alpha); alpha is read, never written."""
@@ -231,14 +304,10 @@ class BiLevelSteps:
             probs = self.probs(alpha)
         if self.variant.perturb:
             probs = self.perturb_probs(run, probs, x, y, eps)
-        if self.variant.lower_adv:
-            x = self.perturb_inputs(run, probs, x, y, "train")
-        run.last_train = (x, y)
-        logits = run.model.forward_relaxed(x, probs)
-        loss = F.cross_entropy(logits, y)
-        if run.ood is not None:
-            xo, _ = self._to(run.ood.next())
-            loss = loss + kl_to_uniform(run.model.forward_relaxed(xo, probs))
+        x = self.perturb_inputs(run, probs, x, y, self.lower_attack)
+        x_ood = self._to(run.ood.next())[0] if run.ood is not None else None
+        run.last_train, run.last_ood = (x, y), x_ood
+        loss, logits = self.lower_loss(run, probs, x, y, x_ood)
         run.weight_opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(run.weights, GRAD_CLIP)
@@ -256,40 +325,40 @@ class BiLevelSteps:
             return F.cross_entropy(run.model.forward_relaxed(x, probs), y)
         if name == "adv_ce":
             x, y = batches["val"]
-            x_adv = self.perturb_inputs(run, probs, x, y, self.val_attack)
+            x_adv = self.perturb_inputs(run, probs, x, y, self.upper_attack)
             return F.cross_entropy(run.model.forward_relaxed(x_adv, probs), y)
         if name == "ood_kl":
             return kl_to_uniform(run.model.forward_relaxed(batches["ood"][0], probs))
         target = self.targets[index] if name == "params" else self.flops_targets[index]
-        return (self.space.expected_cost(name, probs) - target).abs() / target
+        expected = self.space.expected_cost(name, probs)
+        if self.variant.params_form == "hinge":          # paper 000, Eq. 6: max(N, L)
+            return torch.clamp(expected, min=target) / target
+        return (expected - target).abs() / target       # paper 001, Eq. 5-6
 
     def upper_step(self, run: SearchState, index: int, names: Sequence[str]
                    ) -> tuple[list[float], list[float]]:
         """Gradients of the objectives w.r.t. target `index`'s alpha, min-norm gamma, one Adam step."""
-        from tamnas.search.min_norm import min_norm, normalize_grads
+        from tamnas.search.min_norm import descent_direction
 
         alpha = run.alphas[index]
         batches = {"val": self._to(run.val.next())}
         if "ood_kl" in names:
             batches["ood"] = self._to(run.ood.next())
         run.model.train()
+        unrolled = [n for n in names if n in WEIGHT_OBJECTIVES] \
+            if self.variant.order == "second" else []
+        second = self.unrolled_grads(run, alpha, unrolled, batches, index) if unrolled else {}
         losses, grads = [], []
         for name in names:
-            if name == "val_ce" and self.cfg.search.mgda_second_order:
-                loss, grad = self.unrolled_val_grad(run, alpha, batches["val"])
+            if name in second:
+                loss, grad = second[name]
             else:
                 loss = self.objective(run, name, self.probs(alpha), batches, index)
                 grad = _zero_if_none(torch.autograd.grad(loss, alpha, allow_unused=True), alpha)
             losses.append(loss.detach())
             grads.append(torch.cat([g.reshape(-1) for g in grad]))
         G, L = torch.stack(grads), torch.stack(losses).to(grads[0].dtype)
-        if len(names) == 1:
-            gamma = torch.ones(1, dtype=G.dtype, device=G.device)
-        else:
-            gamma = torch.as_tensor(
-                min_norm(normalize_grads(G, L, self.cfg.search.mgda_normalization)),
-                dtype=G.dtype, device=G.device)
-        direction = (gamma[:, None] * G).sum(0)
+        direction, gamma = descent_direction(G, L, self.variant.normalization)
         offset = 0
         for a in alpha:
             a.grad = direction[offset:offset + a.numel()].view_as(a).clone()
@@ -298,51 +367,65 @@ class BiLevelSteps:
         run.arch_opts[index].zero_grad(set_to_none=True)
         return [float(v) for v in L], [float(v) for v in gamma]
 
-    def unrolled_val_grad(self, run: SearchState, alpha: Alpha,
-                          val: tuple[torch.Tensor, torch.Tensor]
-                          ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """DARTS second order for the val CE term.
+    def unrolled_grads(self, run: SearchState, alpha: Alpha, names: Sequence[str],
+                       batches: dict[str, tuple[torch.Tensor, torch.Tensor]], index: int
+                       ) -> dict[str, tuple[torch.Tensor, list[torch.Tensor]]]:
+        """Second order (Eq. 9 of papers 000/001, DARTS's approximation) for each of `names`.
 
-        grad_a L_val(w', a) - xi * H_aw L_train(w, a) grad_w' L_val(w', a), with
-        w' = w - xi (grad_w L_train(w, a) + wd w) and the Hessian-vector product by
-        central differences at radius FD_RADIUS / ||grad_w' L_val||.
+        grad_a L(w', a) - xi * H_aw L_low(w, a) grad_w' L(w', a), with
+        w' = w - xi (grad_w L_low(w, a) + wd w), L_low the real lower-level loss
+        on the lower step's own batch (its adversarial examples and OoD images),
+        and the Hessian-vector product by central differences at radius
+        FD_RADIUS / ||grad_w' L(w', a)||.
         """
-        xt, yt = run.last_train if run.last_train is not None else self._to(run.train.next())
-        xv, yv = val
+        if run.last_train is None:
+            run.last_train = self._to(run.train.next())
+        xt, yt = run.last_train
+        xo = run.last_ood
         xi = run.weight_opt.param_groups[0]["lr"]
-        model, weights = run.model, run.weights
+        weights = run.weights
         backup = [w.detach().clone() for w in weights]
         with torch.no_grad():
             probs_fixed = self.probs(alpha)
-        g_train = _zero_if_none(torch.autograd.grad(
-            F.cross_entropy(model.forward_relaxed(xt, probs_fixed), yt), weights,
-            allow_unused=True), weights)
+        g_low = _zero_if_none(torch.autograd.grad(
+            self.lower_loss(run, probs_fixed, xt, yt, xo)[0], weights, allow_unused=True), weights)
+        stepped = [b - xi * (g + WEIGHT_DECAY * b) for b, g in zip(backup, g_low)]
+        out = {}
         try:
-            with torch.no_grad():
-                for w, g in zip(weights, g_train):
-                    w.sub_(xi * (g + WEIGHT_DECAY * w))
-            loss = F.cross_entropy(model.forward_relaxed(xv, self.probs(alpha)), yv)
-            grads = _zero_if_none(torch.autograd.grad(loss, list(alpha) + weights,
-                                                      allow_unused=True), list(alpha) + weights)
-            d_alpha, d_w = grads[:len(alpha)], grads[len(alpha):]
-            norm = torch.sqrt(sum((g * g).sum() for g in d_w))
-            r = FD_RADIUS / float(norm) if float(norm) > 0 else 0.0
-            if r == 0.0:
-                return loss, d_alpha
-            sides = []
-            for sign in (1.0, -1.0):
+            for name in names:
                 with torch.no_grad():
-                    for w, b, d in zip(weights, backup, d_w):
-                        w.copy_(b + sign * r * d)
-                out = model.forward_relaxed(xt, self.probs(alpha))
-                sides.append(_zero_if_none(torch.autograd.grad(F.cross_entropy(out, yt), alpha,
-                                                               allow_unused=True), alpha))
-            hvp = [(p - m) / (2 * r) for p, m in zip(*sides)]
-            return loss, [da - xi * h for da, h in zip(d_alpha, hvp)]
+                    for w, u in zip(weights, stepped):
+                        w.copy_(u)
+                loss = self.objective(run, name, self.probs(alpha), batches, index)
+                grads = _zero_if_none(torch.autograd.grad(loss, list(alpha) + weights,
+                                                          allow_unused=True), list(alpha) + weights)
+                d_alpha, d_w = grads[:len(alpha)], grads[len(alpha):]
+                norm = float(torch.sqrt(sum((g * g).sum() for g in d_w)))
+                if not norm > 0:
+                    out[name] = (loss, d_alpha)
+                    continue
+                r = FD_RADIUS / norm
+                sides = []
+                for sign in (1.0, -1.0):
+                    with torch.no_grad():
+                        for w, b, d in zip(weights, backup, d_w):
+                            w.copy_(b + sign * r * d)
+                    low = self.lower_loss(run, self.probs(alpha), xt, yt, xo)[0]
+                    sides.append(_zero_if_none(torch.autograd.grad(low, alpha, allow_unused=True),
+                                               alpha))
+                hvp = [(p - m) / (2 * r) for p, m in zip(*sides)]
+                out[name] = (loss, [da - xi * h for da, h in zip(d_alpha, hvp)])
         finally:
             with torch.no_grad():
                 for w, b in zip(weights, backup):
                     w.copy_(b)
+        return out
+
+    def unrolled_val_grad(self, run: SearchState, alpha: Alpha,
+                          val: tuple[torch.Tensor, torch.Tensor]
+                          ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Second order for the val CE term alone (see `unrolled_grads`)."""
+        return self.unrolled_grads(run, alpha, ["val_ce"], {"val": val}, 0)["val_ce"]
 
     # -- diagnostics --------------------------------------------------------------------------
     def dominant_eigenvalue(self, run: SearchState, alpha: Alpha, batch=None,
@@ -370,4 +453,5 @@ class BiLevelSteps:
         return eig
 
 
-__all__ = ["BatchStream", "BiLevelSteps", "SearchState", "mix_seed"]
+__all__ = ["WEIGHT_OBJECTIVES", "AttackSpec", "BatchStream", "BiLevelSteps", "SearchState",
+           "mix_seed", "ood_train_set"]

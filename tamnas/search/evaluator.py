@@ -7,7 +7,10 @@ subnet), measures clean and PGD error on one fixed validation subset (with
 the image count `n_eval` and each error's binomial standard error), and
 reads params/FLOPs from the space's tables. `score_model` scores any other
 net of an arch (a standalone one) on the same images under the same attack. Scores are cached in the
-archive, so a duplicate or a resumed search costs nothing. The supernet's
+archive under (arch, `weights`), the fingerprint of the weights the supernet
+holds, so a duplicate or a resumed search costs nothing and a score made on
+other weights is never returned. OoD AUPR is measured on the bundle's
+`ood_eval` images, never on the OoD images the search trains on. The supernet's
 weights and buffers are the same, bit for bit, after a call.
 """
 
@@ -17,6 +20,7 @@ import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,6 +56,11 @@ def check_image_counts(cfg, data) -> None:
                              f"1..{len(split)}")
 
 
+def ood_eval_set(data):
+    """The OoD images AUPR is measured on: held apart from those the search trains on."""
+    return getattr(data, "ood_eval", None)
+
+
 class Evaluator:
     """Scores archs of one supernet on fixed data; see the module docstring."""
 
@@ -59,10 +68,13 @@ class Evaluator:
                  val_images: torch.Tensor, val_labels: torch.Tensor, attack: Attack,
                  device: torch.device, archive: Archive | None = None,
                  ood_images: torch.Tensor | None = None, batch_size: int = 256,
-                 bn_batch_size: int | None = None, quiet: bool = True, seed: int = 0):
+                 bn_batch_size: int | None = None, quiet: bool = True, seed: int = 0,
+                 weights: str | None = None):
+        """`weights`: fingerprint of the supernet's weights (default: the archive's)."""
         self.space, self.supernet, self.attack, self.device = space, supernet, attack, device
         self.seed = int(seed)
         self.archive = archive if archive is not None else Archive(space.name, space.n_genes)
+        self.weights = weights if weights is not None else self.archive.fingerprint
         self.batch_size = batch_size
         bn_bs = bn_batch_size or batch_size
         n_bn = (len(bn_images) // bn_bs) * bn_bs or len(bn_images)  # equal-sized batches
@@ -85,19 +97,31 @@ class Evaluator:
         val_x, val_y = stack(data.val, cfg.search.eval_images, generator_seed=cfg.seed + 12)
         ood_x = None
         if cfg.search.ood or "ood_aupr_err" in cfg.search.objectives:
-            if data.ood is None:
+            ood_eval = ood_eval_set(data)
+            if ood_eval is None:
                 raise ValueError("search.ood needs an OoD set; set data.ood (e.g. \"noise\")")
-            ood_x, _ = stack(data.ood, cfg.search.eval_images, generator_seed=cfg.seed + 13)
+            ood_x, _ = stack(ood_eval, cfg.search.eval_images, generator_seed=cfg.seed + 13)
         return cls(space, supernet, bn_images=bn_x, val_images=val_x, val_labels=val_y,
                    attack=Attack.from_config(cfg.attack), device=device, archive=archive,
                    ood_images=ood_x, batch_size=cfg.data.eval_batch_size, quiet=quiet,
                    seed=cfg.seed)
 
     # -- public API ---------------------------------------------------------------------
-    def evaluate(self, archs: Sequence[Sequence[int]], **meta) -> list[dict[str, float]]:
-        """Scores in the order of `archs`; new archs are scored (sharded over ranks) and archived."""
+    @contextmanager
+    def scoring_on(self, weights: str | None) -> Iterator[None]:
+        """Score under another weights fingerprint (the caller has loaded those weights)."""
+        before, self.weights = self.weights, weights
+        try:
+            yield
+        finally:
+            self.weights = before
+
+    def evaluate(self, archs: Sequence[Sequence[int]], **meta: Any) -> list[dict[str, float]]:
+        """Scores in the order of `archs` on the current weights; archs not yet scored on them
+        are scored (sharded over ranks) and archived under (arch, weights)."""
         archs = [self.space.validate(a) for a in archs]
-        todo = list(dict.fromkeys(a for a in archs if a not in self.archive))
+        todo = list(dict.fromkeys(a for a in archs
+                                  if self.archive.get(a, weights=self.weights) is None))
         self.stats["cache_hits"] += len(archs) - len(todo)
         if todo:
             tic = time.perf_counter()
@@ -105,10 +129,10 @@ class Evaluator:
             local = [self.score(a) for a in tqdm(dist.shard(todo), desc="evaluate", leave=False,
                                                  disable=self.quiet or not dist.is_main())]
             for arch, scores in zip(todo, dist.gather_sharded(local, len(todo))):
-                self.archive.add(arch, scores, **meta)
+                self.archive.add(arch, scores, weights=self.weights, **meta)
             self.stats["evaluations"] += len(todo)
             self.stats["seconds"] += time.perf_counter() - tic
-        return [dict(self.archive.get(a)) for a in archs]
+        return [dict(self.archive.get(a, weights=self.weights)) for a in archs]
 
     def score(self, arch: Arch) -> dict[str, float]:
         """Score one arch now, bypassing the archive."""

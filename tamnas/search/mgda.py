@@ -18,19 +18,27 @@ when it ends writes those weights to `supernet.pt` in the search directory,
 which later commands load (`load_searched`).
 
 Every epoch derives each target's discrete arch (DARTS top-2 rule) and logs
-it to `mgda_epochs.csv`; the archs of the last epoch get a short warm start
-of their own paths on the searched weights (`finetune`,
-search.mgda_finetune_epochs) and are then scored through the evaluator
-(strategy="mgda") with BatchNorm recalibrated for the arch: MGDA's points. After every epoch the whole
-state (weights, alphas, optimisers, data positions, generators) is
-checkpointed, so a killed search continues where it stopped.
+it to `mgda_epochs.csv`. At the end the searched weights go to
+`search/supernet.pt`; the archs of the last epoch then get a short warm start
+of their own paths on a copy of those weights (`finetune`,
+search.mgda_finetune_epochs, written to `search/finetuned.pt`) and are scored
+through the evaluator (strategy="mgda") with BatchNorm recalibrated for the
+arch: MGDA's points. Every weight file carries a fingerprint of its tensors
+(`weights_fingerprint`), and every archive row names the weights it was
+scored on, so MGDA's points never pass for scores on the one-shot supernet or
+on the plain searched weights, and NSGA-II run later on `search/supernet.pt`
+scores on weights that never trained MGDA's discrete paths alone. After every
+epoch the whole state (weights, alphas, optimisers, data positions,
+generators) is checkpointed, so a killed search continues where it stopped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +50,14 @@ from torch import nn
 from tamnas import distributed as dist
 from tamnas.files import atomic_write_text, load_checkpoint, save_checkpoint
 from tamnas.search.archive import arch_key
-from tamnas.search.bilevel import BatchStream, BiLevelSteps, SearchState, mix_seed
+from tamnas.search.bilevel import (
+    AttackSpec,
+    BatchStream,
+    BiLevelSteps,
+    SearchState,
+    mix_seed,
+    ood_train_set,
+)
 from tamnas.search.mgda_variants import (
     COSTS,
     FLOPS_SAMPLES,
@@ -51,9 +66,9 @@ from tamnas.search.mgda_variants import (
     VAL_ATTACKS,
     VARIANTS,
     WEIGHT_DECAY,
-    WEIGHT_LR_MIN,
     WEIGHT_MOMENTUM,
     Variant,
+    resolve,
 )
 from tamnas.search.strategy import Strategy, register_strategy
 from tamnas.supernets.base import SearchSpace
@@ -61,16 +76,56 @@ from tamnas.supernets.base import SearchSpace
 log = logging.getLogger(__name__)
 
 EPOCH_LOG = "mgda_epochs.csv"
-SEARCHED_WEIGHTS = "supernet.pt"
+SEARCHED_WEIGHTS = "supernet.pt"      # the bi-level search's weights
+FINETUNED_WEIGHTS = "finetuned.pt"    # the same after the derived paths' warm start
 
 
-def load_searched(search_dir: str | Path, supernet: nn.Module) -> bool:
-    """Load an MGDA search's trained weights into `supernet`, if the search left them."""
-    path = Path(search_dir) / SEARCHED_WEIGHTS
+def weights_fingerprint(state: Mapping[str, torch.Tensor]) -> str:
+    """A short sha256 of a state dict's names, dtypes, shapes and bytes: names the weights."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return "w" + h.hexdigest()[:15]
+
+
+def searched_fingerprint(path: str | Path) -> str:
+    """The fingerprint of the weights in an MGDA weight file (computed from its tensors)."""
+    path = Path(path)
     if not path.is_file():
-        return False
-    supernet.load_state_dict(load_checkpoint(path, kind="supernet")["model"])
-    return True
+        raise FileNotFoundError(f"no searched weights at {path}; run `tamnas search RUN "
+                                "--strategy mgda` first")
+    return weights_fingerprint(load_checkpoint(path, kind="supernet")["model"])
+
+
+def weight_files(search_dir: str | Path) -> dict[str, Path]:
+    """fingerprint -> file of every MGDA weight file in a search directory (to load the weights
+    an archive row was scored on)."""
+    out = {}
+    for name in (SEARCHED_WEIGHTS, FINETUNED_WEIGHTS):
+        path = Path(search_dir) / name
+        if path.is_file():
+            out[searched_fingerprint(path)] = path
+    return out
+
+
+def load_searched(search_dir: str | Path, supernet: nn.Module,
+                  fingerprint: str | None = None) -> str | None:
+    """Load an MGDA search's weights into `supernet`: the searched ones, or the file whose
+    fingerprint is given; returns the loaded weights' fingerprint, None if there are none."""
+    if fingerprint is None:
+        path = Path(search_dir) / SEARCHED_WEIGHTS
+        if not path.is_file():
+            return None
+    else:
+        path = weight_files(search_dir).get(fingerprint)
+        if path is None:
+            raise FileNotFoundError(f"{search_dir} holds no weights with fingerprint "
+                                    f"{fingerprint}; run the search again")
+    state = load_checkpoint(path, kind="supernet")["model"]
+    supernet.load_state_dict(state)
+    return weights_fingerprint(state)
 
 
 @register_strategy("mgda")
@@ -82,24 +137,27 @@ class MGDASearch(BiLevelSteps, Strategy):
     def __init__(self, space: SearchSpace, evaluator, cfg, run_dir: str | Path, *,
                  seed: int | None = None, quiet: bool = False, resume: bool = True, data=None,
                  hessian_eig: bool = False, objectives: Sequence[str] | None = None,
-                 flops_targets: Sequence[float] | None = None, val_attack: str = "fgsm_rs"):
+                 flops_targets: Sequence[float] | None = None, val_attack: str | None = None):
         """`objectives` replaces the variant's upper-level objectives (both dsara stages);
-        `flops_targets` gives F per target instead of L times the space's FLOPs/params ratio."""
+        `flops_targets` gives F per target instead of L times the space's FLOPs/params ratio;
+        `val_attack` replaces the variant's upper-level adversary."""
         super().__init__(space, evaluator, cfg, run_dir, seed=seed, quiet=quiet, resume=resume)
         s = cfg.search
-        if s.mgda_variant not in VARIANTS:
-            raise ValueError(f"search.mgda_variant: unknown variant {s.mgda_variant!r}; choose one "
-                             f"of {', '.join(VARIANTS)}")
-        if val_attack not in VAL_ATTACKS:
+        if val_attack is not None and val_attack not in VAL_ATTACKS:
             raise ValueError(f"mgda val_attack: {val_attack!r} is not allowed; choose one of "
                              f"{', '.join(VAL_ATTACKS)}")
-        self.variant_name, self.variant = s.mgda_variant, VARIANTS[s.mgda_variant]
+        self.variant_name, self.variant = s.mgda_variant, resolve(s.mgda_variant, s)
+        if val_attack is not None:
+            self.variant = replace(self.variant, upper_attack=val_attack)
+        self.lower_attack = AttackSpec.of(self.variant.lower_adv, self.variant)
+        self.upper_attack = AttackSpec.of(self.variant.upper_attack, self.variant)
+        self.scored_weights: str | None = None   # fingerprint MGDA's points were scored on
         self.stage2 = self._check_objectives(objectives or self.variant.objectives)
         self.stage1 = self.stage2 if objectives or not self.variant.first_stage \
             else self.variant.first_stage
         self.epochs = int(s.mgda_epochs)
         self.device = torch.device(evaluator.device)
-        self.hessian_eig, self.val_attack = bool(hessian_eig), val_attack
+        self.hessian_eig = bool(hessian_eig)
         if data is None:
             from tamnas.data import load_data
 
@@ -137,7 +195,7 @@ class MGDASearch(BiLevelSteps, Strategy):
         wanted = self.cfg.search.ood or "ood_kl" in self.stage1 + self.stage2
         if not wanted:
             return False
-        if self.data.ood is None:
+        if ood_train_set(self.data) is None:
             if self.cfg.search.ood:
                 raise ValueError("search.ood needs an OoD set; set data.ood (e.g. \"noise\")")
             log.info("mgda: no OoD set (data.ood = none), dropping the OoD objective")
@@ -181,9 +239,9 @@ class MGDASearch(BiLevelSteps, Strategy):
                 "targets": self.targets, "flops_targets": self.flops_targets,
                 "stage1": list(self.stage1), "stage2": list(self.stage2),
                 "batches_per_epoch": self.batches_per_epoch, "arch_lr": s.mgda_arch_lr,
-                "weight_lr": s.mgda_weight_lr, "second_order": s.mgda_second_order,
-                "normalization": s.mgda_normalization, "use_ood": self.use_ood,
-                "val_attack": self.val_attack}
+                "weight_lr": s.mgda_weight_lr, "use_ood": self.use_ood,
+                "settings": {k: list(v) if isinstance(v, tuple) else v
+                             for k, v in asdict(self.variant).items()}}
 
     # -- strategy hooks -----------------------------------------------------------------------
     @property
@@ -200,6 +258,7 @@ class MGDASearch(BiLevelSteps, Strategy):
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "search": self.state.state_dict(),
+                "scored_weights": self.scored_weights,
                 "epoch_rows": [dict(r) for r in self.epoch_rows],
                 "final_alpha": {k: [a.clone() for a in v] for k, v in self.final_alpha.items()}}
 
@@ -207,6 +266,7 @@ class MGDASearch(BiLevelSteps, Strategy):
         super().load_state_dict(state)
         self.epoch_rows = [dict(r) for r in state["epoch_rows"]]
         self.final_alpha = {int(k): list(v) for k, v in state["final_alpha"].items()}
+        self.scored_weights = state.get("scored_weights")
         self.state = self._new_state()
         self.state.load_state_dict(state["search"])
 
@@ -215,16 +275,25 @@ class MGDASearch(BiLevelSteps, Strategy):
         if dist.is_main():
             atomic_write_text(self.run_dir / EPOCH_LOG,
                               pd.DataFrame(self.epoch_rows).to_csv(index=False))
-            if self.finished() and self.state is not None:
-                save_checkpoint(self.run_dir / SEARCHED_WEIGHTS,
-                                {"model": self.state.model.state_dict(), "epoch": self.epochs,
-                                 "source": f"mgda {self.variant_name}"}, kind="supernet")
+
+    def _save_weights(self, name: str, state: dict[str, torch.Tensor], **info: Any) -> str:
+        """Write one weight file (rank 0) and return its fingerprint."""
+        fingerprint = weights_fingerprint(state)
+        if dist.is_main():
+            save_checkpoint(self.run_dir / name,
+                            {"model": state, "epoch": self.epochs, "fingerprint": fingerprint,
+                             "source": f"mgda {self.variant_name}", **info}, kind="supernet")
+        return fingerprint
+
+    def stage1_epochs(self) -> int:
+        """dsara: the first stage's epochs (the variant's share, 20 of 30); others: none."""
+        if self.variant.first_stage is None or self.stage1 == self.stage2:
+            return 0
+        return round(self.variant.stage1_share * self.epochs)
 
     def stage(self, epoch: int) -> int:
-        """dsara: stage 1 for the first half of the epochs, then stage 2; others: always 2."""
-        if self.variant.first_stage is None or self.stage1 == self.stage2:
-            return 2
-        return 1 if epoch < self.epochs // 2 else 2
+        """dsara: stage 1 for its first epochs, then stage 2; others: always 2."""
+        return 1 if epoch < self.stage1_epochs() else 2
 
     def sdarts_eps(self, epoch: int) -> float:
         lo, hi = SDARTS_EPS
@@ -233,7 +302,7 @@ class MGDASearch(BiLevelSteps, Strategy):
     def weight_lr(self, epoch: int) -> float:
         """DARTS's cosine annealing of the weight lr over the search, down to WEIGHT_LR_MIN."""
         hi = self.cfg.search.mgda_weight_lr
-        lo = min(WEIGHT_LR_MIN, hi)
+        lo = min(self.variant.weight_lr_min, hi)
         return lo + 0.5 * (hi - lo) * (1 + math.cos(math.pi * epoch / max(1, self.epochs)))
 
     def step(self) -> dict[str, Any]:
@@ -246,6 +315,8 @@ class MGDASearch(BiLevelSteps, Strategy):
         eps = self.sdarts_eps(epoch) if self.variant.perturb else 0.0
         lr = self.weight_lr(epoch)
         run.set_weight_lr(lr)
+        ratio = self.variant.stage2_arch_lr_ratio if stage == 2 and self.stage1_epochs() else 1.0
+        run.set_arch_lr(self.cfg.search.mgda_arch_lr * ratio)
         n_targets = len(self.targets)
         sums = [dict.fromkeys([f"loss_{k}" for k in names] + [f"gamma_{k}" for k in names]
                               + ["train_loss", "train_acc"], 0.0) for _ in range(n_targets)]
@@ -262,9 +333,7 @@ class MGDASearch(BiLevelSteps, Strategy):
         archs = [self.derive(a, run.rng) for a in run.alphas]
         scores = [{}] * n_targets
         if last:
-            self.finetune(archs)
-            scores = [self.evaluator.evaluate([a], strategy=self.name, target=self.targets[t],
-                                              epoch=epoch)[0] for t, a in enumerate(archs)]
+            scores = self.score_points(archs, epoch)
         for t, arch in enumerate(archs):
             with torch.no_grad():
                 probs = self.probs(run.alphas[t])
@@ -287,7 +356,30 @@ class MGDASearch(BiLevelSteps, Strategy):
                 "train_loss": sum(s["train_loss"] for s in sums) / (n * n_targets),
                 "train_acc": sum(s["train_acc"] for s in sums) / (n * n_targets)}
 
-    def finetune(self, archs: Sequence[tuple[int, ...]]) -> None:
+    def score_points(self, archs: Sequence[tuple[int, ...]], epoch: int) -> list[dict[str, Any]]:
+        """Save the searched weights, warm-start the derived paths on them, score, restore.
+
+        The evaluator's supernet ends holding the searched weights again and
+        its `weights` naming them; the points' rows name the fine-tuned ones.
+        """
+        run = self.state
+        searched = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+        searched_fp = self._save_weights(SEARCHED_WEIGHTS, searched)
+        self.scored_weights = searched_fp
+        try:
+            if self.finetune(archs):
+                self.scored_weights = self._save_weights(
+                    FINETUNED_WEIGHTS, {k: v.detach().clone()
+                                        for k, v in run.model.state_dict().items()},
+                    archs=[list(a) for a in dict.fromkeys(archs)], base=searched_fp)
+            with self.evaluator.scoring_on(self.scored_weights):
+                return [self.evaluator.evaluate([a], strategy=self.name, target=self.targets[t],
+                                                epoch=epoch)[0] for t, a in enumerate(archs)]
+        finally:
+            run.model.load_state_dict(searched)
+            self.evaluator.weights = searched_fp
+
+    def finetune(self, archs: Sequence[tuple[int, ...]]) -> bool:
         """A short warm start of the derived archs' paths on the searched weights, before scoring.
 
         The relaxed net computes every edge as a mixture; one discrete path of
@@ -302,7 +394,7 @@ class MGDASearch(BiLevelSteps, Strategy):
         per_arch = round(self.cfg.search.mgda_finetune_epochs * self.batches_per_epoch)
         steps = per_arch * len(unique)
         if steps <= 0:
-            return
+            return False
         run = self.state
         objective = build_objective(self.cfg.train, generator=run.gen)
         opt = torch.optim.SGD(run.weights, lr=self.cfg.search.mgda_weight_lr,
@@ -313,6 +405,7 @@ class MGDASearch(BiLevelSteps, Strategy):
             x, y = self._to(run.train.next())
             objective.step(run.model.path(unique[i % len(unique)]), x, y, optimizer=opt)
             sched.step()
+        return True
 
     def points(self) -> pd.DataFrame:
         """The arch of every target derived (and scored) at the end of the last epoch."""
@@ -322,5 +415,6 @@ class MGDASearch(BiLevelSteps, Strategy):
         return df[df["epoch"] == self.epochs - 1].reset_index(drop=True)
 
 
-__all__ = ["EPOCH_LOG", "OBJECTIVES", "SDARTS_EPS", "SEARCHED_WEIGHTS", "VARIANTS",
-           "WEIGHT_DECAY", "BatchStream", "MGDASearch", "Variant", "load_searched"]
+__all__ = ["EPOCH_LOG", "FINETUNED_WEIGHTS", "OBJECTIVES", "SDARTS_EPS", "SEARCHED_WEIGHTS",
+           "VARIANTS", "WEIGHT_DECAY", "BatchStream", "MGDASearch", "Variant", "load_searched",
+           "searched_fingerprint", "weight_files", "weights_fingerprint"]

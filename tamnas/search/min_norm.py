@@ -202,4 +202,27 @@ def normalize_grads(grads: torch.Tensor, losses: torch.Tensor | Sequence[float] 
     return (flat / denom[:, None]).reshape(grads.shape)
 
 
-__all__ = ["NORMALIZATIONS", "min_norm", "normalize_grads"]
+def descent_direction(grads: torch.Tensor, losses: torch.Tensor | Sequence[float] | None = None,
+                      mode: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
+    """MGDA's step direction d and weights gamma for gradients [T, D]: d = sum_t gamma_t g^_t.
+
+    gamma is solved on the normalised gradients g^_t = g_t / c_t (c_t > 0,
+    `normalize_grads`), and the step follows the very combination gamma was
+    solved for. Then g^_t . d >= ||d||^2 for every t, so g_t . d = c_t g^_t . d
+    >= 0: no objective rises to first order, whatever the normalisation.
+    (Solving on g^ but stepping along sum_t gamma_t g_t, the raw gradients,
+    gives no such guarantee: g1 = (1, 0), g2 = (-10, 1) under l2 give
+    gamma = (0.5, 0.5) and a raw step (-4.5, 0.5) that raises objective 1.)
+    With mode "none" this is the papers' solve on raw gradients.
+    """
+    grads = torch.as_tensor(grads)
+    flat = grads.reshape(grads.shape[0], -1)
+    normed = normalize_grads(flat, losses, mode)
+    if flat.shape[0] == 1:
+        gamma = torch.ones(1, dtype=flat.dtype, device=flat.device)
+    else:
+        gamma = min_norm(normed).to(device=flat.device, dtype=flat.dtype)
+    return (gamma[:, None] * normed).sum(0).reshape(grads.shape[1:]), gamma
+
+
+__all__ = ["NORMALIZATIONS", "descent_direction", "min_norm", "normalize_grads"]

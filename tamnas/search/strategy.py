@@ -29,7 +29,7 @@ from tamnas import distributed as dist
 from tamnas.board import Board
 from tamnas.config import SCORE_NAMES
 from tamnas.files import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
-from tamnas.search.archive import Archive, front_records, front_table
+from tamnas.search.archive import Archive, front_records, front_table, mixed_weights
 from tamnas.supernets.base import SearchSpace
 
 LOG_NAME = "generations.csv"
@@ -152,6 +152,7 @@ class Strategy:
         front = self.front() if front is None else front
         atomic_write_json(self.run_dir / FRONT_NAME,
                           {"objectives": self.objectives, "source": "archive",
+                           "mixed_weights": mixed_weights(front),
                            "front": front_records(self.space, front)})
         atomic_write_text(self.run_dir / self.log_name, pd.DataFrame(self.rows).to_csv(index=False))
         save_checkpoint(self.checkpoint_path, self.state_dict(), kind=self.name)

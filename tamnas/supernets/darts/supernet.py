@@ -21,17 +21,27 @@ _WIRING_CACHE = 4096
 
 
 class MixedEdge(nn.Module):
-    """All candidate ops of one edge, indexed by op id (op 0, `none`, holds no weights)."""
+    """All candidate ops of one edge, indexed by op id (op 0, `none`, holds no weights).
+
+    In the mixture each pooling op is followed by a BatchNorm without affine
+    parameters, as in the DARTS search model: the parametric ops end in
+    BatchNorm and the pools would otherwise enter the sum on another scale.
+    A discrete path (and the standalone net) runs the bare pool.
+    """
 
     def __init__(self, c: int, stride: int):
         super().__init__()
         self.ops = nn.ModuleList(build_op(name, c, stride) for name in PRIMITIVES)
+        self.pool_bn = nn.ModuleDict({str(o): nn.BatchNorm2d(c, affine=False)
+                                      for o, name in enumerate(PRIMITIVES) if "pool" in name})
 
     def mixed(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """sum_o p_o op_o(x); the zero op adds exactly nothing, value or gradient, so it is skipped."""
         out = None
         for o in range(NONE + 1, len(self.ops)):
-            y = p[o] * self.ops[o](x)
+            y = self.ops[o](x)
+            norm = self.pool_bn[str(o)] if str(o) in self.pool_bn else None
+            y = p[o] * (norm(y) if norm is not None else y)
             out = y if out is None else out + y
         return out
 
@@ -128,6 +138,8 @@ class DartsSupernet(Supernet):
         for key, value in self.state_dict().items():
             parts = key.split(".")
             if parts[0] == "cells" and parts[2] == "edges":
+                if parts[4] == "pool_bn":
+                    continue                      # the mixture's own normalisation
                 i, e, op = int(parts[1]), int(parts[3]), int(parts[5])
                 if chosen.get((i, e)) != op:
                     continue
