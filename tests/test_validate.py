@@ -275,3 +275,35 @@ def test_ceiling_for_mean_is_the_tau_of_the_noise_free_score_against_the_mean(se
     assert rank_fidelity.ceiling_for_mean(seed_tau, seeds) > seed_tau
     assert rank_fidelity.ceiling_for_mean(1.0, seeds) == pytest.approx(1.0)
     assert rank_fidelity.ceiling_for_mean(-0.2, seeds) == 0.0
+
+
+def test_partial_tau_is_kendalls_formula_on_scipys_taus():
+    from scipy.stats import kendalltau
+
+    from tamnas.analysis.rank_fidelity import partial_tau, partial_tau_rows
+
+    rng = np.random.default_rng(0)
+    x, y, z = rng.normal(size=(3, 30))
+    txy, txz, tyz = (kendalltau(a, b)[0] for a, b in ((x, y), (x, z), (y, z)))
+    expected = (txy - txz * tyz) / np.sqrt((1 - txz ** 2) * (1 - tyz ** 2))
+    assert partial_tau(x, y, z) == pytest.approx(expected, abs=1e-12)
+    rows = partial_tau_rows(np.stack([x, y]), np.stack([y, x]), np.stack([z, z]))
+    assert rows == pytest.approx([expected, expected], abs=1e-12)
+
+
+def test_partial_tau_reads_size_out_of_a_tau_that_only_follows_size():
+    from tamnas.analysis.rank_fidelity import kendall_tau, partial_tau
+
+    rng = np.random.default_rng(1)
+    size = rng.uniform(1, 10, 400)
+    merit = rng.normal(size=400)              # what differs among archs of one size
+    standalone = -size + merit
+    follows_size = -size + rng.normal(size=400)       # knows size, not merit
+    knows_merit = -size + merit + 0.3 * rng.normal(size=400)
+    plain = kendall_tau(follows_size, standalone)
+    assert plain > 0.5                                   # plain tau looks good...
+    # ...the size-controlled one sees through it (Kendall's partial tau is not exactly 0 under
+    # conditional independence, but far below the plain one), and rewards knowing merit
+    assert abs(partial_tau(follows_size, standalone, size)) < 0.4 * plain
+    assert partial_tau(knows_merit, standalone, size) > \
+        partial_tau(follows_size, standalone, size) + 0.3

@@ -100,6 +100,26 @@ def spearman_rho_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(denom > 0, rho, np.nan)
 
 
+def partial_tau(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> float:
+    """Kendall's partial tau of x and y with z held fixed (Kendall 1942).
+
+    (tau_xy - tau_xz tau_yz) / sqrt((1 - tau_xz^2)(1 - tau_yz^2)): how well x
+    orders y beyond what both owe to z. With z the parameter count, it says
+    whether inherited scores rank archs of similar size, which the search
+    needs, since params are known exactly without any supernet.
+    """
+    return float(partial_tau_rows(*(np.asarray(v, dtype=float)[None, :] for v in (x, y, z)))[0])
+
+
+def partial_tau_rows(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """`partial_tau` of each row of x, y and z (one bootstrap sample per row)."""
+    txy, txz, tyz = kendall_tau_rows(x, y), kendall_tau_rows(x, z), kendall_tau_rows(y, z)
+    denom = np.sqrt(np.clip((1 - txz ** 2) * (1 - tyz ** 2), 0.0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (txy - txz * tyz) / denom
+    return np.where(denom > 1e-12, out, np.nan)
+
+
 def _interval(values: np.ndarray, point: float | None = None) -> list[float | None]:
     """Percentile 95% interval of the finite bootstrap values (None when there are none),
     widened to hold `point` (the estimate on all the data), which a skewed or nearly constant
@@ -114,13 +134,21 @@ def _interval(values: np.ndarray, point: float | None = None) -> list[float | No
 
 
 def bootstrap_over_archs(inherited: Sequence[float], standalone: Sequence[float],
-                         rng: np.random.Generator, n_boot: int) -> dict[str, list]:
-    """95% intervals of tau, rho and the mean gap, resampling archs with replacement."""
+                         rng: np.random.Generator, n_boot: int,
+                         params: Sequence[float] | None = None) -> dict[str, list]:
+    """95% intervals of tau, rho, the mean gap (and the size-controlled tau when `params` are
+    given), resampling archs with replacement."""
     x, y = np.asarray(inherited, dtype=float), np.asarray(standalone, dtype=float)
     idx = rng.integers(len(x), size=(n_boot, len(x)))
-    return {"kendall_tau_ci": _interval(kendall_tau_rows(x[idx], y[idx]), kendall_tau(x, y)),
-            "spearman_rho_ci": _interval(spearman_rho_rows(x[idx], y[idx]), spearman_rho(x, y)),
-            "mean_gap_ci": _interval((x[idx] - y[idx]).mean(axis=1), float(np.mean(x - y)))}
+    out = {}
+    if params is not None:
+        z = np.asarray(params, dtype=float)
+        out["partial_tau_ci"] = _interval(partial_tau_rows(x[idx], y[idx], z[idx]),
+                                          partial_tau(x, y, z))
+    return out | {
+        "kendall_tau_ci": _interval(kendall_tau_rows(x[idx], y[idx]), kendall_tau(x, y)),
+        "spearman_rho_ci": _interval(spearman_rho_rows(x[idx], y[idx]), spearman_rho(x, y)),
+        "mean_gap_ci": _interval((x[idx] - y[idx]).mean(axis=1), float(np.mean(x - y)))}
 
 
 def bootstrap_ceiling(wrong: np.ndarray, rng: np.random.Generator, n_boot: int) -> dict:
@@ -237,20 +265,28 @@ def objective_verdict(name: str, s: dict) -> str:
         per_seed = (f"; against one seed at a time inherited scores reach tau "
                     f"{s['kendall_tau_per_seed_mean']:.2f}, one seed against the other "
                     f"{s['ceiling']:.2f}")
+    size = ""
+    ptau, pci = s.get("partial_tau", np.nan), s.get("partial_tau_ci", [None, None])
+    if np.isfinite(ptau) and pci[0] is not None:
+        pc = s.get("partial_ceiling")
+        size = (f" With size held fixed, tau {ptau:.2f} [{pci[0]:.2f}, {pci[1]:.2f}]"
+                + (f" (two seeds: {pc:.2f})" if pc is not None and np.isfinite(pc) else "")
+                + ": how well it orders archs of similar size.")
     return (f"{label.capitalize()}: the ranking {readable} ({spread}; {ceiling_txt}); inherited "
-            f"vs standalone {tau_txt}: {trust_txt} ({gap}{per_seed}).")
+            f"vs standalone {tau_txt}: {trust_txt} ({gap}{per_seed}).{size}")
 
 
 def assess(inherited: dict[str, np.ndarray], standalone: dict[str, np.ndarray],
            standalone_se: dict[str, np.ndarray], per_seed: dict[str, list[np.ndarray]],
            wrong: dict[str, np.ndarray], rng: np.random.Generator, n_boot: int,
-           num_classes: int | None = None) -> dict:
+           num_classes: int | None = None, params: Sequence[float] | None = None) -> dict:
     """Every number of correlation.json for the objectives "clean" and "adv".
 
     inherited/standalone/standalone_se: per objective, one value per arch
     (standalone = mean over seeds); per_seed: per objective, one array per
     seed; wrong: per objective, (archs x images) standalone error masks.
-    With `num_classes`, standalone nets near chance make the ranking "unjudgeable".
+    With `num_classes`, standalone nets near chance make the ranking "unjudgeable". With
+    `params`, the size-controlled (partial) tau, its interval and its seed ceiling too.
     """
     untrained = 0
     if num_classes is not None:
@@ -261,7 +297,12 @@ def assess(inherited: dict[str, np.ndarray], standalone: dict[str, np.ndarray],
         s: dict = {"kendall_tau": kendall_tau(x, y), "spearman_rho": spearman_rho(x, y),
                    "kendall_tau_per_seed": [kendall_tau(x, ys) for ys in per_seed[name]],
                    "mean_gap": float(np.mean(x - y))}
-        s.update(bootstrap_over_archs(x, y, rng, n_boot))
+        s.update(bootstrap_over_archs(x, y, rng, n_boot, params))
+        if params is not None:
+            s["partial_tau"] = partial_tau(x, y, params)
+            seeds_ = per_seed[name]
+            s["partial_ceiling"] = (partial_tau(seeds_[0], seeds_[1], params)
+                                    if len(seeds_) >= 2 else None)
         s.update(spread_and_noise(y, standalone_se[name]))
         boot = bootstrap_ceiling(wrong[name], rng, n_boot)
         s["ceiling_bootstrap"], s["ceiling_bootstrap_ci"] = boot["tau"], boot["ci"]
@@ -328,6 +369,6 @@ def overall_verdict(result: dict) -> str:
             "average.")
 
 
-__all__ = ["CHANCE_MARGIN", "assess", "near_chance", "bootstrap_ceiling", "bootstrap_over_archs", "ceiling_for_mean",
+__all__ = ["CHANCE_MARGIN", "assess", "near_chance", "partial_tau", "partial_tau_rows", "bootstrap_ceiling", "bootstrap_over_archs", "ceiling_for_mean",
            "kendall_tau", "kendall_tau_rows", "objective_verdict", "overall_verdict", "readability",
            "spearman_rho", "spearman_rho_rows", "spread_and_noise", "trust"]

@@ -101,7 +101,8 @@ def correlations(summary: pd.DataFrame, archs: list[Arch], results: dict[Job, di
     inherited = {w: summary[f"inherited_{w}_err"].to_numpy(float) for w in OBJECTIVES}
     rng = np.random.default_rng([int(seed), 0xB007])
     return rank_fidelity.assess(inherited, col, se, per_seed, wrong, rng, n_boot,
-                                num_classes=num_classes)
+                                num_classes=num_classes,
+                                params=summary["params"].to_numpy(float))
 
 
 def _clean_json(value):

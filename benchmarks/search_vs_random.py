@@ -1,0 +1,157 @@
+"""Does the search beat random? NSGA-II against random search on one trained supernet.
+
+On a finished run (e.g. `tamnas run fashion --out runs/fm`), both strategies
+search the same supernet with the same number of evaluations, from several
+search seeds, into archives of their own (`search_vs_random/<strategy>-s<k>/`
+inside the run, so the run's own search is left alone). Reported per seed:
+the hypervolume of each inherited front (same bounds and reference point).
+Then, within each parameter budget (`--budgets`, upper bounds), the best arch
+of each strategy by inherited adversarial error (pooled over its seeds) is
+retrained standalone with `--retrain-seeds` seeds through validate's own
+retrain-and-score job, and the two are compared against their seed spread.
+
+Resumable: every finished search and training appends one JSON line to
+benchmarks/results/search_vs_random_jobs.jsonl; run the same command again
+and only what is missing runs.
+
+    OMP_NUM_THREADS=1 python benchmarks/search_vs_random.py runs/fm --seeds 2 \\
+        --budgets 7000,10000,14000 --retrain-seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tamnas.analysis.validate import Job
+from tamnas.commands.validate import run_job
+from tamnas.config import load_run_config
+from tamnas.rundir import RunDir
+from tamnas.search.archive import Archive
+from tamnas.search.evaluator import Evaluator
+from tamnas.search.hypervolume import Hypervolume, objective_bounds
+from tamnas.search.strategy import get_strategy, resolve_params_range
+from tamnas.session import Session
+
+RESULTS = Path(__file__).parent / "results"
+STRATEGIES = ("nsga2", "random")
+
+
+def _read(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def _append(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def run_search(session: Session, strategy: str, seed: int, folder: Path) -> pd.DataFrame:
+    """One search of `strategy` from `seed` into `folder`; its whole archive as a frame."""
+    cfg = copy.deepcopy(session.cfg)
+    cfg.search.strategy, cfg.seed = strategy, seed
+    archive = Archive(session.space.name, session.space.n_genes, session.fingerprint)
+    evaluator = Evaluator.from_config(cfg, session.space, session.supernet, session.data,
+                                      session.device, archive=archive)
+    runner = get_strategy(strategy)(session.space, evaluator, cfg, folder, seed=seed, quiet=True)
+    runner.run()
+    return archive.frame()
+
+
+def hypervolume(session: Session, frame: pd.DataFrame) -> float:
+    cfg = session.cfg
+    objectives = list(cfg.search.objectives)
+    low, high = objective_bounds(session.space, objectives, resolve_params_range(cfg),
+                                 seed=cfg.seed)
+    front = Archive(session.space.name, session.space.n_genes).front(objectives, rows=frame)
+    return Hypervolume(low, high)(front[objectives].to_numpy(dtype=float))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path, help="a run directory with a finished supernet")
+    ap.add_argument("--seeds", type=int, default=2, help="search seeds per strategy")
+    ap.add_argument("--budgets", default="", help="comma-separated parameter upper bounds")
+    ap.add_argument("--retrain-seeds", type=int, default=3)
+    ap.add_argument("--jobs", type=Path, default=RESULTS / "search_vs_random_jobs.jsonl")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    run = RunDir(args.run)
+    cfg = load_run_config(run.config)
+    session = Session.open(cfg, run, torch.device(args.device), quiet=True)
+    key = session.fingerprint
+    done = [r for r in _read(args.jobs) if r.get("supernet") == key]
+    root = run.root / "search_vs_random"
+    frames: dict[tuple[str, int], pd.DataFrame] = {}
+    for strategy in STRATEGIES:
+        for k in range(args.seeds):
+            folder = root / f"{strategy}-s{k}"
+            tic = time.perf_counter()
+            frame = run_search(session, strategy, cfg.seed + 1000 * k, folder)  # resumes
+            frames[strategy, k] = frame
+            if not any(r["kind"] == "search" and r["strategy"] == strategy and r["seed"] == k
+                       for r in done):
+                rec = {"supernet": key, "kind": "search", "strategy": strategy, "seed": k,
+                       "evaluations": len(frame), "hv": hypervolume(session, frame),
+                       "seconds": round(time.perf_counter() - tic, 1)}
+                _append(args.jobs, rec)
+                done.append(rec)
+            print(f"{strategy} seed {k}: {len(frame)} archs, hv "
+                  f"{hypervolume(session, frame):.4f}", flush=True)
+    budgets = [int(b) for b in args.budgets.split(",") if b]
+    picks = []
+    for budget in budgets:
+        for strategy in STRATEGIES:
+            pool = pd.concat([frames[strategy, k] for k in range(args.seeds)])
+            pool = pool[pool["params"] <= budget].sort_values(["adv_err", "clean_err"])
+            if len(pool):
+                row = pool.iloc[0]
+                arch = tuple(int(row[f"g{i}"]) for i in range(session.space.n_genes))
+                picks.append((budget, strategy, arch, float(row["adv_err"])))
+    evaluator = Evaluator.from_config(cfg, session.space, session.supernet, session.data,
+                                      session.device)
+    for budget, strategy, arch, inherited in picks:
+        for s in range(args.retrain_seeds):
+            name = "-".join(map(str, arch))
+            if any(r["kind"] == "retrain" and r["arch"] == name and r["seed_index"] == s
+                   for r in done):
+                continue
+            res = run_job(session, evaluator, Job(0, arch, s), root / "retrain", True, True)
+            rec = {"supernet": key, "kind": "retrain", "budget": budget, "strategy": strategy,
+                   "arch": name, "seed_index": s, "params": int(session.space.params(arch)),
+                   "inherited_adv_err": inherited, "clean_err": float(res["clean_err"]),
+                   "adv_err": float(res["adv_err"])}
+            _append(args.jobs, rec)
+            done.append(rec)
+    table = pd.DataFrame([r for r in done if r["kind"] == "retrain"])
+    if len(table):
+        summary = table.groupby(["budget", "strategy", "arch"]).agg(
+            params=("params", "first"), inherited_adv_err=("inherited_adv_err", "first"),
+            adv_err=("adv_err", "mean"), adv_err_std=("adv_err", "std"),
+            clean_err=("clean_err", "mean"), seeds=("adv_err", "size"))
+        print(summary.to_string())
+    hv = pd.DataFrame([r for r in done if r["kind"] == "search"])
+    if len(hv):
+        print(hv.groupby("strategy")["hv"].agg(["mean", "std", "count"]).to_string())
+    print(json.dumps({"hv_per_strategy": {s: list(np.round(hv[hv.strategy == s].hv, 4))
+                                          for s in STRATEGIES} if len(hv) else {}}))
+
+
+if __name__ == "__main__":
+    main()
