@@ -71,14 +71,13 @@ def _entry(rank: int, world: int, port: int, fn, args: tuple) -> None:
 
 def _forbid_writes(rank: int) -> None:
     """Every run file goes through atomic_write_bytes or CsvLog; on rank > 0 both refuse."""
-    import tamnas.checkpoint
-
+    import tamnas.files
     import tamnas.train
 
     def refuse(path, *args, **kwargs):
         raise AssertionError(f"rank {rank} wrote {path}; only rank 0 may write run files")
 
-    tamnas.checkpoint.atomic_write_bytes = refuse
+    tamnas.files.atomic_write_bytes = refuse
     tamnas.train.CsvLog._write = lambda self, rows, mode: refuse(self.path)
 
 

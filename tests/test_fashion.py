@@ -7,6 +7,7 @@ and read by torchvision's own FashionMNIST / MNIST classes.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import struct
 import urllib.error
@@ -154,7 +155,7 @@ def test_failed_download_is_file_not_found_without_torchvision_text(tmp_path, mo
 def test_registry_names_are_the_config_choices_and_info_needs_the_folder_config():
     from tamnas.checks import registered_names
 
-    field = {f.name: f for f in config.dataclasses.fields(DataConfig)}["dataset"]
+    field = {f.name: f for f in dataclasses.fields(DataConfig)}["dataset"]
     assert field.metadata["choices"] == config.Registered("dataset")
     assert registered_names("dataset") == list(DATASETS)
     for name in DATASETS:
