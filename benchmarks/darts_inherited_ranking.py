@@ -35,7 +35,8 @@ from tamnas.data import load_data, stack
 from tamnas.rundir import RunDir
 from tamnas.search.archive import Archive
 from tamnas.search.evaluator import Evaluator
-from tamnas.search.mgda import MGDASearch, load_searched
+from tamnas.search.mgda import MGDASearch
+from tamnas.search.searched_weights import load_searched
 from tamnas.train import load_trained_supernet, retrain
 
 RESULTS = Path(__file__).resolve().parent / "results" / "darts_inherited_ranking.json"

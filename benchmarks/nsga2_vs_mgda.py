@@ -42,8 +42,9 @@ from tamnas.data import load_data
 from tamnas.rundir import RunDir
 from tamnas.search.archive import Archive
 from tamnas.search.evaluator import Evaluator
-from tamnas.search.mgda import MGDASearch, weights_fingerprint
+from tamnas.search.mgda import MGDASearch
 from tamnas.search.nsga2 import Hypervolume, NSGA2Search, objective_bounds
+from tamnas.search.searched_weights import weights_fingerprint
 from tamnas.search.strategy import resolve_params_range
 from tamnas.train import load_trained_supernet, train_supernet
 

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from tamnas.seeds import mix_seed
+
 if TYPE_CHECKING:
     from tamnas.config import DataConfig
 
@@ -55,12 +57,6 @@ _GRAY = (0.299, 0.587, 0.114)              # ITU-R 601 luma, for RGB -> grayscal
 # --------------------------------------------------------------------------------------
 # The in-memory dataset every split is made of
 # --------------------------------------------------------------------------------------
-def _mix(*ints: int) -> int:
-    """A well-spread 64-bit seed from a tuple of ints (seed, batch number, ...)."""
-    seq = np.random.SeedSequence([int(i) % 2**63 for i in ints])
-    return int(seq.generate_state(1, np.uint64)[0])
-
-
 def _resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
     """Bilinear resize of a float batch to resolution x resolution (antialiased when shrinking)."""
     if x.shape[-2:] == (resolution, resolution):
@@ -133,7 +129,7 @@ class ImageTensorDataset(Dataset):
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} images")
-        x, y = self.fetch([i], key=_mix(self.seed, i))
+        x, y = self.fetch([i], key=mix_seed(self.seed, i))
         return x[0], int(y[0])
 
 
@@ -557,10 +553,10 @@ def _ood_dataset(kind: str, data_cfg: DataConfig, seed: int, info: DatasetInfo,
     if kind == "auto":
         kind = OOD_AUTO[data_cfg.dataset]
     if kind == "noise":   # two independent draws: disjoint with probability one
-        x = torch.rand(2 * n, c, res, res, generator=torch.Generator().manual_seed(_mix(seed, 2)))
+        x = torch.rand(2 * n, c, res, res, generator=torch.Generator().manual_seed(mix_seed(seed, 2)))
     elif kind == "permuted":
         k = min(2 * n, len(test))
-        gen = torch.Generator().manual_seed(_mix(seed, 3))
+        gen = torch.Generator().manual_seed(mix_seed(seed, 3))
         x, _ = test.with_augment(False).fetch(torch.randperm(len(test), generator=gen)[:k])
         perms = torch.rand(k, res * res, generator=gen).argsort(dim=1)   # one permutation per image
         flat = x.reshape(k, c, res * res)
@@ -570,7 +566,7 @@ def _ood_dataset(kind: str, data_cfg: DataConfig, seed: int, info: DatasetInfo,
             raise ValueError(f"data.ood: {kind!r} is the in-distribution set; choose one of "
                              f"{', '.join(o for o in OOD_CHOICES if o != kind)}")
         images, _ = _load_torchvision(kind, data_cfg.root, "test", data_cfg.download, ood=True)
-        gen = torch.Generator().manual_seed(_mix(seed, 4))
+        gen = torch.Generator().manual_seed(mix_seed(seed, 4))
         pick = torch.randperm(len(images), generator=gen)[: min(2 * n, len(images))]
         x = _resize(_match_channels(_float_images(images[pick]), c), res)
     else:
@@ -616,7 +612,7 @@ def load_data(data_cfg: DataConfig, seed: int) -> DataBundle:
     if data_cfg.augment and not augment:
         log.info("data.augment: no crop/flip augmentation for %s (CIFAR-style only)", name)
     train = ImageTensorDataset(images[train_idx], labels[train_idx], res, augment=augment,
-                               seed=_mix(seed, 1))
+                               seed=mix_seed(seed, 1))
     val = ImageTensorDataset(images[val_idx], labels[val_idx], res)
     test = ImageTensorDataset(test_images, test_labels, res)
     ood_train, ood_eval = _ood_dataset(data_cfg.ood, data_cfg, seed, info, test)
@@ -638,7 +634,7 @@ class _Batches(Dataset):
         return len(self.batches)
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.dataset.fetch(self.batches[k], key=_mix(self.key, k))
+        return self.dataset.fetch(self.batches[k], key=mix_seed(self.key, k))
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0,
@@ -652,7 +648,7 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num
         raise ValueError(f"batch_size: {batch_size} is not allowed; use at least 1")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is outside world size {world_size}")
-    gen = torch.Generator().manual_seed(_mix(seed, 0))
+    gen = torch.Generator().manual_seed(mix_seed(seed, 0))
     n = len(dataset)
     order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
     if world_size > 1:
@@ -661,10 +657,10 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num
     if drop_last and batches and len(batches[-1]) < batch_size:
         batches.pop()
     if isinstance(dataset, ImageTensorDataset):
-        return DataLoader(_Batches(dataset, batches, _mix(seed, rank, 1)), batch_size=None,
+        return DataLoader(_Batches(dataset, batches, mix_seed(seed, rank, 1)), batch_size=None,
                           shuffle=False, num_workers=num_workers)
     return DataLoader(dataset, batch_sampler=[b.tolist() for b in batches], num_workers=num_workers,
-                      generator=torch.Generator().manual_seed(_mix(seed, rank, 2)))
+                      generator=torch.Generator().manual_seed(mix_seed(seed, rank, 2)))
 
 
 def stack(dataset: Dataset, n: int | None = None,
@@ -678,7 +674,7 @@ def stack(dataset: Dataset, n: int | None = None,
     else:
         idx = torch.randperm(size, generator=torch.Generator().manual_seed(int(generator_seed)))[:k]
     if isinstance(dataset, ImageTensorDataset):
-        return dataset.fetch(idx, key=_mix(dataset.seed, size, k))
+        return dataset.fetch(idx, key=mix_seed(dataset.seed, size, k))
     if k == 0:
         raise ValueError("stack: the dataset is empty")
     items = [dataset[int(i)] for i in idx]

@@ -102,7 +102,7 @@ class Session:
         fingerprint = supernet_fingerprint(run)
         searched_weights = None  # the fingerprint of search/supernet.pt when those are loaded
         if searched and one_shot_epochs(cfg) == 0:
-            from tamnas.search.mgda import load_searched
+            from tamnas.search.searched_weights import load_searched
 
             searched_weights = load_searched(run.search_dir, supernet)
         data = data if data is not None else load_data(cfg.data, cfg.seed)
@@ -188,7 +188,7 @@ class Session:
             self.supernet.load_state_dict(
                 load_checkpoint(self.run.supernet_checkpoint, kind="supernet")["model"])
         else:
-            from tamnas.search.mgda import load_searched
+            from tamnas.search.searched_weights import load_searched
 
             load_searched(self.run.search_dir, self.supernet, fingerprint=fingerprint)
         self.evaluator.weights = fingerprint

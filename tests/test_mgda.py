@@ -19,16 +19,12 @@ from tamnas.attacks import Attack
 from tamnas.data import ImageTensorDataset, load_data, stack
 from tamnas.files import load_checkpoint
 from tamnas.metrics import kl_to_uniform
+from tamnas.search.bilevel_state import BatchStream
 from tamnas.search.evaluator import Evaluator
-from tamnas.search.mgda import (
-    EPOCH_LOG,
+from tamnas.search.mgda import EPOCH_LOG, SDARTS_EPS, VARIANTS, WEIGHT_DECAY, MGDASearch
+from tamnas.search.searched_weights import (
     FINETUNED_WEIGHTS,
-    SDARTS_EPS,
     SEARCHED_WEIGHTS,
-    VARIANTS,
-    WEIGHT_DECAY,
-    BatchStream,
-    MGDASearch,
     load_searched,
     searched_fingerprint,
     weights_fingerprint,

@@ -34,10 +34,9 @@ generators) is checkpointed, so a killed search continues where it stopped.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -45,19 +44,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from tamnas import distributed as dist
-from tamnas.files import atomic_write_text, load_checkpoint, save_checkpoint
+from tamnas.files import atomic_write_text, save_checkpoint
 from tamnas.search.archive import arch_key
-from tamnas.search.bilevel import (
-    AttackSpec,
-    BatchStream,
-    BiLevelSteps,
-    SearchState,
-    mix_seed,
-    ood_train_set,
-)
+from tamnas.search.bilevel import AttackSpec, BiLevelSteps
+from tamnas.search.bilevel_state import SearchState, ood_train_set
 from tamnas.search.mgda_variants import (
     COSTS,
     FLOPS_SAMPLES,
@@ -70,64 +62,18 @@ from tamnas.search.mgda_variants import (
     Variant,
     resolve,
 )
+from tamnas.search.searched_weights import (
+    FINETUNED_WEIGHTS,
+    SEARCHED_WEIGHTS,
+    weights_fingerprint,
+)
 from tamnas.search.strategy import Strategy, register_strategy
+from tamnas.seeds import mix_seed
 from tamnas.supernets.base import SearchSpace
 
 log = logging.getLogger(__name__)
 
 EPOCH_LOG = "mgda_epochs.csv"
-SEARCHED_WEIGHTS = "supernet.pt"      # the bi-level search's weights
-FINETUNED_WEIGHTS = "finetuned.pt"    # the same after the derived paths' warm start
-
-
-def weights_fingerprint(state: Mapping[str, torch.Tensor]) -> str:
-    """A short sha256 of a state dict's names, dtypes, shapes and bytes: names the weights."""
-    h = hashlib.sha256()
-    for key in sorted(state):
-        t = state[key].detach().cpu().contiguous()
-        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return "w" + h.hexdigest()[:15]
-
-
-def searched_fingerprint(path: str | Path) -> str:
-    """The fingerprint of the weights in an MGDA weight file (computed from its tensors)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no searched weights at {path}; run `tamnas search RUN "
-                                "--strategy mgda` first")
-    return weights_fingerprint(load_checkpoint(path, kind="supernet")["model"])
-
-
-def weight_files(search_dir: str | Path) -> dict[str, Path]:
-    """fingerprint -> file of every MGDA weight file in a search directory (to load the weights
-    an archive row was scored on)."""
-    out = {}
-    for name in (SEARCHED_WEIGHTS, FINETUNED_WEIGHTS):
-        path = Path(search_dir) / name
-        if path.is_file():
-            out[searched_fingerprint(path)] = path
-    return out
-
-
-def load_searched(search_dir: str | Path, supernet: nn.Module,
-                  fingerprint: str | None = None) -> str | None:
-    """Load an MGDA search's weights into `supernet`: the searched ones, or the file whose
-    fingerprint is given; returns the loaded weights' fingerprint, None if there are none."""
-    if fingerprint is None:
-        path = Path(search_dir) / SEARCHED_WEIGHTS
-        if not path.is_file():
-            return None
-    else:
-        path = weight_files(search_dir).get(fingerprint)
-        if path is None:
-            raise FileNotFoundError(f"{search_dir} holds no weights with fingerprint "
-                                    f"{fingerprint}; run the search again")
-    state = load_checkpoint(path, kind="supernet")["model"]
-    supernet.load_state_dict(state)
-    return weights_fingerprint(state)
-
-
 @register_strategy("mgda")
 class MGDASearch(BiLevelSteps, Strategy):
     """Bi-level MGDA on the relaxed supernet, a sweep of params targets (module docstring)."""
@@ -415,6 +361,5 @@ class MGDASearch(BiLevelSteps, Strategy):
         return df[df["epoch"] == self.epochs - 1].reset_index(drop=True)
 
 
-__all__ = ["EPOCH_LOG", "FINETUNED_WEIGHTS", "OBJECTIVES", "SDARTS_EPS", "SEARCHED_WEIGHTS",
-           "VARIANTS", "WEIGHT_DECAY", "BatchStream", "MGDASearch", "Variant", "load_searched",
-           "searched_fingerprint", "weight_files", "weights_fingerprint"]
+__all__ = ["EPOCH_LOG", "OBJECTIVES", "SDARTS_EPS", "VARIANTS", "WEIGHT_DECAY", "MGDASearch",
+           "Variant"]
