@@ -180,3 +180,28 @@ def test_attention_never_keeps_the_position_by_position_matrix():
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         reference_forward(nl, x)
     assert max(sizes) >= 2 * n * n      # the explicit formula keeps B x N x N for its backward
+
+
+@pytest.mark.parametrize("value_width,pair_width,align", [(1, 1, 1), (1, 3, 8), (5, 2, 8)])
+def test_zero_padding_to_an_aligned_width_changes_nothing(value_width, pair_width, align):
+    """CUDA pads every width to a multiple of 8; the same padding on CPU gives the same values.
+
+    Also width 1, whose copy must still have unit stride for the fused kernel.
+    """
+    gen = torch.Generator().manual_seed(value_width + 7 * pair_width + align)
+    q, k = (torch.randn(3, pair_width, 4, 4, generator=gen) for _ in range(2))
+    v = torch.randn(3, value_width, 4, 4, generator=gen)
+    logits = torch.einsum("bci,bcj->bij", q.double().flatten(2), k.double().flatten(2))
+    expected = torch.einsum("bij,bcj->bci", logits.softmax(-1), v.double().flatten(2)).float()
+    scale = float(logits.abs().max()) * float(v.abs().max())
+    out = attend(q, k, v, align=align)
+    assert out.shape == v.shape
+    assert_rounding_close(out.flatten(2), expected, terms=16, depth=PAIRWISE_REDUCTIONS, scale=scale)
+
+
+def test_width_one_heads_take_the_fused_kernel():
+    """The positions copy of a one-channel map has unit last stride (else: the slow fallback)."""
+    from tamnas.supernets.shufflenet.blocks import _positions
+
+    t = _positions(torch.randn(2, 1, 5, 5), 1)
+    assert t.shape == (2, 1, 25, 1) and t.stride(-1) == 1

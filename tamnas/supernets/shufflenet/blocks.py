@@ -103,27 +103,39 @@ def _pw(cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 1, bias=False)
 
 
+CUDA_WIDTH_ALIGN = 8   # CUDA's fused attention kernels want head widths in multiples of 8
+
+
 def _positions(t: torch.Tensor, width: int) -> torch.Tensor:
-    """B, C, H, W -> B, 1, H*W, width: one attention head over the positions, channels zero-padded."""
-    t = t.flatten(2).transpose(1, 2)
+    """B, C, H, W -> B, 1, H*W, width: one attention head over the positions, channels zero-padded.
+
+    A fresh copy with unit stride on the channel axis, also when that axis
+    has length one (where `contiguous` keeps the old stride and the fused
+    kernels fall back to the explicit formula).
+    """
+    t = t.flatten(2).transpose(1, 2).unsqueeze(1)
     if t.shape[-1] < width:
-        t = F.pad(t, (0, width - t.shape[-1]))
-    return t.unsqueeze(1).contiguous()
+        return F.pad(t, (0, width - t.shape[-1]))
+    return t.clone(memory_format=torch.contiguous_format)
 
 
-def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+           align: int | None = None) -> torch.Tensor:
     """The non-local pairwise term: y[:, :, i] = sum_j softmax_j(q_i . k_j) v_j, all B, C, H, W.
 
     One fused `scaled_dot_product_attention` (scale 1, one head, positions as the
     sequence): it never stores the N x N matrix that the explicit
-    bmm-softmax-bmm form keeps for its backward. The fused kernels want equal
-    widths for queries/keys and values (the Gaussian form pairs all channels
-    of x but carries only the inner ones), so the narrower side is padded
-    with zero channels, which changes no dot product and adds only zero
-    output channels, cut off again.
+    bmm-softmax-bmm form keeps for its backward. The fused kernels want one
+    width for queries, keys and values (the Gaussian form pairs all channels
+    of x but carries only the inner ones), and on CUDA a multiple of 8
+    (`align`, default: 8 on CUDA, 1 elsewhere), so every side is padded with
+    zero channels; that changes no dot product and adds only zero output
+    channels, cut off again.
     """
     b, kv, h, w = value.shape
-    width = max(query.shape[1], kv)
+    if align is None:
+        align = CUDA_WIDTH_ALIGN if value.is_cuda else 1
+    width = -(-max(query.shape[1], kv) // align) * align
     q = _positions(query, width)
     k = q if key is query else _positions(key, width)
     y = F.scaled_dot_product_attention(q, k, _positions(value, width), scale=1.0)
