@@ -140,6 +140,8 @@ class TrainConfig:
                              "their adversaries included): bf16 runs them under autocast; weights, "
                              "gradients and the optimiser stay float32, and the attacks that score "
                              "archs (search, validate, report) always run in float32")
+    channels_last: bool = _f(True, help="on CUDA, train (and retrain) in the channels-last memory "
+                                        "format that cuDNN's fastest convolutions use; ignored on CPU")
 
 
 @dataclass
