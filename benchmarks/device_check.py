@@ -276,8 +276,8 @@ def _say(args, message: str) -> None:
 
 def table(result: dict) -> str:
     p = result["parts"]
-    lines = [f"Device: **{result['device_name']}** (`{result['device']}`), PyTorch "
-             f"{result['torch']}{', --tiny sizes' if result['tiny'] else ''}",
+    lines = [(f"Device: **{result['device_name']}** (`{result['device']}`), PyTorch "
+              f"{result['torch']}{', --tiny sizes' if result['tiny'] else ''}"),
              "| check | value | peak memory (MiB) |", "| --- | --- | ---: |"]
     if "quickstart" in p:
         qs = p["quickstart"]

@@ -34,7 +34,7 @@ MODES = ("embedded", "gaussian")
 
 def old_forward(nl: NonLocal, x: torch.Tensor) -> torch.Tensor:
     """The explicit formula the fused call replaced (full width, no mask)."""
-    b, c, h, w = x.shape
+    b, _, h, w = x.shape
     g = nl.g(x).flatten(2)
     if nl.mode == "embedded":
         theta, phi = nl.theta(x).flatten(2), nl.phi(x).flatten(2)
@@ -114,11 +114,11 @@ def run(args) -> dict:
 
 
 def table(result: dict) -> str:
-    lines = [f"{result['preset']} supernet's non-local layers (widest inner width), batch "
-             f"{result['batch']}, forward + backward, {result['reps']} repetitions, "
-             f"{result['device']}, {result['threads']} threads",
-             "| input | layer input (C x H x W) | inner | pairwise | W + BN | old (ms) | new (ms) "
-             "| new / old |",
+    lines = [(f"{result['preset']} supernet's non-local layers (widest inner width), batch "
+              f"{result['batch']}, forward + backward, {result['reps']} repetitions, "
+              f"{result['device']}, {result['threads']} threads"),
+             ("| input | layer input (C x H x W) | inner | pairwise | W + BN | old (ms) | new (ms) "
+              "| new / old |"),
              "| --- | --- | ---: | --- | --- | ---: | ---: | ---: |"]
     for s in result["sets"]:
         res = s["input_resolution"]

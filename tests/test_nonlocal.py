@@ -26,12 +26,12 @@ import functools
 
 import pytest
 import torch
+from shufflenet_configs import CONFIGS
+from tolerances import assert_rounding_close
 
 from tamnas.config import load_config
 from tamnas.supernets import build_space
 from tamnas.supernets.shufflenet.blocks import NonLocal, _masked, attend, sliced_conv
-from shufflenet_configs import CONFIGS
-from tolerances import assert_rounding_close
 
 PAIRWISE_REDUCTIONS = 3      # q . k, the softmax's normaliser, the weighted sum over positions
 
@@ -39,7 +39,7 @@ PAIRWISE_REDUCTIONS = 3      # q . k, the softmax's normaliser, the weighted sum
 def reference_forward(self: NonLocal, x: torch.Tensor, k: int | None = None,
                       mask: torch.Tensor | None = None) -> torch.Tensor:
     """The explicit formula: two batched matrix products around an N x N softmax."""
-    b, c, h, w = x.shape
+    b, _, h, w = x.shape
     g = _masked(sliced_conv(x, self.g, k, "out"), mask).flatten(2)            # B, k, N
     if self.mode == "embedded":
         theta = _masked(sliced_conv(x, self.theta, k, "out"), mask).flatten(2)

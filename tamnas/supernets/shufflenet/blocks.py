@@ -190,7 +190,6 @@ class NonLocal(nn.Module):
 
     def forward(self, x: torch.Tensor, k: int | None = None, mask: torch.Tensor | None = None
                 ) -> torch.Tensor:
-        b, c, h, w = x.shape
         g = _masked(sliced_conv(x, self.g, k, "out"), mask)                        # B, k, H, W
         if self.mode == "embedded":
             theta = _masked(sliced_conv(x, self.theta, k, "out"), mask)
