@@ -30,6 +30,13 @@ adversary attacks a network other than the sampled subnet.
 
 Randomness (start noise) comes from the `generator` an objective holds; with
 None the global torch RNG is used.
+
+Precision (`train.precision`): "bf16" runs the whole step (adversary, loss
+passes and their backward) under `torch.autocast` in bfloat16, on CPU and
+CUDA alike; the weights, their gradients, the perturbation and every loss
+stay float32 (logits are cast up before the softmax), so the optimiser and
+the projections see float32 values. bfloat16 keeps float32's exponent
+range, so no loss scaling is needed. "fp32" runs no autocast at all.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from tamnas.attacks import ADVERSARY_MODES, batch_stats_mode, fgsm, noise_like, 
 
 OBJECTIVES: dict[str, type[Objective]] = {}
 FIRST_LAYER_GRAD = ("discard", "hamiltonian")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}   # train.precision -> autocast dtype
 
 
 def register_objective(name: str) -> Callable[[type], type]:
@@ -55,6 +63,11 @@ def register_objective(name: str) -> Callable[[type], type]:
         return cls
 
     return wrap
+
+
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """model(x) in float32 (a bf16 autocast forward returns bfloat16 logits)."""
+    return model(x).float()
 
 
 def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -77,6 +90,7 @@ class Objective:
     """Base: `step` handles zero_grad / optimizer.step; subclasses fill `_backward`."""
 
     name = "abstract"
+    precision = "fp32"
 
     def __init__(self, generator: torch.Generator | None = None, adversary_bn: str = "eval"):
         if adversary_bn not in ADVERSARY_MODES:
@@ -86,12 +100,25 @@ class Objective:
         self.adversary_bn = adversary_bn
         self.adversary_mode = ADVERSARY_MODES[adversary_bn]
 
+    def with_precision(self, precision: str) -> Objective:
+        """Run every step in `precision` ("fp32" or "bf16", see the module docstring); returns self."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"train.precision: {precision!r} is unknown; choose one of "
+                             f"{', '.join(PRECISIONS)}")
+        self.precision = precision
+        return self
+
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              optimizer: torch.optim.Optimizer | None = None) -> dict[str, float]:
         """One training step on (x, y); returns metrics as python floats (one host sync)."""
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
-        metrics = self._backward(model, x, y)
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            metrics = self._backward(model, x, y)
+        else:
+            with torch.autocast(x.device.type, dtype=dtype):
+                metrics = self._backward(model, x, y)
         if optimizer is not None:
             optimizer.step()
         values = torch.stack([v.detach().float() for v in metrics.values()]).tolist()
@@ -114,7 +141,7 @@ def _ce_update(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                acc_name: str) -> dict[str, torch.Tensor]:
     """Cross-entropy on `x` (clean or adversarial), backward in train mode."""
     with train_mode(model):
-        logits = model(x)
+        logits = _logits(model, x)
         loss = F.cross_entropy(logits, y)
         loss.backward()
     return {"loss": loss, acc_name: _accuracy(logits, y)}
@@ -179,8 +206,8 @@ def _trades_update(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: to
                    beta: float) -> dict[str, torch.Tensor]:
     """CE(f(x), y) + beta KL(f(x) || f(x_adv)), backward in train mode (clean pass first)."""
     with train_mode(model):
-        logits = model(x)
-        logits_adv = model(x_adv)
+        logits = _logits(model, x)
+        logits_adv = _logits(model, x_adv)
         ce = F.cross_entropy(logits, y)
         kl = trades_kl(logits_adv, logits)
         loss = ce + beta * kl
@@ -279,11 +306,11 @@ class TradesYopo(Objective):
         mode = batch_stats_mode if hamiltonian else self.adversary_mode
         with mode(model), torch.enable_grad():
             with torch.no_grad():
-                q = F.softmax(model(x), dim=1)
+                q = F.softmax(_logits(model, x), dim=1)
             for _ in range(self.m):
                 eta.requires_grad_(True)
                 z = layer(torch.clamp(x + eta, 0.0, 1.0))
-                kl = F.kl_div(F.log_softmax(model.forward_from_first(z), dim=1), q,
+                kl = F.kl_div(F.log_softmax(model.forward_from_first(z).float(), dim=1), q,
                               reduction="batchmean")
                 # At the round's own eta the inner gradient grad_eta <z, p> is the input
                 # gradient of the KL, so the full backward continues to eta for step one.
@@ -326,11 +353,13 @@ def build_objective(train_cfg, generator: torch.Generator | None = None) -> Obje
     if name not in OBJECTIVES:
         raise ValueError(f"train.objective: unknown objective {name!r}; choose one of "
                          f"{', '.join(OBJECTIVES)}")
-    return OBJECTIVES[name].from_config(train_cfg, generator=generator)
+    objective = OBJECTIVES[name].from_config(train_cfg, generator=generator)
+    return objective.with_precision(train_cfg.precision)
 
 
 __all__ = [
     "OBJECTIVES",
+    "PRECISIONS",
     "FgsmRS",
     "Objective",
     "PgdAT",

@@ -77,7 +77,8 @@ def _random_crop_flip(x: torch.Tensor, gen: torch.Generator, padding: int) -> to
     rows = (oy[:, None] + torch.arange(h))[:, :, None]                  # b, h, 1
     cols = ox[:, None] + torch.arange(w)                                 # b, w
     cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, :]    # b, 1, w
-    out = padded[torch.arange(b)[:, None, None], :, rows, cols]          # b, h, w, c
+    dev = x.device                   # offsets drawn on the CPU generator, wherever the images live
+    out = padded[torch.arange(b, device=dev)[:, None, None], :, rows.to(dev), cols.to(dev)]
     return out.permute(0, 3, 1, 2).contiguous()
 
 
@@ -637,12 +638,36 @@ class _Batches(Dataset):
         return self.dataset.fetch(self.batches[k], key=mix_seed(self.key, k))
 
 
+RESIDENT_SHARE = 0.25   # device-resident images may take at most this share of free memory
+
+
+def resident(dataset: Dataset, device: torch.device) -> Dataset:
+    """On CUDA, the same dataset with its images in device memory when they fit; else unchanged.
+
+    The fastest CIFAR-10 trainers keep the whole set on the GPU: a batch is then
+    gathered, converted and augmented there, with no host copy per step. Order
+    and augmentation offsets still come from the same CPU generators (seeded
+    by the same keys), so the batches are those of a CPU run.
+    """
+    if torch.device(device).type != "cuda" or not isinstance(dataset, ImageTensorDataset):
+        return dataset
+    need = dataset.images.nbytes + dataset.labels.nbytes
+    free, _ = torch.cuda.mem_get_info(device)
+    if need > RESIDENT_SHARE * free:
+        log.info("data: %.0f MB of images do not fit in %.0f%% of the free device memory; "
+                 "batches are copied per step", need / 2**20, 100 * RESIDENT_SHARE)
+        return dataset
+    return ImageTensorDataset(dataset.images.to(device), dataset.labels.to(device),
+                              dataset.resolution, dataset.augment, dataset.seed, dataset.padding)
+
+
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0,
                 drop_last: bool = False, rank: int = 0, world_size: int = 1) -> DataLoader:
     """Batches in an order (and with augmentations) fixed by `seed`, whatever `num_workers`.
 
     With `world_size` > 1 every rank draws the same permutation and keeps its own stride;
     the remainder (< world_size images) is dropped so that all ranks run the same steps.
+    Device-resident images (`resident`) are fetched in this process (num_workers 0).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: {batch_size} is not allowed; use at least 1")
@@ -657,8 +682,9 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num
     if drop_last and batches and len(batches[-1]) < batch_size:
         batches.pop()
     if isinstance(dataset, ImageTensorDataset):
+        workers = 0 if dataset.images.is_cuda else num_workers   # CUDA tensors stay in this process
         return DataLoader(_Batches(dataset, batches, mix_seed(seed, rank, 1)), batch_size=None,
-                          shuffle=False, num_workers=num_workers)
+                          shuffle=False, num_workers=workers)
     return DataLoader(dataset, batch_sampler=[b.tolist() for b in batches], num_workers=num_workers,
                       generator=torch.Generator().manual_seed(mix_seed(seed, rank, 2)))
 
@@ -683,4 +709,4 @@ def stack(dataset: Dataset, n: int | None = None,
 
 
 __all__ = ["DATASETS", "DATASET_INFO", "DataBundle", "DatasetEntry", "DatasetInfo",
-           "ImageTensorDataset", "dataset_info", "load_data", "make_loader", "stack"]
+           "ImageTensorDataset", "dataset_info", "load_data", "make_loader", "resident", "stack"]

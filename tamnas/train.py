@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from tamnas import distributed as dist
 from tamnas.adversarial import build_objective
 from tamnas.config import Config, TrainConfig
-from tamnas.data import DataBundle, load_data, make_loader
+from tamnas.data import DataBundle, load_data, make_loader, resident
 from tamnas.files import json_safe, load_checkpoint, require_keys, save_checkpoint
 from tamnas.rundir import NOT_TRAINING_KEYS, RunDir
 from tamnas.supernets import SearchSpace, build_space
@@ -168,15 +169,16 @@ def run_epochs(*, model_for_batch: Callable[[int, int], nn.Module | list[nn.Modu
                checkpoint_path: Path, checkpoint_kind: str, log: CsvLog, device: torch.device,
                rng: np.random.Generator, gen: torch.Generator, resume: bool, quiet: bool,
                extra_row: Callable[[int], dict] | None = None, desc: str = "train",
-               sampler_state: tuple[Callable[[], dict], Callable[[dict], None]] | None = None
-               ) -> int:
+               sampler_state: tuple[Callable[[], dict], Callable[[dict], None]] | None = None,
+               memory_format: torch.memory_format = torch.preserve_format) -> int:
     """The shared epoch loop; returns the number of epochs completed (for logs).
 
     `model_for_batch` gives one model per batch, or several (the sandwich rule),
     whose gradients are averaged into one optimiser step. `sampler_state`
     (get, set) carries what the caller's sampler holds across epochs (the
     current subnet when it is kept for N epochs) through the checkpoint, so a
-    run resumed inside such a block trains the same subnet.
+    run resumed inside such a block trains the same subnet. Batches are moved
+    to `device` in `memory_format` (channels-last on CUDA, see `_memory_format`).
     """
     start = 0
     if resume and checkpoint_path.exists():
@@ -202,7 +204,8 @@ def run_epochs(*, model_for_batch: Callable[[int, int], nn.Module | list[nn.Modu
             if batches_per_epoch and i >= batches_per_epoch:
                 break
             model = model_for_batch(epoch, i)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x = x.to(device, non_blocking=True, memory_format=memory_format)
+            y = y.to(device, non_blocking=True)
             if isinstance(model, nn.Module):
                 metrics = objective.step(model, x, y, optimizer=optimizer)
             else:
@@ -260,7 +263,7 @@ def _sgd(params, lr: float, momentum: float, weight_decay: float) -> torch.optim
     return dist.GradAveragingSGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
-def _train_loader(cfg: Config, data: DataBundle, epoch: int):
+def _train_loader(cfg: Config, train_set: Dataset, epoch: int):
     """A fresh shuffle per epoch from (seed, epoch): resumable, and the same on every rank.
 
     Under torchrun each rank takes data.batch_size // world_size images of
@@ -272,9 +275,16 @@ def _train_loader(cfg: Config, data: DataBundle, epoch: int):
     if per_rank < 1:
         raise ValueError(f"data.batch_size: {cfg.data.batch_size} is smaller than the "
                          f"{dist.world_size()} ranks; use at least {dist.world_size()}")
-    return make_loader(data.train, per_rank, shuffle=True,
+    return make_loader(train_set, per_rank, shuffle=True,
                        seed=cfg.seed * 100_003 + epoch, num_workers=cfg.data.num_workers,
                        drop_last=True, rank=dist.rank(), world_size=dist.world_size())
+
+
+def _memory_format(train_cfg: TrainConfig, device: torch.device) -> torch.memory_format:
+    """channels_last on CUDA when train.channels_last (cuDNN's fast layout); CPU stays as it was."""
+    if device.type == "cuda" and train_cfg.channels_last:
+        return torch.channels_last
+    return torch.preserve_format
 
 
 def _generators(seed: int, device: torch.device) -> tuple[np.random.Generator, torch.Generator]:
@@ -301,6 +311,9 @@ def train_supernet(cfg: Config, run: RunDir, device: torch.device, *, data: Data
     rng, gen = _generators(cfg.seed, device)
     supernet = space.build_supernet().to(device)
     dist.broadcast_module(supernet)
+    layout = _memory_format(cfg.train, device)
+    supernet.to(memory_format=layout)
+    train_set = resident(data.train, device)   # on CUDA: images in device memory when they fit
     objective = build_objective(cfg.train, generator=gen)
     optimizer = _sgd(supernet.parameters(), cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay)
     schedule = SamplingSchedule(space, cfg.train, tuple(cfg.space.ratios))
@@ -319,12 +332,13 @@ def train_supernet(cfg: Config, run: RunDir, device: torch.device, *, data: Data
     restart = cfg.train.phase1_epochs if cfg.train.phase2_lr_reset else None
     run_epochs(
         model_for_batch=model_for_batch, module=supernet, objective=objective, optimizer=optimizer,
-        loader_for_epoch=lambda e: _train_loader(cfg, data, e), epochs=schedule.total_epochs,
+        loader_for_epoch=lambda e: _train_loader(cfg, train_set, e), epochs=schedule.total_epochs,
         lr_for_epoch=lambda e: lr_at(e, cfg.train.lr, cfg.train.lr_milestones, cfg.train.lr_gamma,
                                      restart, cfg.train.warmup_epochs),
         batches_per_epoch=cfg.train.batches_per_epoch, checkpoint_path=run.supernet_checkpoint,
-        checkpoint_kind="supernet", log=CsvLog(run.supernet_log, LOG_FIELDS, cfg.output.tensorboard), device=device,
-        rng=rng, gen=gen, resume=resume, quiet=quiet, desc="supernet",
+        checkpoint_kind="supernet", log=CsvLog(run.supernet_log, LOG_FIELDS,
+                                               cfg.output.tensorboard), device=device,
+        rng=rng, gen=gen, resume=resume, quiet=quiet, desc="supernet", memory_format=layout,
         sampler_state=(lambda: {k: [list(a) for a in v] for k, v in current.items()},
                        lambda s: current.update({k: [tuple(int(g) for g in a) for a in v]
                                                  for k, v in s.items()})),
@@ -386,6 +400,9 @@ def retrain(cfg: Config, space: SearchSpace, arch, out_dir: Path, device: torch.
         net.load_state_dict(init_state)
     net = net.to(device)
     dist.broadcast_module(net)
+    layout = _memory_format(cfg.train, device)
+    net.to(memory_format=layout)
+    train_set = resident(data.train, device)
     r = cfg.retrain
     objective = build_objective(dataclasses.replace(cfg.train, adversary_bn=r.adversary_bn),
                                 generator=gen)
@@ -393,10 +410,12 @@ def retrain(cfg: Config, space: SearchSpace, arch, out_dir: Path, device: torch.
 
     run_epochs(
         model_for_batch=lambda e, i: net, module=net, objective=objective,
-        optimizer=optimizer, loader_for_epoch=lambda e: _train_loader(cfg, data, e), epochs=r.epochs,
+        optimizer=optimizer, loader_for_epoch=lambda e: _train_loader(cfg, train_set, e),
+        epochs=r.epochs,
         lr_for_epoch=lambda e: lr_at(e, r.lr, r.lr_milestones, r.lr_gamma),
         batches_per_epoch=r.batches_per_epoch, checkpoint_path=out_dir / "checkpoint.pt",
-        checkpoint_kind="retrain", log=CsvLog(out_dir / "train_log.csv", LOG_FIELDS, cfg.output.tensorboard),
+        checkpoint_kind="retrain",
+        log=CsvLog(out_dir / "train_log.csv", LOG_FIELDS, cfg.output.tensorboard),
         device=device, rng=rng, gen=gen, resume=resume, quiet=quiet, desc="retrain",
-        extra_row=lambda e: {"phase": 0})
+        extra_row=lambda e: {"phase": 0}, memory_format=layout)
     return net.eval()

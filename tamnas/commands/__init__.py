@@ -20,7 +20,7 @@ CONFIG, COMPUTE, DATA, RESUME, PARTIAL = "config", "compute", "data", "resume", 
 ALL_OPTIONS = (CONFIG, COMPUTE, DATA, RESUME)
 ON_WEIGHTS = (*ALL_OPTIONS, PARTIAL)  # commands that score or derive from the supernet
 MODULES = ("run", "train_supernet", "search", "plot", "lego", "export", "retrain", "evaluate",
-           "report", "validate", "space_info", "config_keys")
+           "validate", "report", "space_info", "config_keys")
 
 
 @dataclass
@@ -93,7 +93,9 @@ def load_commands() -> dict[str, Command]:
     """Import every command module (registration happens on import), in CLI order."""
     for module in MODULES:
         importlib.import_module(f"tamnas.commands.{module}")
-    return COMMANDS
+    order = [m.replace("_", "-") for m in MODULES]
+    return dict(sorted(COMMANDS.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order
+                       else len(order)))
 
 
 __all__ = ["ALL_OPTIONS", "COMMANDS", "COMPUTE", "CONFIG", "DATA", "ON_WEIGHTS", "PARTIAL", "RESUME", "Call", "Command",

@@ -136,6 +136,13 @@ class TrainConfig:
     pgd_steps: int = _f(10, low=1)
     pgd_step_size: float = _f(2 / 255, low=0.0)
     fgsm_step: float = _f(1.25, low=0.0, help="FGSM-RS step as a multiple of eps")
+    precision: str = _f("fp32", choices=("fp32", "bf16"),
+                        help="arithmetic of the training passes (supernet training and retraining, "
+                             "their adversaries included): bf16 runs them under autocast; weights, "
+                             "gradients and the optimiser stay float32, and the attacks that score "
+                             "archs (search, validate, report) always run in float32")
+    channels_last: bool = _f(True, help="on CUDA, train (and retrain) in the channels-last memory "
+                                        "format that cuDNN's fastest convolutions use; ignored on CPU")
 
 
 @dataclass

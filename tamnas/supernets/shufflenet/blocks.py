@@ -27,7 +27,8 @@ Choices the paper leaves open, fixed here (and counted exactly by space.py):
   "+ BN" means W is a 1x1 conv without bias followed by BN, otherwise W has a bias.
 - Non-local layers: theta/phi/g are 1x1 convs with bias, the pairwise term is
   softmax over positions of theta^T phi (embedded Gaussian) or x^T x (Gaussian),
-  with a residual connection z = W(y) + x.
+  with a residual connection z = W(y) + x. That is single-head attention with
+  scale 1, computed by one fused `scaled_dot_product_attention` (`attend`).
 - SE: global average pool, Linear(C, h) + ReLU, Linear(h, C) + sigmoid, scale.
 """
 
@@ -102,6 +103,45 @@ def _pw(cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 1, bias=False)
 
 
+CUDA_WIDTH_ALIGN = 8   # CUDA's fused attention kernels want head widths in multiples of 8
+
+
+def _positions(t: torch.Tensor, width: int) -> torch.Tensor:
+    """B, C, H, W -> B, 1, H*W, width: one attention head over the positions, channels zero-padded.
+
+    A fresh copy with unit stride on the channel axis, also when that axis
+    has length one (where `contiguous` keeps the old stride and the fused
+    kernels fall back to the explicit formula).
+    """
+    t = t.flatten(2).transpose(1, 2).unsqueeze(1)
+    if t.shape[-1] < width:
+        return F.pad(t, (0, width - t.shape[-1]))
+    return t.clone(memory_format=torch.contiguous_format)
+
+
+def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+           align: int | None = None) -> torch.Tensor:
+    """The non-local pairwise term: y[:, :, i] = sum_j softmax_j(q_i . k_j) v_j, all B, C, H, W.
+
+    One fused `scaled_dot_product_attention` (scale 1, one head, positions as the
+    sequence): it never stores the N x N matrix that the explicit
+    bmm-softmax-bmm form keeps for its backward. The fused kernels want one
+    width for queries, keys and values (the Gaussian form pairs all channels
+    of x but carries only the inner ones), and on CUDA a multiple of 8
+    (`align`, default: 8 on CUDA, 1 elsewhere), so every side is padded with
+    zero channels; that changes no dot product and adds only zero output
+    channels, cut off again.
+    """
+    b, kv, h, w = value.shape
+    if align is None:
+        align = CUDA_WIDTH_ALIGN if value.is_cuda else 1
+    width = -(-max(query.shape[1], kv) // align) * align
+    q = _positions(query, width)
+    k = q if key is query else _positions(key, width)
+    y = F.scaled_dot_product_attention(q, k, _positions(value, width), scale=1.0)
+    return y[:, 0, :, :kv].transpose(1, 2).reshape(b, kv, h, w)
+
+
 # -- attention layers -------------------------------------------------------------------------------
 class SE(nn.Module):
     """Squeeze-and-excitation; also accepts an already pooled (N, C) input (the head's SE)."""
@@ -121,7 +161,9 @@ class NonLocal(nn.Module):
     """Non-local layer (Wang et al.), embedded-Gaussian or Gaussian pairwise term, residual output.
 
     `matmul_macs(n_positions, inner)` is the multiply-add count of its two
-    batched matrix products, the part that convolution hooks cannot see.
+    matrix products (q k^T and the weighted sum of values, at their own
+    widths: `attend`'s zero padding is not counted), the part that
+    convolution hooks cannot see.
     """
 
     def __init__(self, channels: int, inner: int, mode: str = "embedded", bn: bool = True):
@@ -148,16 +190,13 @@ class NonLocal(nn.Module):
 
     def forward(self, x: torch.Tensor, k: int | None = None, mask: torch.Tensor | None = None
                 ) -> torch.Tensor:
-        b, c, h, w = x.shape
-        g = _masked(sliced_conv(x, self.g, k, "out"), mask).flatten(2)            # B, k, N
+        g = _masked(sliced_conv(x, self.g, k, "out"), mask)                        # B, k, H, W
         if self.mode == "embedded":
-            theta = _masked(sliced_conv(x, self.theta, k, "out"), mask).flatten(2)
-            phi = _masked(sliced_conv(x, self.phi, k, "out"), mask).flatten(2)
-            f = torch.bmm(theta.transpose(1, 2), phi)                              # B, N, N
+            theta = _masked(sliced_conv(x, self.theta, k, "out"), mask)
+            phi = _masked(sliced_conv(x, self.phi, k, "out"), mask)
         else:
-            xf = x.flatten(2)
-            f = torch.bmm(xf.transpose(1, 2), xf)
-        y = torch.bmm(g, f.softmax(dim=-1).transpose(1, 2)).view(b, -1, h, w)     # B, k, H, W
+            theta = phi = x
+        y = attend(theta, phi, g)                                                  # B, k, H, W
         z = sliced_conv(y, self.w, k, "in")
         if self.w_bn is not None:
             z = self.w_bn(z)
@@ -397,6 +436,7 @@ __all__ = [
     "NonLocal",
     "PureRobustBlock",
     "ShuffleBlock",
+    "attend",
     "channel_shuffle",
     "share_module",
     "slice_state",
