@@ -149,9 +149,9 @@ def compare_quickstart(run: dict, ref: dict) -> dict:
 def paper_images(cfg, n: int, seed: int) -> tuple[ImageTensorDataset, str]:
     """n CIFAR-10 training images when its files are in data.root, else random CIFAR-shaped ones."""
     try:
-        from tamnas.data import _load_torchvision
+        from tamnas.data import load_torchvision
 
-        images, labels = _load_torchvision("cifar10", cfg.data.root, "train", download=False)
+        images, labels = load_torchvision("cifar10", cfg.data.root, "train", download=False)
         source = "CIFAR-10"
     except FileNotFoundError:
         gen = torch.Generator().manual_seed(seed)

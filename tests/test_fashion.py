@@ -72,7 +72,7 @@ def _all_pixels_and_labels(data) -> tuple[dict[bytes, int], np.ndarray]:
 @pytest.fixture
 def no_system_copy(monkeypatch):
     """Hide the installed Debian copy so that a test sees only its own files."""
-    monkeypatch.setattr("tamnas.data.SYSTEM_FOLDERS", {})
+    monkeypatch.setattr("tamnas.data.sources.SYSTEM_FOLDERS", {})
 
 
 @pytest.mark.parametrize("dataset, folder", [("fashion-mnist", "FashionMNIST"),
@@ -96,7 +96,7 @@ def test_debian_gz_copy_is_unpacked_into_the_torchvision_layout_under_root(tmp_p
     arrays = _arrays(2)
     system = tmp_path / "usr-share"
     _write(system, arrays, gz=True)
-    monkeypatch.setattr("tamnas.data.SYSTEM_FOLDERS", {"fashion-mnist": system})
+    monkeypatch.setattr("tamnas.data.sources.SYSTEM_FOLDERS", {"fashion-mnist": system})
     root = tmp_path / "root"
     data = load_data(_cfg(root), seed=0)
     raw = root / "FashionMNIST" / "raw"
@@ -106,7 +106,7 @@ def test_debian_gz_copy_is_unpacked_into_the_torchvision_layout_under_root(tmp_p
     _, (tx, _) = _all_pixels_and_labels(data)
     assert np.array_equal(tx, arrays["t10k-images-idx3-ubyte"])
     # from now on the unpacked copy is what is read; the system folder is not needed
-    monkeypatch.setattr("tamnas.data.SYSTEM_FOLDERS", {})
+    monkeypatch.setattr("tamnas.data.sources.SYSTEM_FOLDERS", {})
     again = load_data(_cfg(root), seed=0)
     assert torch.equal(stack(again.test)[0], stack(data.test)[0])
 
