@@ -47,8 +47,8 @@ from tamnas.adversarial import build_objective
 from tamnas.attacks import Attack
 from tamnas.data import ImageTensorDataset, make_loader, resident
 from tamnas.rundir import RunDir
+from tamnas.sampling import SamplingSchedule
 from tamnas.search.evaluator import Evaluator
-from tamnas.train import SamplingSchedule
 
 RESULTS = Path(__file__).parent / "results"
 PAPER_PRESET = "cifar10-tamnas"

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 import tamnas
+from tamnas.sampling import SamplingSchedule
 from tamnas.supernets.shufflenet.space import HEADS, RATIO_BASES
-from tamnas.train import SamplingSchedule
 
 PAPER = {1: (1_823_000, 2_375_000), 2: (1_610_000, 2_370_000)}
 

@@ -11,8 +11,8 @@ from test_shufflenet_supernet import (
     space_of,
 )
 
-from tamnas.supernets.shufflenet.blocks import CentreCrop
 from tamnas.supernets.shufflenet.layout import BLOCKS
+from tamnas.supernets.shufflenet.sharing import CentreCrop
 from tamnas.supernets.shufflenet.supernet import WEIGHT_SHARING
 
 torch.set_num_threads(1)

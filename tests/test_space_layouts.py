@@ -9,9 +9,9 @@ import pytest
 from torch import nn
 
 import tamnas
+from tamnas.sampling import SamplingSchedule
 from tamnas.supernets.info import format_space_info, space_info, warn_sparse_windows, window_share
 from tamnas.supernets.shufflenet.layout import BLOCKS, HEADS, RATIO_BASES
-from tamnas.train import SamplingSchedule
 
 PHASE1 = (1_823_000, 2_375_000)   # section III-C
 PHASE2 = (1_610_000, 2_370_000)

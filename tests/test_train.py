@@ -11,8 +11,9 @@ import tamnas
 from tamnas.data import load_data
 from tamnas.files import load_checkpoint
 from tamnas.rundir import RunDir
+from tamnas.sampling import SamplingSchedule
 from tamnas.search.evaluator import Evaluator
-from tamnas.train import SamplingSchedule, lr_at, train_supernet
+from tamnas.train import lr_at, train_supernet
 
 TINY = {
     "space.stem_channels": 4, "space.stage_channels": [8, 16], "space.stage_layers": [1, 2],

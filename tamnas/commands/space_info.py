@@ -12,10 +12,10 @@ from tamnas.config import Config, preset_names
 
 def space_info(cfg: Config, n_samples: int = 500) -> str:
     """The space report of a config, as text."""
+    from tamnas.sampling import SamplingSchedule
     from tamnas.supernets import build_space
     from tamnas.supernets.info import format_space_info
     from tamnas.supernets.info import space_info as info
-    from tamnas.train import SamplingSchedule
 
     if n_samples < 1:
         raise ValueError(f"--samples {n_samples}: give 1 or more subnets to sample")

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from tamnas.supernets.base import Arch, Supernet
-from tamnas.supernets.shufflenet.blocks import FirstLayer, Head, share_module, slice_state
+from tamnas.supernets.shufflenet.blocks import FirstLayer, Head
 from tamnas.supernets.shufflenet.layout import BLOCKS, ShuffleNetLayout
+from tamnas.supernets.shufflenet.sharing import share_module, slice_state
 
 WEIGHT_SHARING = ("none", "projection", "kernel", "family")
 
