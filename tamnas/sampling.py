@@ -8,12 +8,15 @@ parameter range; optionally progressive blocks and the sandwich rule.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from tamnas.config import TrainConfig
 from tamnas.supernets import SearchSpace
 
 
+@dataclass
 class SamplingSchedule:
     """Which subnets phase 1 and phase 2 of Algorithm 1 may draw in a given epoch."""
 

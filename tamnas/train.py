@@ -14,7 +14,6 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +46,6 @@ def lr_at(epoch: int, lr: float, milestones: Iterable[int], gamma: float,
     return lr * gamma ** passed * ramp
 
 
-@dataclass
 class CsvLog:
     """Append-only CSV log that survives restarts (rows past a resumed epoch are dropped)."""
 

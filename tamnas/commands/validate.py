@@ -107,9 +107,9 @@ def standalone_results(session: Session, evaluator, jobs: list[Job], root: Path,
     say(f"validate: {len(jobs) - len(todo)} of {len(jobs)} standalone trainings done already, "
         f"{len(todo)} to go on {dist.world_size()} rank(s) -> {root}", quiet)
     bars = quiet or not dist.is_main()
-    local = []
+    mine, local = dist.shard(todo), []  # shared out before local_only, which hides the ranks
     with dist.local_only():  # each rank trains its own archs alone: no gradient averaging
-        for job in dist.shard(todo):
+        for job in mine:
             say(f"validate: arch {job.index} ({arch_key(job.arch)}), seed {job.seed_index}", bars)
             local.append(run_job(session, evaluator, job, root, resume, bars))
     for job, result in zip(todo, dist.gather_sharded(local, len(todo))):
