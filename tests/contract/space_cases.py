@@ -1,0 +1,54 @@
+"""Tiny configurations of every registered space, the cases the space contract suite runs on.
+
+A space registered without an entry here fails the contract suite with a
+message saying to add one: a new space is tested the day it is registered.
+"""
+
+from __future__ import annotations
+
+import pytest
+from shufflenet_configs import CONFIGS as SHUFFLENET_CONFIGS
+from toyspace import ToySpace
+
+import tamnas
+from tamnas.supernets import space_names
+from tamnas.supernets.base import SearchSpace
+
+# space name -> {case label: (preset, overrides)}; every case small enough for a CPU test
+SPACE_CASES: dict[str, dict[str, tuple[str, dict]]] = {
+    "shufflenet": {label: ("quickstart", cfg) for label, cfg in SHUFFLENET_CONFIGS.items()},
+    "darts": {
+        # the standard placement at its smallest (3 cells: one of each position), odd sizes in dsara
+        "e2rnas-3x4": ("cifar10-e2rnas", {"space.cells": 3, "space.init_channels": 4,
+                                          "data.resolution": 8}),
+        "dsara-4x5": ("cifar10-dsara", {"space.cells": 4, "space.init_channels": 5,
+                                        "data.resolution": 9}),
+    },
+}
+TOY = "toy"  # the unregistered toy space of tests/toyspace.py: no networks, no cost tables
+
+
+def build_case(name: str, label: str | None) -> SearchSpace:
+    """The space of one case; fails the test when a registered space has no tiny case."""
+    if name == TOY:
+        return ToySpace()
+    if label is None:
+        pytest.fail(f"space {name!r} is registered but tests/contract/space_cases.py has no tiny "
+                    "config for it; add one to SPACE_CASES (and its FLOPs rules to "
+                    "tests/flop_hooks.py)")
+    preset, overrides = SPACE_CASES[name][label]
+    space = tamnas.build_space(tamnas.load_config(preset, overrides))
+    assert space.name == name, f"case {label} builds space {space.name!r}, not {name!r}"
+    return space
+
+
+def space_params(with_toy: bool = False) -> list:
+    """pytest params (space name, case label) over every registered space's cases."""
+    params = []
+    for name in space_names():
+        labels = list(SPACE_CASES.get(name, {})) or [None]
+        params += [pytest.param(name, label, id=f"{name}-{label or 'no-tiny-case'}")
+                   for label in labels]
+    if with_toy:
+        params.append(pytest.param(TOY, None, id=TOY))
+    return params
