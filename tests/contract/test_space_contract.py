@@ -28,7 +28,7 @@ ALL_CASES = space_params(with_toy=True)
 COST_KINDS = ("params", "flops")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def space_of(name: str, label: str | None) -> SearchSpace:
     return build_case(name, label)
 
@@ -140,7 +140,7 @@ def test_relaxed_forward_with_one_hot_probs_equals_the_path(name, label):
             with torch.no_grad():
                 mixed = supernet.forward_relaxed(x, one_hot(space, arch, torch.float64))
                 path = supernet(x, arch)
-            assert_rounding_close(mixed, path, terms, depth, msg=lambda m: f"arch {arch}: {m}")
+            assert_rounding_close(mixed, path, terms, depth, msg=lambda m, a=arch: f"arch {a}: {m}")
 
 
 @pytest.mark.parametrize(("name", "label"), NETWORK_CASES)
