@@ -13,7 +13,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from supernet_checks import randomize_bn
 from tolerances import rounding_tolerance
 from torch import nn
 
@@ -47,6 +46,19 @@ def one_hot(arch) -> list[torch.Tensor]:
     return [nn.functional.one_hot(torch.tensor(v), len(PRIMITIVES)).double() for v in arch]
 
 
+def randomize(net: nn.Module, seed: int) -> nn.Module:
+    """Random weights and BatchNorm statistics, so that no path is trivially equal to another."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=gen))
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=gen))
+                m.weight.copy_(1 + 0.3 * torch.randn(m.num_features, generator=gen))
+                m.bias.copy_(0.2 * torch.randn(m.num_features, generator=gen))
+    return net.eval()
+
+
 def test_darts_is_registered_and_built_from_presets():
     assert SPACES["darts"] is DartsSpace
     space = make_space()
@@ -70,7 +82,7 @@ def test_op_flops_follow_the_e2rnas_formulas_at_stride_one():
 
 def test_relaxed_forward_is_differentiable_in_the_probabilities():
     space = make_space(cells=3)
-    supernet = randomize_bn(space.build_supernet(), seed=2)
+    supernet = randomize(space.build_supernet(), seed=2)
     probs = [torch.full((len(PRIMITIVES),), 1.0 / len(PRIMITIVES), requires_grad=True)
              for _ in space.genes]
     supernet.forward_relaxed(torch.rand(2, 3, 8, 8), probs).sum().backward()

@@ -16,8 +16,8 @@ from torch.func import functional_call
 
 import tamnas
 from tamnas.attacks import Attack
-from tamnas.data import ImageTensorDataset, load_data, stack
 from tamnas.files import load_checkpoint
+from tamnas.data import ImageTensorDataset, load_data, stack
 from tamnas.search.evaluator import Evaluator
 from tamnas.search.mgda import (
     EPOCH_LOG,

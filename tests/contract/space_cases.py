@@ -12,7 +12,7 @@ from toyspace import ToySpace
 
 import tamnas
 from tamnas.supernets import space_names
-from tamnas.supernets.base import SearchSpace
+from tamnas.supernets.base import Arch, SearchSpace
 
 # space name -> {case label: (preset, overrides)}; every case small enough for a CPU test
 SPACE_CASES: dict[str, dict[str, tuple[str, dict]]] = {
@@ -25,6 +25,20 @@ SPACE_CASES: dict[str, dict[str, tuple[str, dict]]] = {
                                         "data.resolution": 9}),
     },
 }
+
+
+def darts_pools_to_skips(space: SearchSpace, arch: Arch) -> Arch:
+    """The arch with its pools made skips: the relaxed mixture normalises pool outputs (a
+    BatchNorm without affine, as DARTS' search code has it) and the discrete path does not."""
+    from tamnas.supernets.darts.ops import PRIMITIVES
+
+    skip = PRIMITIVES.index("skip_connect")
+    return space.validate(skip if "pool" in PRIMITIVES[g] else g for g in arch)
+
+
+# space name -> the arch whose one-hot mixture computes the same function as the path of `arch`
+# (the identity for spaces not listed): where a space's mixture differs by design
+ONE_HOT_EXACT = {"darts": darts_pools_to_skips}
 TOY = "toy"  # the unregistered toy space of tests/toyspace.py: no networks, no cost tables
 
 
