@@ -1,4 +1,9 @@
-"""The DARTS cell space: legality rule, exact costs, supernet paths vs standalone nets."""
+"""The DARTS cell space: the two-inputs rule, E2RNAS op costs, placements, the relaxed supernet.
+
+Params/FLOPs against the standalone nets, extract -> standalone, one-hot
+mixtures, round trips and repair legality are contract tests for every space
+(tests/contract/test_space_contract.py).
+"""
 
 from __future__ import annotations
 
@@ -16,10 +21,6 @@ from tamnas.data import dataset_info
 from tamnas.supernets import SPACES
 from tamnas.supernets.darts.ops import PRIMITIVES, Normalize, op_flops, op_params
 from tamnas.supernets.darts.space import DartsSpace
-
-# (preset, cells, init_channels, resolution): tiny configs covering both placements, odd sizes.
-CONFIGS = [("cifar10-e2rnas", 3, 4, 8), ("cifar10-e2rnas", 5, 6, 10),
-           ("cifar10-dsara", 4, 5, 9), ("cifar10-dsara", 5, 8, 16)]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -59,67 +60,12 @@ def randomize(net: nn.Module, seed: int) -> nn.Module:
     return net.eval()
 
 
-def numel(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
-
-
-def hook_flops(net: nn.Module, in_channels: int, resolution: int) -> int:
-    """Multiply-adds by the E2RNAS rules, counted from the shapes each layer really sees."""
-    total = 0
-    counted = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.AvgPool2d, nn.MaxPool2d,
-               nn.AdaptiveAvgPool2d, nn.Linear, nn.Identity, Normalize)
-
-    def hook(m, inputs, out):
-        nonlocal total
-        x = inputs[0]
-        if isinstance(m, nn.Conv2d):
-            total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-        elif isinstance(m, nn.BatchNorm2d):
-            total += 2 * out.numel()
-        elif isinstance(m, nn.ReLU):
-            total += x.numel()
-        elif isinstance(m, nn.AvgPool2d):
-            total += out.numel()
-        elif isinstance(m, nn.AdaptiveAvgPool2d):
-            total += x.numel()
-        elif isinstance(m, nn.Linear):
-            total += m.in_features * m.out_features
-
-    leaves = [m for m in net.modules() if not list(m.children())]
-    assert all(isinstance(m, counted) for m in leaves), {type(m) for m in leaves}
-    handles = [m.register_forward_hook(hook) for m in leaves]
-    with torch.no_grad():
-        net.eval()(torch.rand(1, in_channels, resolution, resolution))
-    for h in handles:
-        h.remove()
-    return total
-
-
 def test_darts_is_registered_and_built_from_presets():
     assert SPACES["darts"] is DartsSpace
     space = make_space()
     assert space.name == "darts" and len(space.genes) == 2 * 14
     assert len(make_space("cifar10-dsara").genes) == 3 * 14
     assert {g.kind for g in space.genes} == {"op"} and PRIMITIVES[0] == "none"
-
-
-@pytest.mark.parametrize("preset,cells,init_channels,resolution", CONFIGS)
-def test_params_equal_numel_of_the_standalone_net(preset, cells, init_channels, resolution):
-    space = make_space(preset, cells, init_channels, resolution)
-    rng = np.random.default_rng(cells * 10 + init_channels)
-    for _ in range(8):
-        arch = space.sample(rng)
-        assert space.params(arch) == numel(space.build_standalone(arch))
-
-
-@pytest.mark.parametrize("preset,cells,init_channels,resolution", CONFIGS[1:3])
-def test_flops_equal_an_independent_hook_count(preset, cells, init_channels, resolution):
-    space = make_space(preset, cells, init_channels, resolution)
-    rng = np.random.default_rng(3)
-    for _ in range(3):
-        arch = space.sample(rng)
-        net = space.build_standalone(arch)
-        assert space.flops(arch) == hook_flops(net, space.in_channels, resolution)
 
 
 def test_op_flops_follow_the_e2rnas_formulas_at_stride_one():
@@ -133,31 +79,6 @@ def test_op_flops_follow_the_e2rnas_formulas_at_stride_one():
     for name in ("max_pool_3x3", "skip_connect", "none"):
         assert op_flops(name, C, 1, H) == 0
     assert op_params("sep_conv_3x3", C, 1) == 2 * (9 * C + C * C + 2 * C)
-
-
-@pytest.mark.parametrize("preset", ["cifar10-e2rnas", "cifar10-dsara"])
-def test_discrete_forward_equals_one_hot_mixture_and_the_extracted_standalone(preset):
-    space = make_space(preset, cells=5, init_channels=4, resolution=10)
-    supernet = randomize(space.build_supernet(), seed=1).double()
-    x = torch.rand(2, space.in_channels, 10, 10, dtype=torch.float64)
-    rng = np.random.default_rng(5)
-    outs = []
-    for _ in range(3):
-        arch = space.sample(rng)
-        # the mixture normalises pool outputs (see the pool test below): compare pool-free archs
-        arch = tuple(PRIMITIVES.index("skip_connect") if "pool" in PRIMITIVES[g] else g
-                     for g in arch)
-        with torch.no_grad():
-            path = supernet(x, arch)
-            mixed = supernet.forward_relaxed(x, one_hot(arch))
-            net = space.build_standalone(arch).double()
-            net.load_state_dict(supernet.extract(arch))
-            alone = net.eval()(x)
-            split = net.forward_from_first(net.first_layer(x))
-        assert torch.allclose(path, mixed, atol=1e-10)
-        assert torch.allclose(path, alone, atol=1e-10) and torch.allclose(alone, split)
-        outs.append(path)
-    assert not torch.allclose(outs[0], outs[1])   # different archs, different functions
 
 
 def test_mixture_normalises_pool_outputs_without_affine_and_the_path_does_not():
@@ -186,16 +107,6 @@ def test_mixture_normalises_pool_outputs_without_affine_and_the_path_does_not():
     assert sum(p.numel() for p in edge.pool_bn.parameters()) == 0
 
 
-def test_extract_holds_exactly_the_standalone_tensors():
-    space = make_space(cells=3)
-    supernet = space.build_supernet()
-    arch = space.sample(np.random.default_rng(0))
-    state = supernet.extract(arch)
-    assert set(state) == set(space.build_standalone(arch).state_dict())
-    assert sum(v.numel() for k, v in state.items() if "running" not in k and "num_batches" not in k
-               and not k.startswith("first_layer.0.")) == space.params(arch)
-
-
 def test_relaxed_forward_is_differentiable_in_the_probabilities():
     space = make_space(cells=3)
     supernet = randomize(space.build_supernet(), seed=2)
@@ -214,10 +125,6 @@ def test_first_layer_is_normalisation_plus_a_bare_convolution():
     supernet = space.build_supernet()
     kinds = [type(m) for m in supernet.first_layer]
     assert kinds == [Normalize, nn.Conv2d] and supernet.first_layer[1].bias is None
-    arch = space.sample(np.random.default_rng(1))
-    x = torch.rand(2, 3, 8, 8)
-    supernet.eval()
-    assert torch.allclose(supernet(x, arch), supernet.forward_from_first(supernet.first_layer(x), arch))
 
 
 def _brute_force_legal(space: DartsSpace):
@@ -319,32 +226,26 @@ def test_illegal_archs_raise_value_error_naming_the_node():
         space.build_standalone(three)
 
 
-def test_repair_makes_any_gene_vector_legal_and_keeps_legal_ones():
+def test_repair_keeps_the_ops_of_the_edges_it_keeps():
     space = make_space("cifar10-dsara")
     rng = np.random.default_rng(4)
     for _ in range(50):
         raw = rng.integers(-1, len(PRIMITIVES) + 1, size=len(space.genes))
         fixed = space.repair(raw, rng)
-        assert space.validate(fixed) == fixed
         kept = [g for g in range(len(raw)) if 0 < raw[g] < len(PRIMITIVES) and fixed[g] != 0]
         assert all(fixed[g] == raw[g] for g in kept)   # ops on surviving edges are untouched
-    legal = space.sample(rng)
-    assert space.repair(legal, rng) == legal
 
 
-def test_expected_cost_is_exact_for_one_hot_and_linear_in_between():
+def test_expected_cost_is_linear_between_archs_and_its_gradient_is_the_table():
     space = make_space("cifar10-dsara", cells=5)
     rng = np.random.default_rng(6)
     a, b = space.sample(rng), space.sample(rng)
     for kind, cost in (("params", space.params), ("flops", space.flops)):
-        assert float(space.expected_cost(kind, one_hot(a))) == cost(a)
         half = [0.5 * p + 0.5 * q for p, q in zip(one_hot(a), one_hot(b))]
         got = space.expected_cost(kind, half)
         # a sum over every gene's choices, in the probabilities' precision
         tol = rounding_tolerance(max(cost(a), cost(b)), sum(len(p) for p in half), dtype=got.dtype)
         assert float(got) == pytest.approx(0.5 * cost(a) + 0.5 * cost(b), rel=0, abs=tol)
-        table = space.cost_table(kind)
-        assert space.cost_constant(kind) + sum(float(t[v]) for t, v in zip(table, a)) == cost(a)
     probs = [torch.full((8,), 0.125, requires_grad=True) for _ in space.genes]
     space.expected_cost("params", probs).backward()
     assert torch.equal(probs[3].grad, space.cost_table("params")[3])
@@ -364,13 +265,12 @@ def test_placements_give_the_filter_ratios_of_the_papers():
     assert [standard.cell_types[s.ctype] for s in standard.layout.cells].count("reduce") == 2
 
 
-def test_describe_parse_round_trip_through_json():
+def test_parse_reads_genes_or_cells_alone_and_rejects_bad_descriptions():
     space = make_space("cifar10-dsara")
     arch = space.sample(np.random.default_rng(7))
     desc = json.loads(json.dumps(space.describe(arch)))
     assert set(desc["cells"]) == {"accurate", "robust", "reduce"}
     assert all(len(node) == 2 for nodes in desc["cells"].values() for node in nodes)
-    assert space.parse(desc) == arch
     assert space.parse({"genes": list(arch)}) == arch
     assert space.parse({"cells": desc["cells"]}) == arch
     bad = json.loads(json.dumps(desc))
@@ -383,13 +283,9 @@ def test_describe_parse_round_trip_through_json():
         space.parse(bad)
 
 
-def test_config_rebuilds_an_equal_space():
+def test_from_config_rejects_unknown_keys_and_placements():
     space = make_space("cifar10-dsara", cells=4, init_channels=5, resolution=9)
     config = json.loads(json.dumps(space.config()))
-    again = DartsSpace.from_config(config)
-    assert again.config() == space.config()
-    arch = space.sample(np.random.default_rng(8))
-    assert again.params(arch) == space.params(arch) and again.flops(arch) == space.flops(arch)
     with pytest.raises(ValueError, match="unknown keys"):
         DartsSpace.from_config({**config, "width": 2})
     with pytest.raises(ValueError, match="placement"):

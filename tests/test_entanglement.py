@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_shufflenet_supernet import (
-    assert_standalone_matches,
-    inputs,
-    randomized_supernet,
-    space_of,
-)
+from supernet_checks import assert_extract_matches_path
+from test_shufflenet_supernet import inputs, randomized_supernet, space_of
 
 from tamnas.supernets.shufflenet.layout import BLOCKS
 from tamnas.supernets.shufflenet.sharing import CentreCrop
@@ -39,7 +35,7 @@ def test_every_block_at_every_ratio_extracts_to_the_same_outputs(name, level, ev
     supernet = randomized_supernet(space)
     x = inputs(space, n=2)
     for arch in covering_archs(space, every_ratio):
-        assert_standalone_matches(space, supernet, arch, x)
+        assert_extract_matches_path(space, supernet, arch, x)
 
 
 def test_centre_cropped_kernel_is_the_middle_of_the_shared_one():

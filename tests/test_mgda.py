@@ -435,15 +435,13 @@ def test_unknown_settings_are_one_line_errors(tmp_path, data):
         search(tmp_path, data, mgda_targets=[-5.0])
 
 
-# -- the real spaces -----------------------------------------------------------------------------
+# -- the real spaces (DARTS: tests/contract/test_strategy_contract.py) ---------------------------
 REAL_SPACES = {
     # Block 18 (pure robust) is offered only in the stride-1 layer, so alpha gets masked genes.
     "shufflenet": {"space.name": "shufflenet", "space.stem_channels": 4,
                    "space.stage_channels": [8, 8, 8], "space.stage_layers": [1, 2, 1],
                    "space.head_channels": 8, "space.fc_channels": 8, "space.blocks": [0, 6, 18],
                    "space.ratios": [1.0, 2.0]},
-    "darts": {"space.name": "darts", "space.cells": 3, "space.init_channels": 2,
-              "space.nodes": 2},
 }
 
 

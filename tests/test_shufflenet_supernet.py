@@ -1,4 +1,8 @@
-"""ShuffleNetV2 supernet: shared weights, sliced widths, extract -> standalone, relaxed forward, YOPO split."""
+"""ShuffleNetV2 supernet: shared weights, sliced widths, sliced BN, the relaxed mixture, layer one.
+
+Extract -> standalone, one-hot relaxed forward and the YOPO split are contract
+tests for every space (tests/contract/test_space_contract.py).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from shufflenet_configs import CONFIGS
+from supernet_checks import one_hot, randomize_bn
 from tolerances import assert_rounding_close
 
 import tamnas
@@ -25,17 +30,7 @@ def space_of(name: str, **overrides) -> ShuffleNetSpace:
 def randomized_supernet(space: ShuffleNetSpace, seed: int = 0):
     """A supernet whose BN statistics and affine parameters are far from their defaults."""
     torch.manual_seed(seed)
-    net = space.build_supernet()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, buf in net.named_buffers():
-            if name.endswith(("running_mean", "running_var")):
-                buf.copy_(torch.rand(buf.shape, generator=g) * 0.8 + (0.6 if "var" in name else -0.4))
-        for name, p in net.named_parameters():
-            if "bn" in name:
-                p.copy_(torch.rand(p.shape, generator=g) + 0.5 if name.endswith("weight")
-                        else torch.randn(p.shape, generator=g) * 0.3)
-    return net.eval()
+    return randomize_bn(space.build_supernet(), seed)
 
 
 def inputs(space: ShuffleNetSpace, n: int = 3, seed: int = 1) -> torch.Tensor:
@@ -43,33 +38,7 @@ def inputs(space: ShuffleNetSpace, n: int = 3, seed: int = 1) -> torch.Tensor:
     return torch.rand(n, space.in_channels, space.resolution, space.resolution, generator=g)
 
 
-def assert_standalone_matches(space: ShuffleNetSpace, supernet, arch, x: torch.Tensor) -> None:
-    """build_standalone(arch) loaded with extract(arch) gives the supernet path's logits (eval mode)."""
-    net = space.build_standalone(arch)
-    state = supernet.extract(arch)
-    assert set(state) == set(net.state_dict())
-    net.load_state_dict(state)
-    net.eval()
-    with torch.no_grad():
-        expected, got = supernet(x, arch), net(x)
-    # logits are O(1) sums of O(100) float32 products: 1e-5 is ~100 ulps of their scale
-    assert (got - expected).abs().max().item() < 1e-5 * max(1.0, expected.abs().max().item())
-
-
-@pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_extract_into_standalone_reproduces_the_supernet_path(name):
-    space = space_of(name)
-    supernet = randomized_supernet(space)
-    x = inputs(space)
-    rng = np.random.default_rng(0)
-    archs = [space.sample(rng) for _ in range(10)]
-    for arch in archs:
-        assert_standalone_matches(space, supernet, arch, x)
-    with torch.no_grad():     # the check is meaningful: different paths give different logits
-        assert (supernet(x, archs[0]) - supernet(x, archs[1])).abs().max() > 1e-3
-
-
-def test_forward_is_first_layer_then_the_rest_and_layer_one_is_a_bare_conv():
+def test_layer_one_is_one_normalisation_then_a_bare_3x3_conv():
     space = space_of("tiny-rgb-w")
     supernet = randomized_supernet(space)
     x = inputs(space)
@@ -85,8 +54,6 @@ def test_forward_is_first_layer_then_the_rest_and_layer_one_is_a_bare_conv():
             ref = F.conv2d((x - mean) / std, model.first_layer.conv.weight, padding=1)
             # a 3 x 3 conv over the input channels, after one normalisation
             assert_rounding_close(z, ref, terms=9 * x.shape[1], depth=2)
-        assert torch.equal(supernet(x, arch), supernet.forward_from_first(supernet.first_layer(x), arch))
-        assert torch.equal(net(x), net.forward_from_first(net.first_layer(x)))
     assert [n for n, _ in supernet.first_layer.named_parameters()] == ["conv.weight"]
 
 
@@ -153,26 +120,6 @@ def test_sliced_batchnorm_updates_only_its_slice():
     bn.momentum = None                          # cumulative average, as BN recalibration uses
     sliced_bn(x * 0, bn)
     assert_rounding_close(bn.running_mean[:4], ref.running_mean / 2, terms, depth=2)
-
-
-def one_hot(space: ShuffleNetSpace, arch) -> list[torch.Tensor]:
-    return [F.one_hot(torch.tensor(v), g.choices).float() for v, g in zip(arch, space.genes)]
-
-
-@pytest.mark.parametrize("name", ["tiny", "tiny-subset"])
-def test_relaxed_forward_with_one_hot_probs_equals_the_path(name):
-    space = space_of(name)
-    supernet = randomized_supernet(space)
-    x = inputs(space)
-    rng = np.random.default_rng(2)
-    for _ in range(6):
-        arch = space.sample(rng)
-        with torch.no_grad():
-            assert (supernet.forward_relaxed(x, one_hot(space, arch)) - supernet(x, arch)).abs().max() < 1e-5
-    # train mode (batch statistics) too
-    supernet.train()
-    with torch.no_grad():
-        assert (supernet.forward_relaxed(x, one_hot(space, arch)) - supernet(x, arch)).abs().max() < 1e-5
 
 
 def test_relaxed_forward_mixes_and_is_differentiable():
