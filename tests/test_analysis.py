@@ -342,6 +342,7 @@ def test_report_gives_the_retrained_tau_a_bootstrap_interval_from_five_archs(tmp
         boot = [kendalltau(x.to_numpy()[i], y.to_numpy()[i])[0] for i in idx]
         lo, hi = np.nanpercentile(boot, [2.5, 97.5])
         tau = kendalltau(x, y)[0]
+        assert lo <= tau <= hi          # so an interval widened to hold tau is this one too
         assert f"{label} {tau:.2f} [{lo:.2f}, {hi:.2f}] over {n} archs" in text
     assert "Brackets: 95% bootstrap interval over the archs." in text
     assert "Not meaningful" not in text

@@ -151,7 +151,8 @@ def _search_section(run: RunDir, cfg: dict | None) -> list[str]:
                  "twice that cannot be told apart.")
     lines += ["", f"### Non-dominated front ({len(front)} archs over {', '.join(objectives)})", "",
               "Row K is `--arch front:K`"
-              + (" (layers: block xratio per choice layer)." if names is not None else ".") + noise, "",
+              + (" (layers: block xratio per choice layer)." if names is not None else ".")
+              + noise, "",
               markdown_table(table, index=True)]
     return lines
 
@@ -288,7 +289,8 @@ def _validate_section(run: RunDir) -> list[str]:
                      "Kendall tau [95% CI]": ci_text(s.get("kendall_tau"), s.get("kendall_tau_ci")),
                      "Spearman rho [95% CI]": ci_text(s.get("spearman_rho"),
                                                   s.get("spearman_rho_ci")),
-                     "ceiling tau": f"{ci_text(s.get('ceiling'), None)} ({s.get('ceiling_source')})",
+                     "ceiling tau": f"{ci_text(s.get('ceiling'), None)} "
+                                    f"({s.get('ceiling_source')})",
                      "reachable tau": ci_text(s.get("ceiling_for_mean", s.get("ceiling")), None),
                      "standalone std / range (points)": " / ".join(
                          points_text(s.get(k)) for k in ("standalone_std", "standalone_range")),
