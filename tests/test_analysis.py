@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy.stats import kendalltau
 
-from tamnas.analysis import export, lego, plots, report, stats
+from tamnas.analysis import export, lego, plots, rank_fidelity, report, stats
 from tamnas.config import load_config, save_config
 from tamnas.search.archive import Archive, arch_key
 from tamnas.supernets.base import Arch, Gene, SearchSpace
@@ -248,103 +248,6 @@ def assert_written(paths: list[Path], base: Path) -> None:
     assert b"<svg" in paths[1].read_bytes()[:2000]
 
 
-def point_color(fig, x: float, y: float) -> tuple:
-    """Face colour of the opaque scatter point drawn at (x, y)."""
-    for coll in fig.axes[0].collections:
-        offsets = coll.get_offsets()
-        if len(offsets) == 1 and np.allclose(offsets[0], (x, y)) and len(coll.get_facecolors()):
-            return tuple(np.round(coll.get_facecolors()[0][:3], 4))
-    raise AssertionError(f"no point at {(x, y)}")
-
-
-def test_front_figure_labels_strategies_and_writes_png_svg(tmp_path, space):
-    _, df, front = search_frames(space)
-    fig = plots.front_figure(df, front)
-    ax = fig.axes[0]
-    assert ax.get_xlabel() == "adversarial error" and ax.get_ylabel() == "clean error"
-    legend_texts = {t.get_text() for leg in [ax.get_legend()] for t in leg.get_texts()}
-    assert {"nsga2", "mgda"} <= legend_texts
-    assert f"non-dominated ({len(front)})" in legend_texts
-    numbers = sorted(int(t.get_text()) for t in ax.texts)
-    assert numbers == list(range(len(front)))
-    paths = plots.plot_front(df, front, tmp_path / "figs" / "front")
-    assert_written(paths, tmp_path / "figs" / "front")
-
-
-def test_retrained_figure_keeps_each_archs_front_colour(tmp_path, space):
-    _, df, front = search_frames(space)
-    retrained = retrained_table(front)
-    before, after = plots.front_figure(df, front), plots.retrained_figure(front, retrained)
-    for _, row in retrained.iterrows():
-        f = front[front["arch"] == row["arch"]].iloc[0]
-        assert point_color(before, f["adv_err"], f["clean_err"]) == \
-            point_color(after, row["retrained_adv_err"], row["retrained_clean_err"])
-    ax = after.axes[0]
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ("adversarial error", "clean error")
-    # An arch off the front (the LEGO net) is drawn in black and labelled by name.
-    lego_row = {"name": "lego", "arch": "9-9-9-9-9-9-9-9", "init": "scratch", "params": 3000,
-                "retrained_clean_err": 0.33, "retrained_adv_err": 0.44}
-    with_lego = plots.retrained_figure(front, pd.concat([retrained, pd.DataFrame([lego_row])]))
-    assert point_color(with_lego, 0.44, 0.33) == (0.0, 0.0, 0.0)
-    assert "lego" in {t.get_text() for t in with_lego.axes[0].texts}
-    assert "retrained" in ax.get_title().lower() or "retraining" in ax.get_title().lower()
-    assert_written(plots.plot_retrained(front, retrained, tmp_path / "front_retrained"),
-                   tmp_path / "front_retrained")
-
-
-def test_inherited_vs_retrained_prints_kendall_tau(tmp_path, space):
-    _, _, front = search_frames(space)
-    table = retrained_table(front)
-    fig = plots.inherited_vs_retrained_figure(table)
-    assert len(fig.axes) == 2
-    for ax, which in zip(fig.axes, ("clean", "adv")):
-        name = "clean" if which == "clean" else "adversarial"
-        assert ax.get_xlabel().startswith(f"inherited {name} error")
-        assert ax.get_ylabel().startswith("retrained")
-        tau = kendalltau(table[f"inherited_{which}_err"], table[f"retrained_{which}_err"])[0]
-        assert any(f"Kendall τ = {tau:.3f}" in t.get_text() for t in ax.texts)
-    assert_written(plots.plot_inherited_vs_retrained(table, tmp_path / "ivr"), tmp_path / "ivr")
-
-
-def test_hypervolume_figure_plots_the_logged_curve(tmp_path):
-    gens = pd.DataFrame({"generation": [0, 1, 2, 3], "hv": [0.1, 0.2, 0.25, 0.3],
-                         "evaluations": [10, 18, 25, 30], "cache_hits": [0, 2, 3, 5],
-                         "seconds": [1.0, 2.0, 3.0, 4.0]})
-    fig = plots.hypervolume_figure(gens)
-    ax = fig.axes[0]
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ("generation", "hypervolume")
-    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), gens["hv"])
-    np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_ydata(), gens["evaluations"])
-    assert_written(plots.plot_hypervolume(gens, tmp_path / "hv"), tmp_path / "hv")
-
-
-def test_layer_stats_heatmap_annotates_the_counts(tmp_path, space):
-    _, _, front = search_frames(space)
-    counts = stats.layer_counts(space, front, "block")
-    fig = plots.layer_stats_figure(counts, title="blocks")
-    ax = fig.axes[0]
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ("block", "layer")
-    assert [t.get_text() for t in ax.get_xticklabels()] == list(counts.columns)
-    shown = sorted(int(t.get_text()) for t in ax.texts)
-    assert shown == sorted(int(v) for v in counts.to_numpy().ravel() if v > 0)
-    assert_written(plots.plot_layer_stats(counts, tmp_path / "layer_blocks", title="blocks"),
-                   tmp_path / "layer_blocks")
-
-
-def test_front_figure_copes_with_an_empty_front(space):
-    _, df, front = search_frames(space, n=5)
-    fig = plots.front_figure(df, front.iloc[:0])
-    assert len(fig.axes[0].texts) == 0 and fig.axes[0].get_xlabel() == "adversarial error"
-
-
-def test_figure_formats_are_checked(tmp_path):
-    gens = pd.DataFrame({"generation": [0, 1], "hv": [0.1, 0.2]})
-    paths = plots.plot_hypervolume(gens, tmp_path / "hv", formats=["png"])
-    assert [p.suffix for p in paths] == [".png"]
-    with pytest.raises(ValueError, match="formats"):
-        plots.plot_hypervolume(gens, tmp_path / "hv", formats=["bmp"])
-
-
 # --- report -------------------------------------------------------------------------------------
 def brute_force_front_size(df: pd.DataFrame, objectives: list[str]) -> int:
     F = df[objectives].to_numpy(dtype=float)
@@ -374,7 +277,6 @@ def make_run(tmp_path: Path, space) -> Path:
     retrained = retrained_table(front)
     (run / "retrain" / "front-0").mkdir(parents=True)
     retrained.to_csv(run / "retrain" / "summary.csv", index=False)
-    (run / "retrain" / "correlation.json").write_text(json.dumps({"kendall_tau_adv": 0.25}))
     pd.DataFrame({"eps": [2 / 255, 8 / 255], "steps": [10, 10], "accuracy": [0.6, 0.4]}).to_csv(
         run / "retrain" / "front-0" / "robustness.csv", index=False)
     (run / "retrain" / "lego").mkdir()
@@ -409,10 +311,59 @@ def test_report_gathers_sections_tables_and_figure_links(tmp_path, space):
     assert "| layer | stride | block | kernel | ratio | mid_channels |" in lego_section
     assert "| 50 |" in lego_section  # adv_err 0.5 shown as a percentage
     assert "## Supernet training\n\n_not run_" in text
-    assert "Rank agreement of inherited and retrained errors: kendall tau adv 0.250." in text
+    retrained = pd.read_csv(run / "retrain" / "summary.csv")
+    taus = {w: kendalltau(retrained[f"inherited_{w}_err"], retrained[f"retrained_{w}_err"])[0]
+            for w in ("clean", "adv")}
+    assert ("of the inherited errors (supernet weights, validation images) with the retrained "
+            "errors (test set) of the same archs: "
+            f"clean error {taus['clean']:.2f} over 4 archs; adversarial error {taus['adv']:.2f} "
+            "over 4 archs. Not meaningful: below 5 archs") in text
     robustness = text.split("## Robustness")[1]
     assert "### front-0" in robustness and "| 0.03137 | 10 | 0.4 |" in robustness
     assert "### lego\n\n| eps | PGD-10 |\n| --- | ---: |\n| 8/255 | 30.00 |" in robustness
+
+
+def test_report_gives_the_retrained_tau_a_bootstrap_interval_from_five_archs(tmp_path):
+    run = tmp_path / "run"
+    save_config(load_config("quickstart"), run / "config.toml")
+    rng = np.random.default_rng(3)
+    n = 7
+    table = pd.DataFrame({"name": [f"front-{k}" for k in range(n)], **{
+        f"{p}_{w}_err": rng.uniform(0.1, 0.6, n) for p in ("inherited", "retrained")
+        for w in ("clean", "adv")}})
+    (run / "retrain").mkdir(parents=True)
+    table.to_csv(run / "retrain" / "summary.csv", index=False)
+    text = report.write_report(run).read_text()
+    for which, label in (("clean", "clean error"), ("adv", "adversarial error")):
+        x, y = table[f"inherited_{which}_err"], table[f"retrained_{which}_err"]
+        # The recipe of rank_fidelity.tau_summary redone with scipy's tau on each resample.
+        idx = np.random.default_rng(rank_fidelity.TAU_SEED).integers(
+            n, size=(rank_fidelity.TAU_BOOTSTRAP, n))
+        boot = [kendalltau(x.to_numpy()[i], y.to_numpy()[i])[0] for i in idx]
+        lo, hi = np.nanpercentile(boot, [2.5, 97.5])
+        tau = kendalltau(x, y)[0]
+        assert lo <= tau <= hi          # so an interval widened to hold tau is this one too
+        assert f"{label} {tau:.2f} [{lo:.2f}, {hi:.2f}] over {n} archs" in text
+    assert "Brackets: 95% bootstrap interval over the archs." in text
+    assert "Not meaningful" not in text
+
+
+def test_report_numbers_the_front_as_front_k_does_when_errors_tie(tmp_path):
+    from tamnas.search.archive import front_table
+
+    run = tmp_path / "ties"
+    save_config(load_config("quickstart"), run / "config.toml")
+    archive = Archive("shufflenet", 12)
+    # Equal adversarial errors: front:K breaks the tie by clean error, not by archive order.
+    for g, (adv, clean, params) in enumerate([(0.3, 0.5, 100), (0.3, 0.2, 300), (0.1, 0.6, 400),
+                                              (0.3, 0.4, 200)]):
+        archive.add((g,) * 12, {"adv_err": adv, "clean_err": clean, "params": params})
+    archive.save(run / "search")
+    text = report.write_report(run).read_text()
+    section = text.split("### Non-dominated front")[1].split("## Figures")[0]
+    rows = [line.split(" | ")[1] for line in section.splitlines() if line.startswith("| ")][2:]
+    assert rows == list(front_table(archive, ["adv_err", "clean_err", "params"])["arch"])
+    assert rows[1] == "1-1-1-1-1-1-1-1-1-1-1-1"
 
 
 def test_report_says_not_run_for_missing_pieces(tmp_path):
@@ -457,6 +408,7 @@ def test_every_per_layer_figure_labels_blocks_by_name_and_ratios_by_value(tmp_pa
     monkeypatch.setattr(plots, "save_figure", keep)
     plot(cfg, run, quiet=True)
     assert {"layer_blocks", "layer_ratios"} <= set(made)
+    assert not (run / "figures" / "validate.png").exists()     # validate has not run
     block_names = [BLOCKS[b].name for b in space.blocks]
     assert block_names == ["shuffle-se k3", "xception-se k5", "shuffle-se-nlEG k7", "robust-nlEG-se"]
     for name, expected in (("layer_blocks", block_names),
@@ -466,6 +418,35 @@ def test_every_per_layer_figure_labels_blocks_by_name_and_ratios_by_value(tmp_pa
         assert yticks == [f"layer{i}" for i in range(6)], name
     counts = pd.read_csv(run / "stats" / "block_counts.csv", index_col=0)
     assert list(counts.columns) == block_names
+
+
+def test_plot_stars_the_exported_lego_net_and_outlines_its_choices(tmp_path, monkeypatch):
+    from matplotlib.legend import Legend
+
+    from tamnas.commands.plot import plot
+
+    cfg, space, run, front = quickstart_run(tmp_path)
+    arch = lego.lego_arch(space, stats.top_k(front, 8))
+    export.write_arch_json(space, arch, run / "exports" / "lego.json",
+                           scores={"adv_err": 0.5, "clean_err": 0.2, "params": space.params(arch)})
+    made = {}
+    real_save = plots.save_figure
+
+    def keep(fig, out_base, formats=("png",)):
+        made[Path(out_base).name] = (
+            [c.get_offsets()[0].tolist() for c in fig.axes[0].collections if c.get_gid() == "lego"],
+            {t.get_text() for leg in fig.findobj(Legend) for t in leg.get_texts()})
+        return real_save(fig, out_base, formats)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    plot(cfg, run, quiet=True)
+    stars, legend = made["front"]
+    known = front[front["arch"] == arch_key(arch)]
+    expected = known[["adv_err", "clean_err"]].to_numpy()[0].tolist() if len(known) else [0.5, 0.2]
+    assert stars == [expected]
+    assert any(t.startswith("LEGO net (") for t in legend)
+    assert "LEGO net's choice" in made["layer_blocks"][1]
+    assert "illegal in this layer" in made["layer_blocks"][1]    # robust blocks in stride-2 layers
 
 
 def test_front_tables_show_layers_by_name_next_to_the_arch_string(tmp_path):

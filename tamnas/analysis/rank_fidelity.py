@@ -369,6 +369,41 @@ def overall_verdict(result: dict) -> str:
             "average.")
 
 
-__all__ = ["CHANCE_MARGIN", "assess", "near_chance", "partial_tau", "partial_tau_rows", "bootstrap_ceiling", "bootstrap_over_archs", "ceiling_for_mean",
-           "kendall_tau", "kendall_tau_rows", "objective_verdict", "overall_verdict", "readability",
-           "spearman_rho", "spearman_rho_rows", "spread_and_noise", "trust"]
+# --- a tau from a handful of archs (tamnas retrain's front members) ------------------------
+TAU_BOOTSTRAP = 2000    # resamples of the archs for the tau interval
+TAU_SEED = 0            # the interval of one table is the same every time it is drawn
+TAU_LEVEL = 0.05        # a tau is worth reading when a perfect ranking would beat chance at this
+
+
+def min_tau_archs(level: float = TAU_LEVEL) -> int:
+    """Fewest archs for which a perfect ranking beats chance (two-sided exact test) at `level`.
+
+    Under chance all n! orders are equally likely; tau = +1 or -1 each has
+    probability 1/n!, so a perfect ranking is significant when 2/n! < level
+    (5 archs at 5%). With fewer archs no tau, however large, says anything.
+    """
+    n, orders = 1, 1
+    while 2.0 / orders >= level:
+        n += 1
+        orders *= n
+    return n
+
+
+def tau_summary(inherited: Sequence[float], other: Sequence[float]) -> dict:
+    """Kendall tau of two error lists, n, and a 95% bootstrap interval over archs when readable."""
+    x, y = np.asarray(inherited, dtype=float), np.asarray(other, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    out = {"tau": kendall_tau(x, y), "n": len(x), "ci": [None, None],
+           "readable": len(x) >= min_tau_archs()}
+    if out["readable"] and np.isfinite(out["tau"]):
+        rng = np.random.default_rng(TAU_SEED)
+        out["ci"] = bootstrap_over_archs(x, y, rng, TAU_BOOTSTRAP)["kendall_tau_ci"]
+    return out
+
+
+__all__ = ["CHANCE_MARGIN", "assess", "bootstrap_ceiling", "bootstrap_over_archs",
+           "ceiling_for_mean", "kendall_tau", "kendall_tau_rows", "min_tau_archs", "near_chance",
+           "objective_verdict", "overall_verdict", "partial_tau", "partial_tau_rows",
+           "readability", "spearman_rho", "spearman_rho_rows", "spread_and_noise", "tau_summary",
+           "trust"]

@@ -9,22 +9,24 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from tamnas.analysis.report_files import (
+    ci_text,
+    fmt_value,
+    percent_table,
+    points_text,
+    read_config,
+    read_csv,
+    read_json,
+)
 from tamnas.analysis.stats import arch_labels, markdown_table
 from tamnas.files import atomic_write_text
-from tamnas.metrics import format_error
 from tamnas.rundir import RunDir
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 log = logging.getLogger("tamnas")
 
@@ -45,78 +47,23 @@ KEY_SETTINGS = [
 ]
 # Known figures first, in reading order, with their captions; others follow alphabetically.
 FIGURE_CAPTIONS = {
-    "front": "Non-dominated front with inherited weights (paper Fig. 6): marker area = parameters.",
+    "front": "Non-dominated front with inherited weights (paper Fig. 6), in every pair of "
+             "objectives: marker area = parameters, colour and number = row K (`front:K`), "
+             "star = the LEGO net.",
     "front_retrained": "The same archs after retraining (paper Fig. 7); colours match the front.",
-    "inherited_vs_retrained": "Inherited vs retrained errors with Kendall tau.",
+    "inherited_vs_retrained": "Inherited (validation) vs retrained (test) errors of the retrained "
+                              "archs, with Kendall tau and n.",
     "validate": "Rank fidelity: inherited vs standalone errors of archs spread by parameters "
                 "(bars: one standard error; colour: parameters).",
-    "hypervolume": "Hypervolume of the population per generation.",
-    "layer_blocks": "Block choices per layer among the top-k (paper Fig. 8, Table XIV).",
-    "layer_ratios": "Channel-ratio choices per layer among the top-k (paper Fig. 9, Table XV).",
+    "hypervolume": "Hypervolume per generation; the subtitle names its normalisation and "
+                   "reference point.",
+    "layer_blocks": "Block choices per layer among the top-k (paper Fig. 8, Table XIV); outlined: "
+                    "the LEGO net's choice, hatched: illegal in that layer.",
+    "layer_ratios": "Channel-ratio choices per layer among the top-k (paper Fig. 9, Table XV); "
+                    "outlined: the LEGO net's choice.",
 }
 DESCRIPTION_COLUMNS = ["layer", "stride", "block", "kernel", "ratio", "mid_channels"]
 ERR_COLUMNS = ("adv_err", "clean_err", "ood_aupr_err")
-
-
-def _read_csv(path: Path) -> pd.DataFrame | None:
-    """A CSV as a frame, or None if absent, empty or unreadable (the report then says so)."""
-    if not path.is_file():
-        return None
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        log.warning("report: cannot read %s (%s)", path, type(err).__name__)
-        return None
-    return df if len(df.columns) else None
-
-
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        log.warning("report: cannot read %s (%s)", path, type(err).__name__)
-        return None
-
-
-def _read_config(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        log.warning("report: cannot read %s (%s)", path, type(err).__name__)
-        return None
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
-    return str(value)
-
-
-def _percent(df: pd.DataFrame) -> pd.DataFrame:
-    """Error columns as percentages with two decimals, renamed to say so.
-
-    An error with a standard-error column `<err>_se` becomes "33.00 ± 2.71",
-    so the table shows which differences are within the noise; the `_se`
-    columns and `n_eval` are then folded into the text.
-    """
-    out = df.copy()
-    for col in [c for c in out.columns if f"{c}_se" in out.columns]:
-        se = out[f"{col}_se"]
-        if se.notna().any():
-            out[col] = [format_error(p, s) if pd.notna(p) else "" for p, s in zip(out[col], se)]
-            out = out.rename(columns={col: f"{col} (%)"})
-        out = out.drop(columns=f"{col}_se")
-    for col in out.columns:
-        if str(col).endswith("_err") and pd.api.types.is_numeric_dtype(out[col]):
-            out[col] = (100.0 * out[col].astype(float)).round(2)
-            out = out.rename(columns={col: f"{col} (%)"})
-    return out
 
 
 # --- sections ---------------------------------------------------------------------------------
@@ -129,7 +76,7 @@ def _config_section(cfg: dict | None) -> list[str]:
         table = cfg if not section else cfg.get(section, {})
         if isinstance(table, dict) and key in table:
             rows.append({"setting": label, "key": f"{section}.{key}" if section else key,
-                         "value": _fmt(table[key])})
+                         "value": fmt_value(table[key])})
     table = pd.DataFrame(rows, columns=["setting", "key", "value"])
     lines.append(markdown_table(table, index=False))
     return lines + ["The full configuration is in `config.toml`.", ""]
@@ -137,7 +84,7 @@ def _config_section(cfg: dict | None) -> list[str]:
 
 def _training_section(run: RunDir) -> list[str]:
     lines = ["## Supernet training", ""]
-    df = _read_csv(run.supernet_log)
+    df = read_csv(run.supernet_log)
     if df is None or not len(df):
         return lines + [NOT_RUN, ""]
     return lines + [f"{len(df)} epochs logged in `supernet/train_log.csv`; the last one:", "",
@@ -145,7 +92,8 @@ def _training_section(run: RunDir) -> list[str]:
 
 
 def front_table(archive: pd.DataFrame, objectives: Iterable[str]) -> pd.DataFrame:
-    """The non-dominated rows of an archive table, sorted by adversarial error (row K = front:K)."""
+    """The non-dominated rows of an archive table in the order of `front:K` (archive.front_table):
+    by the objectives in turn, ties by archive order."""
     from tamnas.search.archive import non_dominated
 
     objectives = [o for o in objectives if o in archive.columns]
@@ -153,8 +101,8 @@ def front_table(archive: pd.DataFrame, objectives: Iterable[str]) -> pd.DataFram
         raise ValueError("report: the archive has none of the objectives")
     usable = archive[archive[objectives].notna().all(axis=1)]
     front = usable.iloc[non_dominated(usable[objectives].to_numpy(dtype=float))]
-    key = "adv_err" if "adv_err" in front.columns else objectives[0]
-    return front.sort_values(key, kind="stable").reset_index(drop=True)
+    keys = objectives + (["order"] if "order" in front.columns else [])
+    return front.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 def _space(run: RunDir):
@@ -172,8 +120,8 @@ def _space(run: RunDir):
 
 def _search_section(run: RunDir, cfg: dict | None) -> list[str]:
     lines = ["## Search", ""]
-    archive = _read_csv((run.search_dir / "archive.csv"))
-    gens = _read_csv(run.generations)
+    archive = read_csv(run.search_dir / "archive.csv")
+    gens = read_csv(run.generations)
     if archive is None or not len(archive):
         return lines + [NOT_RUN, ""]
     strategies = []
@@ -197,7 +145,7 @@ def _search_section(run: RunDir, cfg: dict | None) -> list[str]:
     shown = ("arch", "adv_err", "adv_err_se", "clean_err", "clean_err_se", "params", "flops",
              "ood_aupr_err", "strategy", "generation")
     cols = [c for c in shown if c in front.columns]
-    table = _percent(front[cols])
+    table = percent_table(front[cols])
     space = _space(run) if cfg is not None else None
     names = arch_labels(space, front) if space is not None else None
     if names is not None:
@@ -210,7 +158,8 @@ def _search_section(run: RunDir, cfg: dict | None) -> list[str]:
                  "twice that cannot be told apart.")
     lines += ["", f"### Non-dominated front ({len(front)} archs over {', '.join(objectives)})", "",
               "Row K is `--arch front:K`"
-              + (" (layers: block xratio per choice layer)." if names is not None else ".") + noise, "",
+              + (" (layers: block xratio per choice layer)." if names is not None else ".")
+              + noise, "",
               markdown_table(table, index=True)]
     return lines
 
@@ -241,7 +190,7 @@ def _stats_section(run: RunDir, cfg: dict | None) -> list[str]:
                   "each cell counts how often a layer holds a choice "
                   "(paper Tables XIV and XV).", ""]
     for path in tables:
-        df = _read_csv(path)
+        df = read_csv(path)
         if df is None:
             continue
         df = df.set_index(df.columns[0])
@@ -268,7 +217,7 @@ def description_table(description: Any) -> pd.DataFrame | None:
 
 def _lego_section(run: RunDir) -> list[str]:
     lines = ["## LEGO net", ""]
-    blob = _read_json(run.export_json("lego"))
+    blob = read_json(run.export_json("lego"))
     if not isinstance(blob, dict):
         return lines + [f"{NOT_RUN} (`tamnas lego` writes exports/lego.json)", ""]
     genes = blob.get("genes", [])
@@ -279,7 +228,7 @@ def _lego_section(run: RunDir) -> list[str]:
     scores = blob.get("scores")
     if isinstance(scores, dict) and scores:
         lines += ["Inherited-weight scores:", "",
-                  markdown_table(_percent(pd.DataFrame([scores])), index=False)]
+                  markdown_table(percent_table(pd.DataFrame([scores])), index=False)]
     else:
         lines += ["Scores: not recorded.", ""]
     table = description_table(blob.get("description"))
@@ -290,34 +239,45 @@ def _lego_section(run: RunDir) -> list[str]:
 
 def _retrain_section(run: RunDir) -> list[str]:
     lines = ["## Retraining", ""]
-    summary = _read_csv(run.retrain_summary)
+    summary = read_csv(run.retrain_summary)
     if summary is None or not len(summary):
         return lines + [NOT_RUN, ""]
-    lines += ["Test-set errors of standalone nets after retraining, next to their inherited-weight "
-              "(validation) errors.", "", markdown_table(_percent(summary), index=False)]
-    corr = _read_json(run.retrain_correlation)
-    if isinstance(corr, dict) and corr:
-        values = ", ".join(f"{k.replace('_', ' ')} {float(v):.3f}" for k, v in corr.items())
-        lines += [f"Rank agreement of inherited and retrained errors: {values}.", ""]
-    return lines
+    return lines + ["Test-set errors of standalone nets after retraining, next to their "
+                    "inherited-weight (validation) errors.", "",
+                    markdown_table(percent_table(summary), index=False)] + _retrain_tau(summary)
 
 
-def _ci(value: Any, ci: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(ci, list) and len(ci) == 2 and None not in ci:
-        return f"{float(value):.2f} [{float(ci[0]):.2f}, {float(ci[1]):.2f}]"
-    return f"{float(value):.2f}"
+def _retrain_tau(summary: pd.DataFrame) -> list[str]:
+    """Kendall tau of inherited (validation) vs retrained (test) errors, with n and an interval,
+    or why it is not worth reading: retraining a handful of front members is common."""
+    from tamnas.analysis.rank_fidelity import min_tau_archs, tau_summary
 
-
-def _points(value: Any) -> str:
-    return "n/a" if value is None else f"{100 * float(value):.1f}"
+    parts, least = [], min_tau_archs()
+    for which, label in (("clean", "clean error"), ("adv", "adversarial error")):
+        cols = [f"inherited_{which}_err", f"retrained_{which}_err"]
+        if any(c not in summary.columns for c in cols):
+            continue
+        s = tau_summary(summary[cols[0]], summary[cols[1]])
+        ci = s["ci"] if s["readable"] else None
+        tau = "n/a" if s["tau"] != s["tau"] else ci_text(s["tau"], ci)
+        parts.append(f"{label} {tau} over {s['n']} archs")
+    if not parts or len(summary) < 2:
+        return []
+    text = ("Rank agreement (Kendall tau) of the inherited errors (supernet weights, validation "
+            "images) with the retrained errors (test set) of the same archs: "
+            + "; ".join(parts) + ".")
+    if len(summary) < least:
+        text += (f" Not meaningful: below {least} archs even a perfect ranking cannot be told from "
+                 "chance (two-sided, 5%); `tamnas validate RUN --archs 20` measures it properly.")
+    else:
+        text += " Brackets: 95% bootstrap interval over the archs."
+    return [text, ""]
 
 
 def _validate_section(run: RunDir) -> list[str]:
     lines = ["## Rank fidelity", ""]
-    corr = _read_json(run.validate_dir / "correlation.json")
-    summary = _read_csv(run.validate_dir / "summary.csv")
+    corr = read_json(run.validate_dir / "correlation.json")
+    summary = read_csv(run.validate_dir / "summary.csv")
     if not isinstance(corr, dict) or summary is None or not len(summary):
         return lines + [(f"{NOT_RUN} (`tamnas validate RUN --archs N` checks whether inherited "
                          "scores rank archs as standalone training does)"), ""]
@@ -333,14 +293,15 @@ def _validate_section(run: RunDir) -> list[str]:
     for which, label in (("clean", "clean error"), ("adv", "adversarial error")):
         s = corr.get(which) or {}
         rows.append({"error": label,
-                     "Kendall tau [95% CI]": _ci(s.get("kendall_tau"), s.get("kendall_tau_ci")),
-                     "Spearman rho [95% CI]": _ci(s.get("spearman_rho"),
+                     "Kendall tau [95% CI]": ci_text(s.get("kendall_tau"), s.get("kendall_tau_ci")),
+                     "Spearman rho [95% CI]": ci_text(s.get("spearman_rho"),
                                                   s.get("spearman_rho_ci")),
-                     "ceiling tau": f"{_ci(s.get('ceiling'), None)} ({s.get('ceiling_source')})",
-                     "reachable tau": _ci(s.get("ceiling_for_mean", s.get("ceiling")), None),
+                     "ceiling tau": f"{ci_text(s.get('ceiling'), None)} "
+                                    f"({s.get('ceiling_source')})",
+                     "reachable tau": ci_text(s.get("ceiling_for_mean", s.get("ceiling")), None),
                      "standalone std / range (points)": " / ".join(
-                         _points(s.get(k)) for k in ("standalone_std", "standalone_range")),
-                     "noise, 1 SE (points)": _points(s.get("standalone_noise")),
+                         points_text(s.get(k)) for k in ("standalone_std", "standalone_range")),
+                     "noise, 1 SE (points)": points_text(s.get("standalone_noise")),
                      "mean gap (points)": "n/a" if s.get("mean_gap") is None
                      else f"{100 * float(s['mean_gap']):+.1f}",
                      "readable": s.get("readable", "?"), "front trusted": s.get("trust", "?")})
@@ -356,7 +317,7 @@ def _validate_section(run: RunDir) -> list[str]:
     cols = ["index", "arch", "params"] + [
         c for c in summary.columns if c.startswith(("inherited_", "standalone_"))
         and (seeds > 1 or "_s0" not in c)]
-    lines += [markdown_table(_percent(summary[[c for c in cols if c in summary.columns]]),
+    lines += [markdown_table(percent_table(summary[[c for c in cols if c in summary.columns]]),
                              index=False)]
     return lines
 
@@ -366,7 +327,7 @@ def _robustness_section(run: RunDir) -> list[str]:
     grids = sorted(run.retrain_root.glob("*/robustness.csv"))
     found = False
     for path in grids:
-        df = _read_csv(path)
+        df = read_csv(path)
         if df is None:
             continue
         found = True
@@ -374,7 +335,7 @@ def _robustness_section(run: RunDir) -> list[str]:
         body = md.read_text(encoding="utf-8").rstrip() + "\n" if md.is_file() else \
             markdown_table(df, index=False)
         lines += [f"### {path.parent.name}", "", body]
-        aa = _read_json(path.parent / "autoattack.json")
+        aa = read_json(path.parent / "autoattack.json")
         if isinstance(aa, dict) and "accuracy" in aa:
             lines += [f"AutoAttack accuracy {float(aa['accuracy']):.4f} at eps "
                       f"{float(aa.get('eps', float('nan'))):.4f}.", ""]
@@ -389,7 +350,7 @@ def write_report(run: RunDir | str | Path, out: str | Path | None = None,
     run = run if isinstance(run, RunDir) else RunDir(run)
     if not run.root.is_dir():
         raise FileNotFoundError(f"run directory {run.root} does not exist")
-    cfg = _read_config(run.config)
+    cfg = read_config(run.config)
     path = Path(out) if out is not None else run.report
     lines = [f"# {title or f'tamnas report: {run.root.resolve().name}'}", ""]
     for section in (_config_section(cfg), _training_section(run), _search_section(run, cfg),

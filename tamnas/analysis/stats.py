@@ -161,6 +161,27 @@ def layer_counts(space, df: pd.DataFrame, kind: str) -> pd.DataFrame:
     return out
 
 
+def layer_legal(space, kind: str) -> pd.DataFrame:
+    """True where a layer may take a choice (`allowed_values`), shaped as `layer_counts`.
+
+    A zero count in an illegal cell is no verdict on the choice, so the
+    per-layer figures grey those cells out.
+    """
+    empty = layer_counts(space, pd.DataFrame({f"g{i}": [] for i in range(len(space.genes))}),
+                         kind)
+    legal = pd.DataFrame(False, index=empty.index, columns=empty.columns)
+    for row, i in enumerate(genes_of_kind(space, kind)):
+        for v in space.allowed_values(space.genes[i], None):
+            legal.iloc[row, list(empty.columns).index(gene_label(space, i, v))] = True
+    return legal
+
+
+def layer_choices(space, arch: Sequence[int], kind: str) -> dict[str, str]:
+    """Each layer's choice of `kind` in one arch, by the labels `layer_counts` uses."""
+    return {layer_name(space.genes[i]): gene_label(space, i, arch[i])
+            for i in genes_of_kind(space, kind)}
+
+
 # --- table files ----------------------------------------------------------------------------
 def _cell(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -219,7 +240,9 @@ __all__ = [
     "arch_labels",
     "gene_label",
     "genes_of_kind",
+    "layer_choices",
     "layer_counts",
+    "layer_legal",
     "markdown_table",
     "save_table",
     "top_k",

@@ -121,7 +121,7 @@ def validate(cfg: Config, run_dir: str | Path, *, n_archs: int = 10, seeds: int 
              bootstrap: int = 1000, device: torch.device, quiet: bool = False,
              resume: bool = True, partial: bool = False) -> dict | None:
     """Rank fidelity of the run's supernet; correlation.json's contents (rank 0)."""
-    from tamnas.analysis.plots import plot_validate
+    from tamnas.analysis.fidelity_plots import plot_validate
     from tamnas.analysis.report import write_report
     from tamnas.rundir import writing
     from tamnas.search.evaluator import Evaluator
