@@ -11,10 +11,18 @@ two training seeds, or estimated by resampling the evaluation images.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
+
+from tamnas.analysis.correlation import (
+    kendall_tau,
+    kendall_tau_rows,
+    partial_tau,
+    partial_tau_rows,
+    spearman_rho,
+    spearman_rho_rows,
+)
 
 # A ranking is readable when a tau against the standalone reference can reach 0.7
 # (`ceiling_for_mean`); a tau of 0.5 on it is a front that can be trusted in order.
@@ -34,90 +42,14 @@ def near_chance(clean_err: Sequence[float], num_classes: int,
     """Which nets sit within `margin` of chance clean error: untrained, whatever they rank."""
     chance = 1.0 - 1.0 / int(num_classes)
     return np.asarray(clean_err, dtype=float) >= chance - margin
+
+
 TRUST_WORDS = {"yes": "the front's order can be trusted",
                "roughly": "the front's order is only a rough guide",
                "no": "the front's order cannot be trusted",
                "undecided": "too few archs to tell whether the front's order can be trusted "
                             "(use more --archs)",
                "unknown": "the front's order cannot be checked"}
-
-
-def _finite_pair(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    ok = np.isfinite(a) & np.isfinite(b)
-    return a[ok], b[ok]
-
-
-def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
-    """Kendall's tau-b; NaN when fewer than two archs or one list is constant (no ranking)."""
-    from scipy.stats import kendalltau
-
-    a, b = _finite_pair(a, b)
-    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return math.nan
-    return float(kendalltau(a, b)[0])
-
-
-def spearman_rho(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman's rho; NaN where `kendall_tau` is."""
-    from scipy.stats import spearmanr
-
-    a, b = _finite_pair(a, b)
-    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return math.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(spearmanr(a, b)[0])
-
-
-def kendall_tau_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Kendall's tau-b of each row pair of two (resamples x archs) arrays, as `kendall_tau`.
-
-    tau-b = sum of sign products over pairs / sqrt(untied pairs in x * untied pairs in y),
-    vectorised so that a thousand bootstrap resamples cost one array operation.
-    """
-    x, y = np.atleast_2d(np.asarray(x, float)), np.atleast_2d(np.asarray(y, float))
-    iu = np.triu_indices(x.shape[1], k=1)
-    sx = np.sign(x[:, :, None] - x[:, None, :])[:, iu[0], iu[1]]
-    sy = np.sign(y[:, :, None] - y[:, None, :])[:, iu[0], iu[1]]
-    denom = np.sqrt((sx ** 2).sum(axis=1) * (sy ** 2).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tau = (sx * sy).sum(axis=1) / denom
-    return np.where(denom > 0, tau, np.nan)
-
-
-def spearman_rho_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman's rho of each row pair (average ranks for ties), as `spearman_rho`."""
-    from scipy.stats import rankdata
-
-    rx = rankdata(np.atleast_2d(np.asarray(x, float)), axis=1)
-    ry = rankdata(np.atleast_2d(np.asarray(y, float)), axis=1)
-    rx -= rx.mean(axis=1, keepdims=True)
-    ry -= ry.mean(axis=1, keepdims=True)
-    denom = np.sqrt((rx ** 2).sum(axis=1) * (ry ** 2).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = (rx * ry).sum(axis=1) / denom
-    return np.where(denom > 0, rho, np.nan)
-
-
-def partial_tau(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> float:
-    """Kendall's partial tau of x and y with z held fixed (Kendall 1942).
-
-    (tau_xy - tau_xz tau_yz) / sqrt((1 - tau_xz^2)(1 - tau_yz^2)): how well x
-    orders y beyond what both owe to z. With z the parameter count, it says
-    whether inherited scores rank archs of similar size, which the search
-    needs, since params are known exactly without any supernet.
-    """
-    return float(partial_tau_rows(*(np.asarray(v, dtype=float)[None, :] for v in (x, y, z)))[0])
-
-
-def partial_tau_rows(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """`partial_tau` of each row of x, y and z (one bootstrap sample per row)."""
-    txy, txz, tyz = kendall_tau_rows(x, y), kendall_tau_rows(x, z), kendall_tau_rows(y, z)
-    denom = np.sqrt(np.clip((1 - txz ** 2) * (1 - tyz ** 2), 0.0, None))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = (txy - txz * tyz) / denom
-    return np.where(denom > 1e-12, out, np.nan)
 
 
 def _interval(values: np.ndarray, point: float | None = None) -> list[float | None]:
