@@ -142,7 +142,7 @@ class SearchSpace:
                 trial = list(arch)
                 trial[j] = int(rng.integers(self.genes[j].choices))
                 try:
-                    d = abs(self.params(tuple(trial)) - target)
+                    d = abs(self.params(self.validate(trial)) - target)
                 except ValueError:       # the move broke a rule of the space (e.g. DARTS' two inputs)
                     continue
                 if d <= gap and tuple(trial) not in archs:

@@ -214,15 +214,8 @@ def test_sample_respects_a_params_range(name, label):
         space.sample(rng, [top + 1, top + 10], max_tries=2000)
 
 
-# base.spread_by_params skips an illegal single-gene move only when params() raises on it; a
-# space whose params() does not validate (the toy: a pure lookup) gets illegal archs back.
-SPREAD_BUG = pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "package bug: SearchSpace.spread_by_params relies on params() raising ValueError for an "
-    "illegal move; validate(trial) there instead"))
-
-
 @pytest.mark.parametrize(("name", "label"),
-                         NETWORK_CASES + [pytest.param(TOY, None, id=TOY, marks=SPREAD_BUG)])
+                         NETWORK_CASES + [pytest.param(TOY, None, id=TOY)])
 def test_spread_by_params_gives_distinct_archs_across_the_size_range(name, label):
     space = space_of(name, label)
     n = 6
