@@ -28,6 +28,10 @@ def test_a_run_with_tensorboard_logs_its_training_and_search_curves(tmp_path):
     search = scalars(out / "search" / "tensorboard")
     assert len(search["search/nsga2/hv"]) == 3      # generation 0 and two more
     assert search["search/nsga2/archive_size"] == sorted(search["search/nsga2/archive_size"])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    images = EventAccumulator(str(out / "search" / "tensorboard")).Reload().Tags()["images"]
+    assert "search/front" in images                   # `tamnas plot` added the front figure
 
 
 def test_without_the_option_nothing_is_logged(tmp_path):

@@ -93,3 +93,22 @@ def test_toml_round_trip_and_extra_file(tmp_path):
 def test_from_dict_defaults():
     cfg = from_dict({})
     assert cfg.space.name == "shufflenet" and cfg.seed == 0
+
+
+def test_every_key_has_help_and_the_docs_page_is_current(capsys):
+    import dataclasses
+    from pathlib import Path
+
+    from tamnas.cli import main
+    from tamnas.config import SECTIONS
+
+    missing = [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)
+               if not f.metadata.get("help")]
+    assert not missing, f"keys without help: {missing}"
+    assert main(["config", "--markdown"]) == 0
+    table = capsys.readouterr().out.strip()
+    page = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
+    assert table in page, "docs/config.md is stale: regenerate it with `tamnas config --markdown`"
+    assert main(["config", "search"]) == 0
+    text = capsys.readouterr().out
+    assert "search.pop_size" in text and "data.dataset" not in text

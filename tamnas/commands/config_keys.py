@@ -50,13 +50,15 @@ def key_reference(section: str | None = None, markdown: bool = False) -> str:
         return "\n".join(["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
                          + ["| " + " | ".join(f"`{c}`" if j < 3 and c else c
                                               for j, c in enumerate(r)) + " |" for r in esc])
-    widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(head[:4])]
+
+    def short(text: str, n: int = 32) -> str:
+        return text if len(text) <= n else text[:n - 3] + "..."
+
+    cells = [[r[0], r[1], short(r[2]), short(r[3])] for r in rows]
+    widths = [max(len(h), *(len(c[j]) for c in cells)) for j, h in enumerate(head[:4])]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head[:4], widths)) + "  help"]
-    for r in rows:
-        default = r[2] if len(r[2]) <= 40 else r[2][:37] + "..."
-        cells = [r[0], r[1], default, r[3]]
-        widths_now = [max(w, len(c)) for w, c in zip(widths, cells)]
-        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths_now)) + "  " + r[4])
+    lines += ["  ".join(c.ljust(w) for c, w in zip(cell, widths)) + "  " + r[4]
+              for cell, r in zip(cells, rows)]
     return "\n".join(lines)
 
 

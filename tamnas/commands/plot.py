@@ -78,6 +78,13 @@ def plot(cfg: Config, run_dir: str | Path, *, quiet: bool = False) -> list[Path]
                 written += fidelity_plots.plot_inherited_vs_retrained(
                     retrained, figs / "inherited_vs_retrained", formats=fmts)
         written += replot_validate(run, fmts)
+    if cfg.output.tensorboard:  # the front beside the search's curves in TensorBoard
+        from tamnas.board import Board
+
+        board = Board(run.search_dir, True)
+        board.figure("search/front", plots.front_figure(df, front, lego=lego_row,
+                                                        objectives=cfg.search.objectives))
+        board.close()
     say(f"plot: wrote {len(written)} files to {figs}", quiet)
     return written
 
