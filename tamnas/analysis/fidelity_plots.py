@@ -110,7 +110,13 @@ def validate_lines(s: dict, n: int) -> list[str]:
             more.append(f"reachable {reach:.2f}")
     if s.get("mean_gap") is not None:
         more.append(f"mean gap {100 * s['mean_gap']:+.1f} points")
-    return lines + ([", ".join(more)] if more else [])
+    size = []
+    ptau, pci = s.get("partial_tau"), s.get("partial_tau_ci") or [None, None]
+    if ptau is not None and pci[0] is not None:
+        size.append(f"size held fixed: τ = {ptau:.2f} [{pci[0]:.2f}, {pci[1]:.2f}]")
+        if s.get("partial_ceiling") is not None:
+            size[-1] += f", seeds {s['partial_ceiling']:.2f}"
+    return lines + ([", ".join(more)] if more else []) + size
 
 
 def validate_figure(summary: pd.DataFrame, stats: dict | None = None, *,

@@ -299,6 +299,9 @@ def _validate_section(run: RunDir) -> list[str]:
                      "ceiling tau": f"{ci_text(s.get('ceiling'), None)} "
                                     f"({s.get('ceiling_source')})",
                      "reachable tau": ci_text(s.get("ceiling_for_mean", s.get("ceiling")), None),
+                     "size-controlled tau [95% CI] (seeds)": (
+                         f"{ci_text(s.get('partial_tau'), s.get('partial_tau_ci'))} "
+                         f"({ci_text(s.get('partial_ceiling'), None)})"),
                      "standalone std / range (points)": " / ".join(
                          points_text(s.get(k)) for k in ("standalone_std", "standalone_range")),
                      "noise, 1 SE (points)": points_text(s.get("standalone_noise")),
@@ -312,7 +315,11 @@ def _validate_section(run: RunDir) -> list[str]:
                "images (an upper bound that leaves out training noise). The reachable tau is the "
                "most any predictor can reach against the standalone reference used here (the "
                "mean of the seeds, less noisy than one; Spearman-Brown on the seed ceiling); "
-               "readability is judged on it. The gap is inherited minus standalone error. Per "
+               "readability is judged on it. The size-controlled tau is Kendall's partial tau "
+               "with parameter count held fixed: how well inherited scores order archs of similar "
+               "size, which is what the search needs (params are known without a supernet); in "
+               "brackets, the same between the two seeds. The gap is inherited minus standalone "
+               "error. Per "
                "arch (errors in %, ± one binomial standard error):"), ""]
     cols = ["index", "arch", "params"] + [
         c for c in summary.columns if c.startswith(("inherited_", "standalone_"))
