@@ -297,7 +297,7 @@ class TradesYopo(Objective):
         hamiltonian = self.first_layer_grad == "hamiltonian"
         if not (hasattr(model, "first_layer") and hasattr(model, "forward_from_first")):
             raise ValueError(f"trades_yopo: {type(model).__name__} has no first_layer / "
-                             "forward_from_first; YOPO needs the split of DESIGN.md section 4")
+                             "forward_from_first; YOPO needs the model split after layer one")
         layer = model.first_layer
         params = [p for p in layer.parameters() if p.requires_grad] if hamiltonian else []
         total = [torch.zeros_like(p) for p in params] if hamiltonian else None

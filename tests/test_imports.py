@@ -1,4 +1,4 @@
-"""The package's shape: no import circles between tamnas modules, and small modules (DESIGN.md 2).
+"""The package's shape: no import circles between tamnas modules, and small modules.
 
 Every import of a `tamnas` module counts, at module level, inside functions and
 under `if TYPE_CHECKING:` alike: a circle that only a lazy import keeps from

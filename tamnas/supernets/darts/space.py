@@ -1,4 +1,4 @@
-"""The DARTS cell search space (E2RNAS, DSARA, SmoothDARTS; DESIGN.md 4.2).
+"""The DARTS cell search space (E2RNAS, DSARA, SmoothDARTS: papers 000-003).
 
 Encoding: one gene per edge per cell type, its value the op id on that edge
 (ops.PRIMITIVES; 0 = `none` = the edge is absent). Cell types come in gene

@@ -1,7 +1,7 @@
 """Closed-form parameter and multiply-add counts of the ShuffleNetV2 space, tabulated per choice.
 
-Each count is written out from the modules `blocks.py` builds (DESIGN.md
-4.1), not measured from them, so the tests that compare the two check both.
+Each count is written out from the modules `blocks.py` builds (Table I and
+XIV of paper 004), not measured from them, so the tests that compare the two check both.
 FLOPs are multiply-adds for one input image: convolutions (out pixels x
 in/groups x k x k x out channels), linear layers, and the two matrix products
 of each non-local layer (N^2 x pairwise channels and N^2 x inner, N = H x W).

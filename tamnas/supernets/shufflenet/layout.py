@@ -3,7 +3,7 @@
 The space (genes, cost tables), the supernet and the standalone net all read
 one `ShuffleNetLayout`, so a width, a block or a gene rule is defined in one
 place and none of the three has to call back into another. Widths follow
-DESIGN.md 4.1: the width multiplier scales every channel count, stage widths
+Table I of paper 004: the width multiplier scales every channel count, stage widths
 stay even (a stride-1 block splits its input in halves), and the channel
 ratio scales a block's intermediate width (`base_mid`).
 """
@@ -30,7 +30,7 @@ MAX_STRIDE2_ID = 17
 
 @dataclass(frozen=True)
 class BlockSpec:
-    """One row of the block table (DESIGN.md 4.1 / Table XIV)."""
+    """One row of the block table (Table XIV of paper 004)."""
 
     id: int
     family: str              # "shufflev2", "xception" or "robust"

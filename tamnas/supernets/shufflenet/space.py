@@ -1,4 +1,4 @@
-"""The TAM-NAS ShuffleNetV2 search space (DESIGN.md 4.1): genes, exact cost tables, describe/parse.
+"""The TAM-NAS ShuffleNetV2 search space (paper 004): genes, exact cost tables, describe/parse.
 
 Genes: per choice layer i, `layer{i}.block` then `layer{i}.ratio`; values are
 indices into the offered block ids and ratios of the space config (both kept

@@ -25,7 +25,7 @@ WEIGHT_SHARING = ("none", "projection", "kernel", "family")
 
 
 def entangle(candidates: Sequence[nn.Module], block_ids: Sequence[int], level: str) -> None:
-    """Tie the weights of candidates that do the same job (DESIGN.md 6.1), in place.
+    """Tie the weights of candidates that do the same job (README: "Weight sharing"), in place.
 
     Each level adds to the one before:
     - projection: the stride-2 projection branch is one branch for every shuffle candidate
