@@ -42,7 +42,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run directory to create or resume")
 
 
-@command("run", "the main job: supernet -> search -> plots -> LEGO export -> report", "preset",
+@command("run", "the main job: supernet -> search -> LEGO export -> plots -> report", "preset",
          arguments=_arguments)
 def main(call: Call) -> RunDir:
     return run(call.cfg, call.args.out, device=call.device, quiet=call.quiet, resume=call.resume)
