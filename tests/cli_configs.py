@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 # A 3-layer space on 8x8 digits, one epoch per phase: a whole run in seconds.
 TINY_RUN = {
     "space.stem_channels": "4", "space.stage_channels": "[8,16]", "space.stage_layers": "[1,2]",
@@ -21,3 +24,9 @@ def on_cpu(*argv: str) -> list[str]:
     """`argv` quiet and on the CPU (--device only for commands that compute)."""
     computes = argv[0] not in ("plot", "report", "config")
     return [*argv, "--quiet", *(("--device", "cpu") if computes else ())]
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under `root` (relative path -> sha256), the byte-for-byte state of a run."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}

@@ -3,14 +3,13 @@ the outputs it made; a refused command changes no file; a retrain keeps its reci
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_configs import on_cpu, set_args
+from cli_configs import on_cpu, set_args, snapshot
 
 import tamnas
 from tamnas.cli import main
@@ -23,11 +22,6 @@ TINY = set_args(data__train_limit="192", data__val_size="64", search__pop_size="
 
 def cli(*argv: str) -> int:
     return main(on_cpu(*argv))
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ the supernet that produced them, and one writer at a time holds a run directory.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import re
@@ -16,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_configs import on_cpu, set_args
+from cli_configs import on_cpu, set_args, snapshot
 
 from tamnas.cli import main
 from tamnas.rundir import (
@@ -37,12 +36,6 @@ TINY = set_args(data__train_limit="192", data__val_size="64", search__pop_size="
 
 def cli(*argv: str) -> int:
     return main(on_cpu(*argv))
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every file under `root` (relative path -> sha256), the byte-for-byte state of a run."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

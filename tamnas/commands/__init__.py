@@ -64,6 +64,13 @@ def command(name: str, help: str, target: str, *,
     return wrap
 
 
+def add_arch_argument(p: argparse.ArgumentParser, default: str | None = "lego") -> None:
+    """`--arch SPEC`, the way every command names an arch of the run."""
+    p.add_argument("--arch", default=default, metavar="SPEC",
+                   help="front:K (row K of the front table), lego, or an arch JSON file "
+                        f"(default: {default or 'every retrained net'})")
+
+
 def write_export(session, arch, name: str, weights: str = "inherited", fmt: str = "torch",
                  extra: dict | None = None) -> dict:
     """Export `arch` of a run (inherited or retrained weights) with its inherited scores and
@@ -99,5 +106,5 @@ def load_commands() -> dict[str, Command]:
 
 
 __all__ = ["ALL_OPTIONS", "COMMANDS", "COMPUTE", "CONFIG", "DATA", "ON_WEIGHTS", "PARTIAL", "RESUME", "Call", "Command",
-           "command", "load_commands",
+           "add_arch_argument", "command", "load_commands",
            "write_export"]

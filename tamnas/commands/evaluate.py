@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from tamnas import distributed as dist
-from tamnas.commands import ON_WEIGHTS, Call, command
+from tamnas.commands import ON_WEIGHTS, Call, add_arch_argument, command
 from tamnas.config import Config
 from tamnas.files import atomic_write_json, load_checkpoint, read_json
 from tamnas.rundir import writing
@@ -96,8 +96,7 @@ def _evaluate_one(session: Session, a, name: str, grid: bool, autoattack: bool) 
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", default=None, metavar="SPEC",
-                   help="front:K | lego | FILE.json (default: every retrained net)")
+    add_arch_argument(p, default=None)
     p.add_argument("--grid", action=argparse.BooleanOptionalAction, default=True,
                    help="the output.eval_eps x output.eval_steps PGD grid (default: on); "
                         "--no-grid: the search attack only")

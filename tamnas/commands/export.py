@@ -8,7 +8,16 @@ from pathlib import Path
 import torch
 
 from tamnas import distributed as dist
-from tamnas.commands import COMPUTE, CONFIG, DATA, PARTIAL, Call, command, write_export
+from tamnas.commands import (
+    COMPUTE,
+    CONFIG,
+    DATA,
+    PARTIAL,
+    Call,
+    add_arch_argument,
+    command,
+    write_export,
+)
 from tamnas.config import Config
 from tamnas.rundir import writing
 from tamnas.session import Session, open_run, say
@@ -32,9 +41,7 @@ def export(cfg: Config, run_dir: str | Path, *, arch: str, fmt: str = "torch",
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", default="lego", metavar="SPEC",
-                   help="front:K (row K of the front table), lego, or an arch JSON file "
-                        "(default: lego)")
+    add_arch_argument(p)
     p.add_argument("--format", choices=("torch", "onnx"), default="torch",
                    help="torch: arch JSON + state dict (.pt); onnx: also an .onnx file checked "
                         "against PyTorch (needs pip install 'tamnas[onnx]')")

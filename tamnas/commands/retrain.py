@@ -18,7 +18,7 @@ import torch
 
 from tamnas import distributed as dist
 from tamnas.analysis.rank_fidelity import CHANCE_MARGIN, near_chance
-from tamnas.commands import ON_WEIGHTS, Call, command
+from tamnas.commands import ON_WEIGHTS, Call, add_arch_argument, command
 from tamnas.config import Config
 from tamnas.files import atomic_write_json, atomic_write_text, read_json, save_checkpoint
 from tamnas.rundir import RunDir, is_fresh, move_aside, stamp, writing
@@ -130,9 +130,7 @@ def retrain(cfg: Config, run_dir: str | Path, *, arch: str = "lego", init: str =
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", default="lego", metavar="SPEC",
-                   help="front:K (row K of the front table), lego, or an arch JSON file "
-                        "(default: lego)")
+    add_arch_argument(p)
     p.add_argument("--init", choices=("scratch", "supernet"), default="scratch",
                    help="scratch: fresh weights (the paper's main protocol); supernet: start from "
                         "the inherited weights (fine-tuning)")
