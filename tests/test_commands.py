@@ -106,3 +106,14 @@ def test_evaluate_keeps_every_setting_and_a_cell_alone_equals_the_grid(run_copy)
     assert cli("evaluate", str(run_copy), "--arch", "front:0", "--no-grid", *grid) == 0
     after = robustness.read_grid(path)
     pd.testing.assert_frame_equal(after, full)    # the one-cell call kept the grid, same number
+
+
+def test_random_search_joins_the_archive_on_the_same_budget_and_stays_one_off(run_copy):
+    n_before = len(pd.read_csv(run_copy / "search" / "archive.csv"))
+    assert cli("search", str(run_copy), "--strategy", "random") == 0
+    archive = pd.read_csv(run_copy / "search" / "archive.csv")
+    log = pd.read_csv(run_copy / "search" / "random_log.csv")
+    assert len(log) == 2                       # generation 0 and one more, as NSGA-II's budget
+    assert "random" in set(archive["strategy"]) and len(archive) > n_before
+    assert log["hv"].is_monotonic_increasing
+    assert tamnas.load_config(run_copy / "config.toml").search.strategy == "nsga2"
