@@ -109,7 +109,7 @@ def save_checkpoint(path: str | Path, state: dict, kind: str) -> None:
 
 
 def load_checkpoint(path: str | Path, kind: str | None = None,
-                    map_location: str | torch.device = "cpu") -> dict:  # noqa: F821
+                    map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint written by `save_checkpoint`.
 
     ValueError, in one line that names the file, if it is truncated, foreign, of
