@@ -4,8 +4,6 @@ the outputs it made; a refused command changes no file; a retrain keeps its reci
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -22,20 +20,6 @@ TINY = set_args(data__train_limit="192", data__val_size="64", search__pop_size="
 
 def cli(*argv: str) -> int:
     return main(on_cpu(*argv))
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("commands") / "run"
-    assert cli("run", "quickstart", "--out", str(out), *TINY) == 0
-    return out
-
-
-@pytest.fixture
-def run_copy(finished, tmp_path) -> Path:
-    dest = tmp_path / "copy"
-    shutil.copytree(finished, dest)
-    return dest
 
 
 def test_a_one_off_set_on_retrain_leaves_the_run_config_and_is_kept_with_the_retrain(run_copy):

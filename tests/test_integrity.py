@@ -7,7 +7,6 @@ import errno
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,20 +35,6 @@ TINY = set_args(data__train_limit="192", data__val_size="64", search__pop_size="
 
 def cli(*argv: str) -> int:
     return main(on_cpu(*argv))
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("integrity") / "run"
-    assert cli("run", "quickstart", "--out", str(out), *TINY) == 0
-    return out
-
-
-@pytest.fixture
-def run_copy(finished, tmp_path) -> Path:
-    dest = tmp_path / "copy"
-    shutil.copytree(finished, dest)
-    return dest
 
 
 def one_line_error(capsys, *fragments: str) -> str:
