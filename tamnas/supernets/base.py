@@ -28,6 +28,18 @@ class Gene:
     layer: int = -1    # the choice layer (or edge) this gene belongs to
 
 
+def check_genes(space_name: str, genes: Sequence[Gene], arch: Sequence[int]) -> Arch:
+    """The arch as a tuple of ints, every gene in its range; ValueError naming the bad gene."""
+    arch = tuple(int(a) for a in arch)
+    if len(arch) != len(genes):
+        raise ValueError(f"{space_name}: arch has {len(arch)} genes, expected {len(genes)}")
+    for value, gene in zip(arch, genes):
+        if not 0 <= value < gene.choices:
+            raise ValueError(f"{space_name}: gene {gene.name} = {value} is illegal; "
+                             f"allowed 0..{gene.choices - 1}")
+    return arch
+
+
 class SearchSpace:
     """Abstract space. Subclasses fill the tables and builders."""
 
@@ -49,14 +61,7 @@ class SearchSpace:
 
     def validate(self, arch: Sequence[int]) -> Arch:
         """Return the arch as a tuple of ints or raise ValueError naming the bad gene."""
-        arch = tuple(int(a) for a in arch)
-        if len(arch) != len(self.genes):
-            raise ValueError(f"{self.name}: arch has {len(arch)} genes, expected {len(self.genes)}")
-        for value, gene in zip(arch, self.genes):
-            if not 0 <= value < gene.choices:
-                raise ValueError(f"{self.name}: gene {gene.name} = {value} is illegal; "
-                                 f"allowed 0..{gene.choices - 1}")
-        return arch
+        return check_genes(self.name, self.genes, arch)
 
     def allowed_values(self, gene: Gene, allowed: Mapping[str, Sequence[int]] | None) -> list[int]:
         values = list(range(gene.choices))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from tamnas.supernets.base import Arch, Gene
+from tamnas.supernets.base import Arch, Gene, check_genes
 from tamnas.supernets.darts.ops import (
     NONE,
     PRIMITIVES,
@@ -95,13 +95,7 @@ class Layout:
 
     def validate(self, arch: Sequence[int]) -> Arch:
         """Gene ranges, then the DARTS rule: exactly two non-none inputs per intermediate node."""
-        arch = tuple(int(a) for a in arch)
-        if len(arch) != len(self.genes):
-            raise ValueError(f"darts: arch has {len(arch)} genes, expected {len(self.genes)}")
-        for value, gene in zip(arch, self.genes):
-            if not 0 <= value < gene.choices:
-                raise ValueError(f"darts: gene {gene.name} = {value} is illegal; "
-                                 f"allowed 0..{gene.choices - 1}")
+        arch = check_genes("darts", self.genes, arch)
         for ti, t in enumerate(self.cell_types):
             for n, genes in enumerate(self.node_genes[ti]):
                 present = [g for g in genes if arch[g] != NONE]
