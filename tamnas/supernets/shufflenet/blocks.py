@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tamnas.supernets.fastconv import Conv2d, conv2d
+
 # How a tensor is cut to `k` intermediate channels: "out" = conv output (dim 0, and its bias),
 # "in" = conv input (dim 1), "both" = dims 0 and 1, "bn" = every per-channel BN tensor.
 SliceKind = str
@@ -59,7 +61,7 @@ def sliced_conv(x: torch.Tensor, conv: nn.Conv2d, k: int | None, kind: SliceKind
             groups = k
     if kind in ("in", "both") and conv.groups == 1:
         w = w[:, :k]
-    return F.conv2d(x, w, b, conv.stride, conv.padding, conv.dilation, groups)
+    return conv2d(x, w, b, conv.stride, conv.padding, conv.dilation, groups)
 
 
 def sliced_bn(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
@@ -96,11 +98,11 @@ def channel_shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
 
 
 def _dw(channels: int, kernel: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(channels, channels, kernel, stride, kernel // 2, groups=channels, bias=False)
+    return Conv2d(channels, channels, kernel, stride, kernel // 2, groups=channels, bias=False)
 
 
 def _pw(cin: int, cout: int) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 1, bias=False)
+    return Conv2d(cin, cout, 1, bias=False)
 
 
 CUDA_WIDTH_ALIGN = 8   # CUDA's fused attention kernels want head widths in multiples of 8
@@ -172,10 +174,10 @@ class NonLocal(nn.Module):
             raise ValueError(f"non-local mode {mode!r} is unknown; choose embedded or gaussian")
         self.mode, self.channels, self.inner = mode, channels, inner
         if mode == "embedded":
-            self.theta = nn.Conv2d(channels, inner, 1)
-            self.phi = nn.Conv2d(channels, inner, 1)
-        self.g = nn.Conv2d(channels, inner, 1)
-        self.w = nn.Conv2d(inner, channels, 1, bias=not bn)
+            self.theta = Conv2d(channels, inner, 1)
+            self.phi = Conv2d(channels, inner, 1)
+        self.g = Conv2d(channels, inner, 1)
+        self.w = Conv2d(inner, channels, 1, bias=not bn)
         self.w_bn = nn.BatchNorm2d(channels) if bn else None
 
     def mid_slices(self, prefix: str = "") -> dict[str, SliceKind]:
@@ -318,7 +320,7 @@ class FirstLayer(nn.Module):
             raise ValueError(f"mean/std need {in_channels} values, got {len(mean)} and {len(std)}")
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
-        self.conv = nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False)
+        self.conv = Conv2d(in_channels, out_channels, 3, 1, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv((x - self.mean) / self.std)

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tamnas.supernets.fastconv import conv2d
+
 
 class CentreCrop:
     """A depthwise conv whose k x k kernel is the centre of a larger shared conv's kernel.
@@ -42,7 +44,7 @@ class CentreCrop:
         return self.conv.weight[:, :, o:o + k, o:o + k]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 def share_module(block: nn.Module, name: str, owner: nn.Module) -> None:
