@@ -28,20 +28,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tamnas import distributed as dist
-from tamnas.attacks import Attack, error_masks, eval_mode, preserved_bn_state
+from tamnas.attacks import (Attack, error_masks, eval_mode, modules_run, preserved_bn_state,
+                            train_mode)
 from tamnas.metrics import ood_aupr, with_standard_errors
 from tamnas.search.archive import Archive
 from tamnas.supernets.base import Arch, SearchSpace, Supernet
 
 
-def _bn_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
 @contextmanager
-def preserved_supernet(module: nn.Module) -> Iterator[None]:
-    """BatchNorm buffers, momenta and every train/eval flag as they were, on exit."""
-    with preserved_bn_state(module), eval_mode(module):
+def preserved_supernet(path: nn.Module) -> Iterator[None]:
+    """Eval mode inside; the BatchNorm buffers, momenta and train/eval flags of every module
+    `path` runs (`attacks.modules_run`) as they were, on exit."""
+    with preserved_bn_state(path), eval_mode(path):
         yield
 
 
@@ -82,7 +80,6 @@ class Evaluator:
         self.val_x = val_images.to(device)
         self.val_y = val_labels.to(device)
         self.ood_x = ood_images.to(device) if ood_images is not None else None
-        self.bn_layers = _bn_layers(supernet)
         self.quiet = quiet
         self.stats = {"evaluations": 0, "cache_hits": 0, "seconds": 0.0}
 
@@ -136,9 +133,9 @@ class Evaluator:
 
     def score(self, arch: Arch) -> dict[str, float]:
         """Score one arch now, bypassing the archive."""
-        with preserved_supernet(self.supernet):
-            self._recalibrate(arch)
-            model = self.supernet.path(arch).eval()
+        model = self.supernet.path(arch)
+        with preserved_supernet(model):
+            self._recalibrate(model)
             scores, logits = self._model_scores(model, arch)
             if self.ood_x is not None:
                 with torch.inference_mode():
@@ -172,26 +169,27 @@ class Evaluator:
 
     def calibrated_state(self, arch: Arch) -> dict[str, torch.Tensor]:
         """`extract(arch)` with BatchNorm statistics recalibrated for this arch (for export)."""
-        with preserved_supernet(self.supernet):
-            self._recalibrate(arch)
+        path = self.supernet.path(arch)
+        with preserved_supernet(path):
+            self._recalibrate(path)
             return {k: v.detach().clone() for k, v in self.supernet.extract(arch).items()}
 
     # -- internals ----------------------------------------------------------------------
-    def _recalibrate(self, arch: Arch) -> None:
+    def _recalibrate(self, path: nn.Module) -> None:
         """Running statistics := exact mean of the batch statistics over the fixed BN batches.
 
         Batch i is folded in with momentum 1/(i+1), so the result is the plain
-        average over equal-sized batches, independent of what ran before.
+        average over equal-sized batches, independent of what ran before. Only
+        the path's own BatchNorm layers are touched (the caller restores them).
         """
-        with torch.no_grad():
-            for m in self.bn_layers:
+        layers = [m for m in modules_run(path) if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        with torch.no_grad(), train_mode(path):
+            for m in layers:
                 m.reset_running_stats()
-            self.supernet.train()
             for i, xb in enumerate(self.bn_batches):
-                for m in self.bn_layers:
+                for m in layers:
                     m.momentum = 1.0 / (i + 1)
-                self.supernet(xb, arch)
-        self.supernet.eval()
+                path(xb)
 
     def _attack_for(self, arch: Arch):
         """The attack with its random start drawn from (seed, arch) unless it brings a generator.

@@ -230,6 +230,15 @@ class Supernet(nn.Module):
     def extract(self, arch: Arch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def path_modules(self, arch: Arch) -> list[nn.Module]:
+        """Every module a forward of `arch` can run (default: all of them).
+
+        Attacks and objectives switch train/eval flags and save BatchNorm
+        buffers around their passes; on a supernet path they need to touch only
+        these, not every candidate block of every layer.
+        """
+        return list(self.modules())
+
     def path(self, arch: Arch) -> SubnetView:
         return SubnetView(self, arch)
 
@@ -245,6 +254,13 @@ class SubnetView(nn.Module):
         super().__init__()
         self.supernet = supernet
         self.arch = tuple(arch)
+        self._modules_run: list[nn.Module] | None = None
+
+    def modules_run(self) -> list[nn.Module]:
+        """This view and the modules its forward runs, each once (`Supernet.path_modules`)."""
+        if self._modules_run is None:
+            self._modules_run = list(dict.fromkeys([self, *self.supernet.path_modules(self.arch)]))
+        return self._modules_run
 
     @property
     def first_layer(self) -> nn.Module:

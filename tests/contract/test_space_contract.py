@@ -228,3 +228,36 @@ def test_spread_by_params_gives_distinct_archs_across_the_size_range(name, label
     # arch i lands in slot i of [lo, hi]: sizes ranked, the whole range covered
     assert np.all(np.abs(params - targets) <= 0.5 * slot), ((params - targets) / slot).round(3)
     assert space.spread_by_params(np.random.default_rng(16), n) == archs      # deterministic
+
+
+@pytest.mark.parametrize(("name", "label"), NETWORK_CASES)
+def test_a_path_runs_and_changes_only_its_path_modules(name, label):
+    """Attacks and the evaluator switch and save only `path_modules(arch)`; nothing else may run.
+
+    Forward hooks catch the modules called; sliced BatchNorm runs as a
+    function on its module's buffers, so changed buffers are checked too.
+    """
+    space = space_of(name, label)
+    supernet = space.build_supernet().train()
+    x = images(space).float()
+    everything = set(supernet.modules())
+    for arch in sampled(space, 3, seed=7):
+        view = supernet.path(arch)
+        listed = set(view.modules_run())
+        assert view in listed and listed - {view} <= everything
+        before = {m: {k: v.clone() for k, v in m.named_buffers(recurse=False)}
+                  for m in everything}
+        ran: set = set()
+        hooks = [m.register_forward_hook(lambda mod, i, o: ran.add(mod)) for m in everything]
+        try:
+            with torch.no_grad():
+                view(x)
+        finally:
+            for h in hooks:
+                h.remove()
+        changed = {m for m in everything
+                   if any(not torch.equal(v, dict(m.named_buffers(recurse=False))[k])
+                          for k, v in before[m].items())}
+        assert changed, "a train-mode forward moves some BatchNorm statistics"
+        assert ran <= listed, sorted(type(m).__name__ for m in ran - listed)
+        assert changed <= listed, sorted(type(m).__name__ for m in changed - listed)

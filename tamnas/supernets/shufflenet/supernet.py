@@ -168,6 +168,14 @@ class ShuffleNetSupernet(Supernet):
                 out[f"layers.{i}.{name}"] = t.detach().clone()
         return out
 
+    def path_modules(self, arch: Arch) -> list[nn.Module]:
+        """The stem, the head and the chosen block of every layer (with the modules it shares)."""
+        arch = self._arch(arch)
+        out = [self, *self.first_layer.modules(), self.stem_bn, *self.head.modules()]
+        for i, layer in enumerate(self.layers):
+            out += [layer, *layer.candidates[arch[2 * i]].modules()]
+        return out
+
     def path_widths(self, arch: Arch) -> np.ndarray:
         """Intermediate width of each layer on this path (for inspection)."""
         arch = self._arch(arch)
