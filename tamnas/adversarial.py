@@ -203,10 +203,14 @@ class FgsmRS(Objective):
 
 
 def _trades_update(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
-                   beta: float) -> dict[str, torch.Tensor]:
-    """CE(f(x), y) + beta KL(f(x) || f(x_adv)), backward in train mode (clean pass first)."""
+                   beta: float, logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """CE(f(x), y) + beta KL(f(x) || f(x_adv)), backward in train mode (clean pass first).
+
+    `logits`: the clean pass, when the caller already ran it in train mode (with its graph).
+    """
     with train_mode(model):
-        logits = _logits(model, x)
+        if logits is None:
+            logits = _logits(model, x)
         logits_adv = _logits(model, x_adv)
         ce = F.cross_entropy(logits, y)
         kl = trades_kl(logits_adv, logits)
@@ -286,13 +290,17 @@ class TradesYopo(Objective):
         self.m, self.n, self.eps, self.sigma, self.beta = m, n, eps, sigma, beta
         self.first_layer_grad = first_layer_grad
 
-    def perturb(self, model: nn.Module,
-                x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    def _batch_stats_adversary(self) -> bool:
+        return self.first_layer_grad == "hamiltonian" or self.adversary_bn == "batch"
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, q: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """The adversary alone: (eta, summed Pontryagin gradients of layer one or None).
 
         The objective's adversary mode for "discard" (eval by default), train
         mode with BatchNorm statistics restored for "hamiltonian" (module
-        docstring); touches no weight, `.grad` or BatchNorm statistic.
+        docstring); touches no weight, `.grad` or BatchNorm statistic. `q`:
+        the KL's target softmax(f(x)) in that mode, when the caller has it.
         """
         hamiltonian = self.first_layer_grad == "hamiltonian"
         if not (hasattr(model, "first_layer") and hasattr(model, "forward_from_first")):
@@ -305,8 +313,9 @@ class TradesYopo(Objective):
         eta = self.START_STD * noise_like(x, "normal", self.generator)
         mode = batch_stats_mode if hamiltonian else self.adversary_mode
         with mode(model), torch.enable_grad():
-            with torch.no_grad():
-                q = F.softmax(_logits(model, x), dim=1)
+            if q is None:
+                with torch.no_grad():
+                    q = F.softmax(_logits(model, x), dim=1)
             for _ in range(self.m):
                 eta.requires_grad_(True)
                 z = layer(torch.clamp(x + eta, 0.0, 1.0))
@@ -329,8 +338,18 @@ class TradesYopo(Objective):
         return eta.detach(), total
 
     def _backward(self, model, x, y):
-        eta, extra = self.perturb(model, x)
-        metrics = _trades_update(model, x, torch.clamp(x + eta, 0.0, 1.0), y, self.beta)
+        logits = q = None
+        if self._batch_stats_adversary():
+            # With a batch-statistics adversary, its target pass softmax(f(x)) is
+            # the update's clean pass: same weights, same BatchNorm arithmetic.
+            # Run that pass first (its running-statistics update is the one the
+            # update would make; the adversary restores the buffers to it) and
+            # hand both on: one forward less per batch, the same numbers.
+            with train_mode(model):
+                logits = _logits(model, x)
+            q = F.softmax(logits.detach(), dim=1)
+        eta, extra = self.perturb(model, x, q)
+        metrics = _trades_update(model, x, torch.clamp(x + eta, 0.0, 1.0), y, self.beta, logits)
         if extra is not None:
             params = [p for p in model.first_layer.parameters() if p.requires_grad]
             scale = self.beta / self.m

@@ -176,6 +176,30 @@ def test_yopo_m_1_step_matches_a_hand_computed_step(m):
 
 
 @pytest.mark.parametrize("m", [1, 3])
+def test_batch_statistics_step_reuses_its_clean_pass_and_matches_a_hand_computed_step(m):
+    """adversary_bn="batch": the update's clean pass doubles as the adversary's target.
+
+    The result must be the step as written out: the adversary in train mode
+    on a copy (BN buffers untouched), then the TRADES loss's clean and
+    adversarial passes, each moving the running statistics once.
+    """
+    model, x, y = cnn_batch(7)
+    hand, adversary_copy = copy.deepcopy(model), copy.deepcopy(model)
+    eps, sigma, beta, seed = 0.1, 0.03, 2.0, 13
+    TradesYopo(m, 1, eps, sigma, beta, generator=torch.Generator().manual_seed(seed),
+               adversary_bn="batch").step(model, x, y)
+    etas, _ = hand_yopo_m_1(adversary_copy, x, eps, sigma, seed, train=True, m=m)
+    hand_trades_loss(hand, x, (x + etas[-1]).clamp(0, 1), y, beta).backward()
+    for name, p in model.named_parameters():
+        assert_rounding_close(p.grad, hand.get_parameter(name).grad, TERMS, DEPTH, msg=name)
+    for (k, a), b in zip(model.state_dict().items(), hand.state_dict().values()):
+        if a.is_floating_point():        # running statistics: clean pass, then adversarial
+            assert_rounding_close(a, b, TERMS, DEPTH, msg=k)
+        else:
+            assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize("m", [1, 3])
 def test_hamiltonian_mode_adds_the_pontryagin_term_to_layer_one_only(m):
     model, x, y = cnn_batch(3)
     hand, pontryagin_model = copy.deepcopy(model), copy.deepcopy(model)
