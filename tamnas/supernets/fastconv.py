@@ -56,7 +56,7 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         b, c, h, w = x.shape
         y = torch.matmul(weight.reshape(out_c, in_c), x.reshape(b, c, h * w))
         if bias is not None:
-            y = y + bias.view(1, out_c, 1)
+            y = y + bias.view(1, out_c, 1).to(y.dtype)    # bf16 under autocast, as conv2d
         return y.view(b, out_c, h, w)
     y = F.conv2d(x.contiguous(memory_format=torch.channels_last), weight, bias, stride, padding,
                  dilation, groups)
