@@ -5,8 +5,9 @@ inner width (one of each shape), each in both pairwise kinds (embedded
 Gaussian and Gaussian, whichever the preset offers), at the preset's resolution and at
 every extra --resolution given (28x28 is the shape the profile of issue 22
 was taken at). "old" is the layer as first written (theta^T phi, an N x N
-softmax, two bmm), "new" is `NonLocal.forward` (one
-`scaled_dot_product_attention`). Old and new take turns repetition by
+softmax, two bmm, its 1x1 convolutions through plain `F.conv2d`), "new" is
+`NonLocal.forward` (one `scaled_dot_product_attention`, the 1x1 convolutions
+through `fastconv`, a matmul on CPU). Old and new take turns repetition by
 repetition, so drifting load on a shared machine hits both alike; each
 layer's time is its median repetition, and a resolution's ratio (new / old,
 the target is <= 0.35) is one of the layers' summed medians. Writes
@@ -27,13 +28,19 @@ import numpy as np
 import torch
 
 import tamnas
+from tamnas.supernets.fastconv import plain_convolutions
 from tamnas.supernets.shufflenet.blocks import NonLocal
 
 MODES = ("embedded", "gaussian")
 
 
 def old_forward(nl: NonLocal, x: torch.Tensor) -> torch.Tensor:
-    """The explicit formula the fused call replaced (full width, no mask)."""
+    """The explicit formula the fused call replaced (full width, no mask), plain convolutions."""
+    with plain_convolutions():
+        return _explicit(nl, x)
+
+
+def _explicit(nl: NonLocal, x: torch.Tensor) -> torch.Tensor:
     b, _, h, w = x.shape
     g = nl.g(x).flatten(2)
     if nl.mode == "embedded":
