@@ -220,6 +220,25 @@ def _trades_update(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: to
             "kl": kl}
 
 
+def _shared_clean_pass(model: nn.Module, x: torch.Tensor, batch_stats_adversary: bool
+                       ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(clean logits with their graph, their softmax) when the adversary can share them.
+
+    With a batch-statistics adversary, the adversary's target pass softmax(f(x))
+    is the update's clean pass: same weights, same BatchNorm arithmetic. So
+    that pass runs first, in train mode (its running-statistics update is the
+    one the update would make; the adversary restores the buffers to it), and
+    both the adversary and the update take it: one forward less per batch,
+    the same numbers in float32. An eval-mode adversary sees running
+    statistics, another function: (None, None), each runs its own.
+    """
+    if not batch_stats_adversary:
+        return None, None
+    with train_mode(model):
+        logits = _logits(model, x)
+    return logits, F.softmax(logits.detach(), dim=1)
+
+
 @register_objective("trades")
 class Trades(Objective):
     """Zhang et al.: CE + beta KL, the adversary is KL-PGD started at x + 0.001 randn."""
@@ -233,9 +252,11 @@ class Trades(Objective):
         self.beta, self.eps, self.steps, self.step_size = beta, eps, steps, step_size
 
     def _backward(self, model, x, y):
+        logits, target = _shared_clean_pass(model, x, self.adversary_bn == "batch")
         x_adv = pgd(model, x, y, self.eps, self.steps, self.step_size, loss="kl",
-                    generator=self.generator, start_std=self.START_STD, mode=self.adversary_mode)
-        return _trades_update(model, x, x_adv, y, self.beta)
+                    generator=self.generator, start_std=self.START_STD, mode=self.adversary_mode,
+                    kl_target=target)
+        return _trades_update(model, x, x_adv, y, self.beta, logits)
 
     @classmethod
     def from_config(cls, cfg, generator=None):
@@ -338,16 +359,7 @@ class TradesYopo(Objective):
         return eta.detach(), total
 
     def _backward(self, model, x, y):
-        logits = q = None
-        if self._batch_stats_adversary():
-            # With a batch-statistics adversary, its target pass softmax(f(x)) is
-            # the update's clean pass: same weights, same BatchNorm arithmetic.
-            # Run that pass first (its running-statistics update is the one the
-            # update would make; the adversary restores the buffers to it) and
-            # hand both on: one forward less per batch, the same numbers.
-            with train_mode(model):
-                logits = _logits(model, x)
-            q = F.softmax(logits.detach(), dim=1)
+        logits, q = _shared_clean_pass(model, x, self._batch_stats_adversary())
         eta, extra = self.perturb(model, x, q)
         metrics = _trades_update(model, x, torch.clamp(x + eta, 0.0, 1.0), y, self.beta, logits)
         if extra is not None:

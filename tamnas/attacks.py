@@ -169,11 +169,12 @@ def _pgd_once(model: nn.Module, x: torch.Tensor, target: torch.Tensor, lo: torch
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, steps: int,
         step_size: float, restarts: int = 1, loss: str = "ce", random_start: bool = True,
         generator: torch.Generator | None = None, start_std: float | None = None,
-        mode=eval_mode) -> torch.Tensor:
+        mode=eval_mode, kl_target: torch.Tensor | None = None) -> torch.Tensor:
     """L-inf PGD (Madry et al.); loss "kl" is TRADES' inner maximisation of KL(f(x) || f(x')).
 
     `mode` is the context the model runs in: eval mode for evaluation,
     `batch_stats_mode` for an adversary inside training (see there).
+    `kl_target`: softmax(f(x)) in that mode, when the caller already has it.
 
     The random start is uniform in the eps-ball, or N(0, start_std^2) when
     `start_std` is given (TRADES starts at x + 0.001 randn: its KL has zero
@@ -187,7 +188,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, s
         return x
     lo, hi = torch.clamp(x - eps, min=0.0), torch.clamp(x + eps, max=1.0)
     with mode(model), torch.enable_grad():
-        target = _target(model, x, y, loss)
+        target = kl_target if loss == "kl" and kl_target is not None else _target(model, x, y, loss)
         best = best_wrong = best_loss = None
         for _ in range(restarts):
             x_adv = _pgd_once(model, x, target, lo, hi, eps, steps, step_size, loss,

@@ -20,7 +20,7 @@ from tamnas.adversarial import (
     TradesYopo,
     build_objective,
 )
-from tamnas.attacks import Attack, robust_accuracy
+from tamnas.attacks import Attack, batch_stats_mode, pgd, robust_accuracy
 from tamnas.config import TrainConfig
 
 SETTINGS = {"standard": {},
@@ -194,6 +194,25 @@ def test_batch_statistics_step_reuses_its_clean_pass_and_matches_a_hand_computed
         assert_rounding_close(p.grad, hand.get_parameter(name).grad, TERMS, DEPTH, msg=name)
     for (k, a), b in zip(model.state_dict().items(), hand.state_dict().values()):
         if a.is_floating_point():        # running statistics: clean pass, then adversarial
+            assert_rounding_close(a, b, TERMS, DEPTH, msg=k)
+        else:
+            assert torch.equal(a, b), k
+
+
+def test_trades_batch_statistics_step_shares_its_clean_pass_and_matches_the_written_out_step():
+    model, x, y = cnn_batch(8)
+    hand, adversary_copy = copy.deepcopy(model), copy.deepcopy(model)
+    eps, steps, step_size, beta, seed = 0.1, 3, 0.04, 3.0, 17
+    Trades(beta, eps, steps, step_size, generator=torch.Generator().manual_seed(seed),
+           adversary_bn="batch").step(model, x, y)
+    x_adv = pgd(adversary_copy, x, y, eps, steps, step_size, loss="kl",
+                generator=torch.Generator().manual_seed(seed), start_std=Trades.START_STD,
+                mode=batch_stats_mode)
+    hand_trades_loss(hand, x, x_adv, y, beta).backward()
+    for name, p in model.named_parameters():
+        assert_rounding_close(p.grad, hand.get_parameter(name).grad, TERMS, DEPTH, msg=name)
+    for (k, a), b in zip(model.state_dict().items(), hand.state_dict().values()):
+        if a.is_floating_point():
             assert_rounding_close(a, b, TERMS, DEPTH, msg=k)
         else:
             assert torch.equal(a, b), k
