@@ -123,8 +123,8 @@ def test_relaxed_forward_is_differentiable_in_the_probabilities():
 def test_first_layer_is_normalisation_plus_a_bare_convolution():
     space = make_space(cells=3)
     supernet = space.build_supernet()
-    kinds = [type(m) for m in supernet.first_layer]
-    assert kinds == [Normalize, nn.Conv2d] and supernet.first_layer[1].bias is None
+    norm, conv = supernet.first_layer
+    assert type(norm) is Normalize and isinstance(conv, nn.Conv2d) and conv.bias is None
 
 
 def _brute_force_legal(space: DartsSpace):

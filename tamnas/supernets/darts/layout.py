@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from tamnas.supernets.base import Arch, Gene, check_genes
+from tamnas.supernets.fastconv import Conv2d
 from tamnas.supernets.darts.ops import (
     NONE,
     PRIMITIVES,
@@ -154,7 +155,7 @@ def make_layout(placement: str, cells: int, init_channels: int, nodes: int, in_c
 def make_stem(layout: Layout) -> tuple[nn.Sequential, nn.BatchNorm2d]:
     """(first_layer, stem BN): YOPO's layer one is normalisation + the bare 3x3 convolution."""
     first = nn.Sequential(Normalize(layout.mean, layout.std),
-                          nn.Conv2d(layout.in_channels, layout.c_stem, 3, padding=1, bias=False))
+                          Conv2d(layout.in_channels, layout.c_stem, 3, padding=1, bias=False))
     return first, nn.BatchNorm2d(layout.c_stem)
 
 

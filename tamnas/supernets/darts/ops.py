@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tamnas.supernets.fastconv import Conv2d
+
 PRIMITIVES = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
               "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
 NONE = 0
@@ -61,7 +63,7 @@ class ReLUConvBN(nn.Sequential):
 
     def __init__(self, c_in: int, c_out: int, kernel: int = 1, stride: int = 1):
         super().__init__(nn.ReLU(inplace=False),
-                         nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
+                         Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
                          nn.BatchNorm2d(c_out))
 
 
@@ -75,8 +77,8 @@ class FactorizedReduce(nn.Module):
     def __init__(self, c_in: int, c_out: int):
         super().__init__()
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
+        self.conv_1 = Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
         self.bn = nn.BatchNorm2d(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,9 +93,9 @@ class DilConv(nn.Sequential):
     def __init__(self, c: int, kernel: int, stride: int, dilation: int):
         pad = dilation * (kernel - 1) // 2
         super().__init__(nn.ReLU(inplace=False),
-                         nn.Conv2d(c, c, kernel, stride, pad, dilation=dilation, groups=c,
+                         Conv2d(c, c, kernel, stride, pad, dilation=dilation, groups=c,
                                    bias=False),
-                         nn.Conv2d(c, c, 1, bias=False),
+                         Conv2d(c, c, 1, bias=False),
                          nn.BatchNorm2d(c))
 
 
