@@ -1,7 +1,7 @@
 """CPU convolutions: `tamnas.supernets.fastconv` against plain `F.conv2d`, in one process.
 
 Two levels, each timed with plain and fast convolutions taking turns
-repetition by repetition (so drifting load hits both alike), medians reported:
+(ABBA, so drifting load hits both alike), medians reported:
 
 - layers: forward + backward of single convolutions at the shapes tiny spaces
   use (1x1, depthwise 3x3 to 7x7, the stem's 3x3), batch 64;
@@ -40,16 +40,23 @@ LAYERS = [(4, 2, 8, 1, 1, 1), (8, 8, 8, 1, 1, 1), (24, 24, 4, 1, 1, 1), (16, 32,
           (1, 4, 16, 3, 1, 1), (1, 16, 16, 3, 1, 1)]
 
 
-def alternate(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
-    """Median seconds of each function, run in turns (repetition 0 warms up)."""
+def alternate(fns: dict[str, Callable[[], object]], reps: int, block: int = 1) -> dict[str, float]:
+    """Median seconds per call of each function, run in turns of `block` calls.
+
+    The order flips every repetition (ABBA), so drifting load and whichever
+    primitives the previous turn left in oneDNN's cache hit both alike;
+    repetition 0 warms up.
+    """
     times: dict[str, list[float]] = {k: [] for k in fns}
+    names = list(fns)
     for rep in range(reps + 1):
-        for name, fn in fns.items():
+        for name in names if rep % 2 == 0 else names[::-1]:
             with plain_convolutions() if name == "plain" else nullcontext():
                 tic = time.perf_counter()
-                fn()
+                for _ in range(block):
+                    fns[name]()
                 if rep:
-                    times[name].append(time.perf_counter() - tic)
+                    times[name].append((time.perf_counter() - tic) / block)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -104,7 +111,7 @@ def step_rows(preset: str, reps: int) -> list[dict]:
     rows = []
     for what, fn in (("training step (batch 64)", train_step),
                      (f"evaluator, one arch ({n_val} images)", score)):
-        t = alternate({"plain": fn, "fast": fn}, reps)
+        t = alternate({"plain": fn, "fast": fn}, reps, block=4 if "step" in what else 1)
         rows.append({"preset": preset, "what": what, "plain_ms": round(1e3 * t["plain"], 1),
                      "fast_ms": round(1e3 * t["fast"], 1),
                      "ratio": round(t["fast"] / t["plain"], 3)})
