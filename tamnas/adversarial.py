@@ -204,10 +204,8 @@ class FgsmRS(Objective):
 
 def _trades_update(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
                    beta: float, logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """CE(f(x), y) + beta KL(f(x) || f(x_adv)), backward in train mode (clean pass first).
-
-    `logits`: the clean pass, when the caller already ran it in train mode (with its graph).
-    """
+    """CE(f(x), y) + beta KL(f(x) || f(x_adv)), backward in train mode (clean pass first;
+    `logits`: that pass, when the caller already ran it in train mode, with its graph)."""
     with train_mode(model):
         if logits is None:
             logits = _logits(model, x)
@@ -224,13 +222,11 @@ def _shared_clean_pass(model: nn.Module, x: torch.Tensor, batch_stats_adversary:
                        ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(clean logits with their graph, their softmax) when the adversary can share them.
 
-    With a batch-statistics adversary, the adversary's target pass softmax(f(x))
-    is the update's clean pass: same weights, same BatchNorm arithmetic. So
-    that pass runs first, in train mode (its running-statistics update is the
-    one the update would make; the adversary restores the buffers to it), and
-    both the adversary and the update take it: one forward less per batch,
-    the same numbers in float32. An eval-mode adversary sees running
-    statistics, another function: (None, None), each runs its own.
+    A batch-statistics adversary's target softmax(f(x)) is the update's clean
+    pass (same weights, same BatchNorm arithmetic), so that pass runs first in
+    train mode (the adversary restores the buffers to what it left) and serves
+    both: one forward less per batch, the same float32 numbers. An eval-mode
+    adversary sees running statistics, another function: (None, None).
     """
     if not batch_stats_adversary:
         return None, None
