@@ -15,7 +15,7 @@ benchmarks/results/search_vs_random_jobs.jsonl; run the same command again
 and only what is missing runs.
 
     OMP_NUM_THREADS=1 python benchmarks/search_vs_random.py runs/fm --seeds 2 \\
-        --budgets 7000,10000,14000 --retrain-seeds 3
+        --budgets 20000,25000,33000 --retrain-seeds 3
 """
 
 from __future__ import annotations
