@@ -12,7 +12,9 @@ retrain-and-score job, and the two are compared against their seed spread.
 
 Resumable: every finished search and training appends one JSON line to
 benchmarks/results/search_vs_random_jobs.jsonl; run the same command again
-and only what is missing runs.
+and only what is missing runs. `--shard I/N` splits the searches and the
+trainings over N processes (one core each); a shard waits for the others'
+searches before it picks archs.
 
     OMP_NUM_THREADS=1 python benchmarks/search_vs_random.py runs/fm --seeds 2 \\
         --budgets 20000,25000,33000 --retrain-seeds 3
@@ -91,30 +93,37 @@ def main() -> None:
     ap.add_argument("--retrain-seeds", type=int, default=3)
     ap.add_argument("--jobs", type=Path, default=RESULTS / "search_vs_random_jobs.jsonl")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--shard", default="0/1", help="I/N: this process runs every N-th job from I")
     args = ap.parse_args()
+    shard, n_shards = (int(v) for v in args.shard.split("/"))
     run = RunDir(args.run)
     cfg = load_run_config(run.config)
     session = Session.open(cfg, run, torch.device(args.device), quiet=True)
     key = session.fingerprint
-    done = [r for r in _read(args.jobs) if r.get("supernet") == key]
     root = run.root / "search_vs_random"
     frames: dict[tuple[str, int], pd.DataFrame] = {}
-    for strategy in STRATEGIES:
-        for k in range(args.seeds):
-            folder = root / f"{strategy}-s{k}"
-            tic = time.perf_counter()
-            frame = run_search(session, strategy, cfg.seed + 1000 * k, folder)  # resumes
-            frames[strategy, k] = frame
-            if not any(r["kind"] == "search" and r["strategy"] == strategy and r["seed"] == k
-                       for r in done):
-                rec = {"supernet": key, "kind": "search", "strategy": strategy, "seed": k,
-                       "evaluations": len(frame), "hv": hypervolume(session, frame),
-                       "seconds": round(time.perf_counter() - tic, 1)}
-                _append(args.jobs, rec)
-                done.append(rec)
-            print(f"{strategy} seed {k}: {len(frame)} archs, hv "
-                  f"{hypervolume(session, frame):.4f}", flush=True)
+    searches = [(strategy, k) for strategy in STRATEGIES for k in range(args.seeds)]
     budgets = [int(b) for b in args.budgets.split(",") if b]
+
+    def recorded(strategy: str, k: int) -> bool:
+        return any(r["kind"] == "search" and r["strategy"] == strategy and r["seed"] == k
+                   for r in _read(args.jobs) if r.get("supernet") == key)
+
+    for i, (strategy, k) in enumerate(searches):
+        if i % n_shards != shard:
+            if not budgets:
+                continue
+            while not recorded(strategy, k):  # another shard's search: wait, then load it
+                time.sleep(30)
+        tic = time.perf_counter()
+        frame = run_search(session, strategy, cfg.seed + 1000 * k, root / f"{strategy}-s{k}")
+        frames[strategy, k] = frame  # a finished search only reloads
+        hv = hypervolume(session, frame)
+        if not recorded(strategy, k):
+            _append(args.jobs, {"supernet": key, "kind": "search", "strategy": strategy,
+                                "seed": k, "evaluations": len(frame), "hv": hv,
+                                "seconds": round(time.perf_counter() - tic, 1)})
+        print(f"{strategy} seed {k}: {len(frame)} archs, hv {hv:.4f}", flush=True)
     picks = []
     for budget in budgets:
         for strategy in STRATEGIES:
@@ -126,20 +135,24 @@ def main() -> None:
                 picks.append((budget, strategy, arch, float(row["adv_err"])))
     evaluator = Evaluator.from_config(cfg, session.space, session.supernet, session.data,
                                       session.device)
-    for budget, strategy, arch, inherited in picks:
-        for s in range(args.retrain_seeds):
-            name = "-".join(map(str, arch))
-            if any(r["kind"] == "retrain" and r["arch"] == name and r["seed_index"] == s
-                   for r in done):
-                continue
-            res = run_job(session, evaluator, Job(0, arch, s), root / "retrain", True, True)
-            rec = {"supernet": key, "kind": "retrain", "budget": budget, "strategy": strategy,
-                   "arch": name, "seed_index": s, "params": int(session.space.params(arch)),
-                   "inherited_adv_err": inherited, "clean_err": float(res["clean_err"]),
-                   "adv_err": float(res["adv_err"])}
-            _append(args.jobs, rec)
-            done.append(rec)
-    table = pd.DataFrame([r for r in done if r["kind"] == "retrain"])
+    trainings = sorted({(pick[2], s) for pick in picks for s in range(args.retrain_seeds)})
+    for j, (arch, s) in enumerate(trainings):
+        name = "-".join(map(str, arch))
+        if j % n_shards != shard or any(r["kind"] == "retrain" and r["arch"] == name
+                                        and r["seed_index"] == s for r in _read(args.jobs)):
+            continue
+        res = run_job(session, evaluator, Job(0, arch, s), root / "retrain", True, True)
+        _append(args.jobs, {"supernet": key, "kind": "retrain", "arch": name, "seed_index": s,
+                            "params": int(session.space.params(arch)),
+                            "clean_err": float(res["clean_err"]), "adv_err": float(res["adv_err"])})
+    # one training per (arch, seed) serves every budget and strategy that picked the arch
+    done = [r for r in _read(args.jobs) if r.get("supernet") == key]
+    results = {(r["arch"], r["seed_index"]): r for r in done if r["kind"] == "retrain"}
+    table = pd.DataFrame([{**results[name, s], "budget": budget, "strategy": strategy,
+                           "inherited_adv_err": inherited}
+                          for budget, strategy, arch, inherited in picks
+                          for name in ["-".join(map(str, arch))]
+                          for s in range(args.retrain_seeds) if (name, s) in results])
     if len(table):
         summary = table.groupby(["budget", "strategy", "arch"]).agg(
             params=("params", "first"), inherited_adv_err=("inherited_adv_err", "first"),
