@@ -1,0 +1,75 @@
+"""benchmarks/search_vs_random.py on a tiny run: equal evaluations, shards that split the work,
+one training per picked arch and seed, and a rerun that adds nothing."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from cli_configs import on_cpu, set_args
+
+from tamnas.cli import main
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "search_vs_random.py"
+TINY = set_args(search__pop_size="4", search__n_offsprings="4", search__generations="2",
+                search__bn_images="32", search__eval_images="40", retrain__epochs="1",
+                retrain__batches_per_epoch="2")
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("search_vs_random", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("svr") / "run"
+    assert main(on_cpu("train-supernet", "quickstart", "--out", str(out), *TINY)) == 0
+    return out
+
+
+def _call(script, monkeypatch, *argv: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["search_vs_random.py", *argv])
+    script.main()
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_shards_split_the_searches_and_the_picks_are_trained_once(script, run_dir, tmp_path,
+                                                                   monkeypatch):
+    jobs = tmp_path / "jobs.jsonl"
+    common = [str(run_dir), "--seeds", "1", "--jobs", str(jobs)]
+    # Without budgets a shard runs only its own searches: nsga2 is job 0, random job 1.
+    _call(script, monkeypatch, *common, "--shard", "0/2")
+    assert [(r["kind"], r["strategy"]) for r in _lines(jobs)] == [("search", "nsga2")]
+    _call(script, monkeypatch, *common, "--shard", "1/2")
+    searches = _lines(jobs)
+    assert [r["strategy"] for r in searches] == ["nsga2", "random"]
+    # Random search spends as many evaluations as NSGA-II: pop_size + generations x offspring.
+    assert [r["evaluations"] for r in searches] == [4 + 2 * 4] * 2
+    assert all(0.0 <= r["hv"] <= 1.0 for r in searches)
+
+    # With one budget above every arch, each strategy's pick is its best arch by adversarial
+    # error; the searches only reload, and each picked (arch, seed) is trained once.
+    _call(script, monkeypatch, *common, "--budgets", "1000000", "--retrain-seeds", "2")
+    lines = _lines(jobs)
+    assert lines[:2] == searches
+    trained = [(r["arch"], r["seed_index"]) for r in lines[2:]]
+    assert all(r["kind"] == "retrain" for r in lines[2:])
+    assert len(trained) == len(set(trained)) and len(trained) in (2, 4)
+    assert {s for _, s in trained} == {0, 1}
+    for r in lines[2:]:
+        assert 0.0 <= r["clean_err"] <= 1.0 and 0.0 <= r["adv_err"] <= 1.0
+        assert (run_dir / "search_vs_random" / "retrain").is_dir()
+
+    # A rerun finds everything done and appends nothing.
+    _call(script, monkeypatch, *common, "--budgets", "1000000", "--retrain-seeds", "2")
+    assert _lines(jobs) == lines
