@@ -109,12 +109,11 @@ def main() -> None:
         return any(r["kind"] == "search" and r["strategy"] == strategy and r["seed"] == k
                    for r in _read(args.jobs) if r.get("supernet") == key)
 
-    for i, (strategy, k) in enumerate(searches):
-        if i % n_shards != shard:
-            if not budgets:
-                continue
-            while not recorded(strategy, k):  # another shard's search: wait, then load it
-                time.sleep(30)
+    own = [job for i, job in enumerate(searches) if i % n_shards == shard]
+    others = [job for job in searches if job not in own] if budgets else []
+    for strategy, k in own + others:  # its own searches first, then the others' once recorded
+        while (strategy, k) not in own and not recorded(strategy, k):
+            time.sleep(30)
         tic = time.perf_counter()
         frame = run_search(session, strategy, cfg.seed + 1000 * k, root / f"{strategy}-s{k}")
         frames[strategy, k] = frame  # a finished search only reloads
