@@ -134,7 +134,9 @@ def main() -> None:
                 picks.append((budget, strategy, arch, float(row["adv_err"])))
     evaluator = Evaluator.from_config(cfg, session.space, session.supernet, session.data,
                                       session.device)
-    trainings = sorted({(pick[2], s) for pick in picks for s in range(args.retrain_seeds)})
+    # seed-major: every pick gets its first seed before any gets a second
+    trainings = sorted({(pick[2], s) for pick in picks for s in range(args.retrain_seeds)},
+                       key=lambda job: (job[1], job[0]))
     for j, (arch, s) in enumerate(trainings):
         name = "-".join(map(str, arch))
         if j % n_shards != shard or any(r["kind"] == "retrain" and r["arch"] == name
