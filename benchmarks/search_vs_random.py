@@ -10,7 +10,8 @@ of each strategy by inherited adversarial error (pooled over its seeds) is
 retrained standalone with `--retrain-seeds` seeds through validate's own
 retrain-and-score job, and the two are compared against their seed spread.
 
-Resumable: every finished search and training appends one JSON line to
+Writes the picks and the per-budget verdicts to search_vs_random.json beside
+the jobs file. Resumable: every finished search and training appends one JSON line to
 benchmarks/results/search_vs_random_jobs.jsonl; run the same command again
 and only what is missing runs. `--shard I/N` splits the searches and the
 trainings over N processes (one core each); a shard waits for the others'
@@ -154,18 +155,50 @@ def main() -> None:
                           for budget, strategy, arch, inherited in picks
                           for name in ["-".join(map(str, arch))]
                           for s in range(args.retrain_seeds) if (name, s) in results])
-    if len(table):
-        summary = table.groupby(["budget", "strategy", "arch"]).agg(
-            params=("params", "first"), inherited_adv_err=("inherited_adv_err", "first"),
-            adv_err=("adv_err", "mean"), adv_err_std=("adv_err", "std"),
-            clean_err=("clean_err", "mean"), seeds=("adv_err", "size"))
+    summary, verdicts = summarise(table)
+    if len(summary):
         print(summary.to_string())
+        print(verdicts.to_string())
     hv = pd.DataFrame([r for r in done if r["kind"] == "search"])
     if len(hv):
         print(hv.groupby("strategy")["hv"].agg(["mean", "std", "count"]).to_string())
-    print(json.dumps({"hv_per_strategy": {s: list(np.round(hv[hv.strategy == s].hv, 4))
-                                          for s in STRATEGIES} if len(hv) else {}}))
+    out = {"supernet": key, "budgets": budgets, "retrain_seeds": args.retrain_seeds,
+           "hv_per_strategy": {s: [round(v, 4) for v in hv[hv.strategy == s].hv]
+                               for s in STRATEGIES} if len(hv) else {},
+           "picks": summary.reset_index().to_dict("records"),
+           "comparison": verdicts.reset_index().to_dict("records")}
+    args.jobs.with_name("search_vs_random.json").write_text(json.dumps(out, indent=2) + "\n")
 
+
+def summarise(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per pick: its standalone errors over the seeds; per budget: NSGA-II's pick against random's.
+
+    A difference in mean standalone error counts only beyond two standard
+    errors of that difference (the seeds' spread, sqrt(s1^2/n1 + s2^2/n2));
+    within it the budget is a tie, and with one seed a side it is unknown.
+    """
+    if not len(table):
+        return pd.DataFrame(), pd.DataFrame()
+    summary = table.groupby(["budget", "strategy", "arch"]).agg(
+        params=("params", "first"), inherited_adv_err=("inherited_adv_err", "first"),
+        adv_err=("adv_err", "mean"), adv_err_std=("adv_err", "std"),
+        clean_err=("clean_err", "mean"), clean_err_std=("clean_err", "std"),
+        seeds=("adv_err", "size"))
+    rows = []
+    for budget, group in summary.groupby(level="budget"):
+        by = {s: g.iloc[0] for s, g in group.groupby(level="strategy")}
+        if set(by) != set(STRATEGIES):
+            continue
+        a, b = by["nsga2"], by["random"]
+        row = {"budget": budget}
+        for err in ("adv_err", "clean_err"):
+            diff = a[err] - b[err]
+            se = float(np.sqrt(a[f"{err}_std"] ** 2 / a.seeds + b[f"{err}_std"] ** 2 / b.seeds))
+            winner = ("unknown" if np.isnan(se) else "tie" if abs(diff) <= 2 * se
+                      else "nsga2" if diff < 0 else "random")
+            row |= {f"{err}_diff": diff, f"{err}_diff_se": se, f"{err}_winner": winner}
+        rows.append(row)
+    return summary, pd.DataFrame(rows).set_index("budget") if rows else pd.DataFrame()
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from cli_configs import on_cpu, set_args
 
@@ -73,3 +74,27 @@ def test_shards_split_the_searches_and_the_picks_are_trained_once(script, run_di
     # A rerun finds everything done and appends nothing.
     _call(script, monkeypatch, *common, "--budgets", "1000000", "--retrain-seeds", "2")
     assert _lines(jobs) == lines
+
+
+def test_a_budget_is_won_only_beyond_two_standard_errors_of_the_difference(script):
+    def rows(strategy, arch, advs, budget=100):
+        return [{"budget": budget, "strategy": strategy, "arch": arch, "params": 50,
+                 "inherited_adv_err": 0.4, "adv_err": a, "clean_err": 0.2, "seed_index": s}
+                for s, a in enumerate(advs)]
+
+    # nsga2 0.30 +- 0.01 (3 seeds) vs random 0.40 +- 0.01: se of the difference 0.0082
+    table = pd.DataFrame(rows("nsga2", "a", [0.29, 0.30, 0.31]) + rows("random", "b", [0.39, 0.40, 0.41])
+                         + rows("nsga2", "a", [0.29, 0.30, 0.31], 200)
+                         + rows("random", "c", [0.30, 0.35, 0.40], 200))
+    summary, verdicts = script.summarise(table)
+    assert summary.loc[(100, "nsga2", "a"), "seeds"] == 3
+    assert summary.loc[(100, "random", "b"), "adv_err"] == pytest.approx(0.40)
+    first = verdicts.loc[100]
+    assert first["adv_err_diff"] == pytest.approx(-0.10)
+    assert first["adv_err_diff_se"] == pytest.approx((0.01 ** 2 / 3 * 2) ** 0.5)
+    assert first["adv_err_winner"] == "nsga2" and first["clean_err_winner"] == "tie"
+    # 0.05 apart, but the noisier pick's seeds make that less than two standard errors (0.059)
+    assert verdicts.loc[200, "adv_err_diff"] == pytest.approx(-0.05)
+    assert verdicts.loc[200, "adv_err_winner"] == "tie"
+    one_seed = pd.DataFrame(rows("nsga2", "a", [0.3]) + rows("random", "b", [0.5]))
+    assert script.summarise(one_seed)[1].loc[100, "adv_err_winner"] == "unknown"
