@@ -343,3 +343,13 @@ def test_inherited_vs_retrained_states_tau_n_and_whether_it_means_anything(tmp_p
                      r"n = 8", title)
     assert_written(fidelity_plots.plot_inherited_vs_retrained(table, tmp_path / "ivr"),
                    tmp_path / "ivr")
+
+
+def test_validate_panel_titles_repeat_a_verdict_that_the_ranking_cannot_be_used():
+    base = {"kendall_tau": 0.3, "kendall_tau_ci": [0.1, 0.5], "readable": "yes"}
+    lines = fidelity_plots.validate_lines(base, 12)
+    assert lines[0].startswith("Kendall τ = 0.30") and not any("cannot" in s for s in lines)
+    untrained = fidelity_plots.validate_lines({**base, "untrained": 3, "readable": "no"}, 12)
+    assert untrained[-1] == "cannot be judged: 3 of 12 standalone nets near chance"
+    noise = fidelity_plots.validate_lines({**base, "readable": "no", "untrained": 0}, 12)
+    assert noise[-1].startswith("cannot be read")

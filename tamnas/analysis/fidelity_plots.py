@@ -116,7 +116,12 @@ def validate_lines(s: dict, n: int) -> list[str]:
         size.append(f"size held fixed: τ = {ptau:.2f} [{pci[0]:.2f}, {pci[1]:.2f}]")
         if s.get("partial_ceiling") is not None:
             size[-1] += f", seeds {s['partial_ceiling']:.2f}"
-    return lines + ([", ".join(more)] if more else []) + size
+    verdict = []
+    if s.get("untrained"):
+        verdict.append(f"cannot be judged: {s['untrained']} of {n} standalone nets near chance")
+    elif s.get("readable") == "no":
+        verdict.append("cannot be read: trained alone, these archs differ no more than noise")
+    return lines + ([", ".join(more)] if more else []) + size + verdict
 
 
 def validate_figure(summary: pd.DataFrame, stats: dict | None = None, *,
