@@ -17,8 +17,8 @@ and only what is missing runs. `--shard I/N` splits the searches and the
 trainings over N processes (one core each); a shard waits for the others'
 searches before it picks archs.
 
-    OMP_NUM_THREADS=1 python benchmarks/search_vs_random.py runs/fm --seeds 2 \\
-        --budgets 20000,25000,33000 --retrain-seeds 3
+    for i in 0 1; do OMP_NUM_THREADS=1 python benchmarks/search_vs_random.py runs/fm \\
+        --seeds 2 --budgets 20000,33000 --retrain-seeds 3 --shard $i/2 & done; wait
 """
 
 from __future__ import annotations
