@@ -66,7 +66,11 @@ def _append(path: Path, record: dict) -> None:
 
 
 def run_search(session: Session, strategy: str, seed: int, folder: Path) -> pd.DataFrame:
-    """One search of `strategy` from `seed` into `folder`; its whole archive as a frame."""
+    """One search of `strategy` from `seed` into `folder`; the archs it scored, as a frame.
+
+    Rows that another step added to the folder's archive (a run's LEGO net,
+    when a run's own search folder is copied in) are left out.
+    """
     cfg = copy.deepcopy(session.cfg)
     cfg.search.strategy, cfg.seed = strategy, seed
     archive = Archive(session.space.name, session.space.n_genes, session.fingerprint)
@@ -74,7 +78,8 @@ def run_search(session: Session, strategy: str, seed: int, folder: Path) -> pd.D
                                       session.device, archive=archive)
     runner = get_strategy(strategy)(session.space, evaluator, cfg, folder, seed=seed, quiet=True)
     runner.run()
-    return archive.frame()
+    frame = archive.frame()
+    return frame[frame["strategy"] == strategy]
 
 
 def hypervolume(session: Session, frame: pd.DataFrame) -> float:
