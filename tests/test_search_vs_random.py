@@ -3,18 +3,17 @@ one training per picked arch and seed, and a rerun that adds nothing."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from benchmark_scripts import load_benchmark
 from cli_configs import on_cpu, set_args
 
 from tamnas.cli import main
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "search_vs_random.py"
 TINY = set_args(search__pop_size="4", search__n_offsprings="4", search__generations="2",
                 search__bn_images="32", search__eval_images="40", retrain__epochs="1",
                 retrain__batches_per_epoch="2")
@@ -22,10 +21,7 @@ TINY = set_args(search__pop_size="4", search__n_offsprings="4", search__generati
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("search_vs_random", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("search_vs_random")
 
 
 @pytest.fixture(scope="module")

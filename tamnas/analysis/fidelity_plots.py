@@ -56,7 +56,7 @@ def _diagonal_note(shown: list[bool]) -> str:
 
 def short_names(names: Sequence) -> list[str]:
     """Front members by their number K (as in the front figure), other nets by name."""
-    return [str(n)[len("front-"):] if str(n).startswith("front-") else str(n) for n in names]
+    return [str(n).removeprefix("front-") for n in names]
 
 
 # --- inherited vs retrained (front members) ----------------------------------------------------
