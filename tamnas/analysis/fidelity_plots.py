@@ -120,7 +120,7 @@ def validate_lines(s: dict, n: int) -> list[str]:
     if s.get("untrained"):
         verdict.append(f"cannot be judged: {s['untrained']} of {n} standalone nets near chance")
     elif s.get("readable") == "no":
-        verdict.append("cannot be read: trained alone, these archs differ no more than noise")
+        verdict.append("cannot be read: the standalone order is noise")
     return lines + ([", ".join(more)] if more else []) + size + verdict
 
 
