@@ -27,4 +27,3 @@ def run_copy(finished, tmp_path) -> Path:
     dest = tmp_path / "copy"
     shutil.copytree(finished, dest)
     return dest
-
