@@ -101,7 +101,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--shard", default="0/1", help="I/N: this process runs every N-th job from I")
     args = ap.parse_args()
-    shard, n_shards = (int(v) for v in args.shard.split("/"))
+    try:
+        shard, n_shards = (int(v) for v in args.shard.split("/"))
+    except ValueError:
+        ap.error(f"--shard {args.shard!r}: write I/N, e.g. 0/2")
+    if not 0 <= shard < n_shards:
+        ap.error(f"--shard {args.shard}: I must be in 0..N-1")
     run = RunDir(args.run)
     cfg = load_run_config(run.config)
     session = Session.open(cfg, run, torch.device(args.device), quiet=True)
@@ -145,8 +150,9 @@ def main() -> None:
                        key=lambda job: (job[1], job[0]))
     for j, (arch, s) in enumerate(trainings):
         name = "-".join(map(str, arch))
-        if j % n_shards != shard or any(r["kind"] == "retrain" and r["arch"] == name
-                                        and r["seed_index"] == s for r in _read(args.jobs)):
+        if j % n_shards != shard or any(r.get("supernet") == key and r["kind"] == "retrain"
+                                        and r["arch"] == name and r["seed_index"] == s
+                                        for r in _read(args.jobs)):
             continue
         res = run_job(session, evaluator, Job(0, arch, s), root / "retrain", True, True)
         _append(args.jobs, {"supernet": key, "kind": "retrain", "arch": name, "seed_index": s,
