@@ -37,7 +37,7 @@ from tamnas.analysis.validate import Job
 from tamnas.commands.validate import run_job
 from tamnas.config import load_run_config
 from tamnas.rundir import RunDir
-from tamnas.search.archive import Archive
+from tamnas.search.archive import Archive, arch_key
 from tamnas.search.evaluator import Evaluator
 from tamnas.search.hypervolume import Hypervolume, objective_bounds
 from tamnas.search.strategy import get_strategy, resolve_params_range
@@ -82,7 +82,15 @@ def run_search(session: Session, strategy: str, seed: int, folder: Path) -> pd.D
     return frame[frame["strategy"] == strategy]
 
 
+def hypervolume_curve(session: Session, frame: pd.DataFrame, every: int) -> list[float]:
+    """The hypervolume of the front after every `every` evaluations, in the order they ran."""
+    ordered = frame.sort_values("order")
+    ends = [*range(every, len(ordered), every), len(ordered)]
+    return [round(hypervolume(session, ordered.iloc[:n]), 4) for n in ends]
+
+
 def hypervolume(session: Session, frame: pd.DataFrame) -> float:
+    """Of the frame's inherited front; one set of bounds for every strategy and seed."""
     cfg = session.cfg
     objectives = list(cfg.search.objectives)
     low, high = objective_bounds(session.space, objectives, resolve_params_range(cfg),
@@ -149,7 +157,7 @@ def main() -> None:
     trainings = sorted({(pick[2], s) for pick in picks for s in range(args.retrain_seeds)},
                        key=lambda job: (job[1], job[0]))
     for j, (arch, s) in enumerate(trainings):
-        name = "-".join(map(str, arch))
+        name = arch_key(arch)
         if j % n_shards != shard or any(r.get("supernet") == key and r["kind"] == "retrain"
                                         and r["arch"] == name and r["seed_index"] == s
                                         for r in _read(args.jobs)):
@@ -164,7 +172,7 @@ def main() -> None:
     table = pd.DataFrame([{**results[name, s], "budget": budget, "strategy": strategy,
                            "inherited_adv_err": inherited}
                           for budget, strategy, arch, inherited in picks
-                          for name in ["-".join(map(str, arch))]
+                          for name in [arch_key(arch)]
                           for s in range(args.retrain_seeds) if (name, s) in results])
     summary, verdicts = summarise(table)
     if len(summary):
@@ -176,6 +184,8 @@ def main() -> None:
     out = {"supernet": key, "budgets": budgets, "retrain_seeds": args.retrain_seeds,
            "hv_per_strategy": {s: [round(v, 4) for v in hv[hv.strategy == s].hv]
                                for s in STRATEGIES} if len(hv) else {},
+           "hv_curves": {f"{s}-s{k}": hypervolume_curve(session, f, cfg.search.n_offsprings)
+                         for (s, k), f in frames.items()},
            "picks": summary.reset_index().to_dict("records"),
            "comparison": verdicts.reset_index().to_dict("records")}
     args.jobs.with_name("search_vs_random.json").write_text(json.dumps(out, indent=2) + "\n")
@@ -210,6 +220,7 @@ def summarise(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             row |= {f"{err}_diff": diff, f"{err}_diff_se": se, f"{err}_winner": winner}
         rows.append(row)
     return summary, pd.DataFrame(rows).set_index("budget") if rows else pd.DataFrame()
+
 
 if __name__ == "__main__":
     main()

@@ -65,7 +65,12 @@ def test_shards_split_the_searches_and_the_picks_are_trained_once(script, run_di
     assert {s for _, s in trained} == {0, 1}
     for r in lines[2:]:
         assert 0.0 <= r["clean_err"] <= 1.0 and 0.0 <= r["adv_err"] <= 1.0
-        assert (run_dir / "search_vs_random" / "retrain").is_dir()
+    # the summary: hypervolume after every n_offsprings evaluations, ending at the recorded one
+    out = json.loads((tmp_path / "search_vs_random.json").read_text())
+    for r in searches:
+        curve = out["hv_curves"][f"{r['strategy']}-s0"]
+        assert len(curve) == 3 and curve == sorted(curve)  # a front only gains volume
+        assert curve[-1] == pytest.approx(r["hv"], abs=1e-4)
 
     # A rerun finds everything done and appends nothing.
     _call(script, monkeypatch, *common, "--budgets", "1000000", "--retrain-seeds", "2")
@@ -79,7 +84,8 @@ def test_a_budget_is_won_only_beyond_two_standard_errors_of_the_difference(scrip
                 for s, a in enumerate(advs)]
 
     # nsga2 0.30 +- 0.01 (3 seeds) vs random 0.40 +- 0.01: se of the difference 0.0082
-    table = pd.DataFrame(rows("nsga2", "a", [0.29, 0.30, 0.31]) + rows("random", "b", [0.39, 0.40, 0.41])
+    table = pd.DataFrame(rows("nsga2", "a", [0.29, 0.30, 0.31])
+                         + rows("random", "b", [0.39, 0.40, 0.41])
                          + rows("nsga2", "a", [0.29, 0.30, 0.31], 200)
                          + rows("random", "c", [0.30, 0.35, 0.40], 200))
     summary, verdicts = script.summarise(table)
