@@ -39,7 +39,7 @@ SETTINGS_NAME = "settings.json"
 FINGERPRINT_KEY = "supernet_fingerprint"
 STAMP_NAME = "fingerprint.json"
 RESULT_NAMES = ("supernet", "search", "figures", "stats", "exports", "retrain", "validate",
-                "report.md")
+                "latency", "report.md")
 TRAINING_SECTIONS = ("data", "space", "train")
 NOT_TRAINING_KEYS = ("root", "download", "num_workers")  # where the data lives, not what it is
 
@@ -139,6 +139,22 @@ class RunDir:
     def validate_dir(self) -> Path:
         return self.root / "validate"
 
+    # latency tables measured on devices (tamnas latency)
+    @property
+    def latency_dir(self) -> Path:
+        return self.root / "latency"
+
+    def latency_table(self, device: str) -> Path:
+        """latency/<device>.json; `device` is a slug of the device fingerprint (checked)."""
+        return self.latency_dir / f"{_safe_part(device, 'latency device name')}.json"
+
+    def latency_check_dir(self, device: str) -> Path:
+        return self.latency_dir / f"check-{_safe_part(device, 'latency device name')}"
+
+    def latency_tables(self) -> list[Path]:
+        """The latency tables of the run, sorted by name."""
+        return sorted(self.latency_dir.glob("*.json"))
+
     @property
     def report(self) -> Path:
         return self.root / "report.md"
@@ -152,6 +168,13 @@ class RunDir:
 
 
 # --- fingerprints: every derived result names the weights it came from ----------------------
+def _safe_part(name: str, what: str) -> str:
+    """A name fit to be one path part: no separators, no `..`, not empty."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name.startswith("."):
+        raise ValueError(f"{what} {name!r} cannot name a file; use letters, digits, '-', '_'")
+    return name
+
+
 def training_settings(cfg: Any) -> dict:
     """The config values that shape the supernet's weights (seed, data, space, train)."""
     d = cfg.to_dict()
