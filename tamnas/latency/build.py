@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from tamnas.latency.plan import make_plan
-from tamnas.latency.table import LatencyTable, device_fingerprint, space_digest
+from tamnas.latency.table import PREDICT_WITH, LatencyTable, device_fingerprint, space_digest
 from tamnas.latency.timing import TimingSettings, summarise, time_module
 from tamnas.supernets.base import SearchSpace
 
@@ -17,9 +17,15 @@ def _signatures(node) -> list[str]:
     return list(node)
 
 
-def build_table(space: SearchSpace, settings: TimingSettings,
+def build_table(space: SearchSpace, settings: TimingSettings, statistic: str = "median",
                 say: Callable[[str], None] = print) -> LatencyTable:
-    """Time the fixed units, then each decision's new units, one progress line per decision."""
+    """Time the fixed units, then each decision's new units, one progress line per decision.
+
+    `statistic` is what predictions add up: "median" (default) or "min" (steadier where other
+    jobs share the cores: see `table.py`); every entry stores both either way.
+    """
+    if statistic not in PREDICT_WITH:
+        raise ValueError(f"--statistic {statistic!r}: choose {', '.join(PREDICT_WITH)}")
     settings = settings.check()
     plan = make_plan(space)
     fp = device_fingerprint(settings.device, settings.threads, settings.backend)
@@ -32,7 +38,7 @@ def build_table(space: SearchSpace, settings: TimingSettings,
             if sig not in entries:
                 unit = plan.units[sig]
                 entries[sig] = summarise(time_module(unit.make(), unit.shape, settings))
-            medians.append(entries[sig]["median"])
+            medians.append(entries[sig][statistic])
         return medians
 
     groups = [("fixed (stem, head" + (", cell inputs" if len(plan.fixed) > 2 else "") + ")",
@@ -51,7 +57,7 @@ def build_table(space: SearchSpace, settings: TimingSettings,
     return LatencyTable(device=fp, space={"name": space.name, "config": config,
                                           "digest": space_digest(config)},
                         batch=settings.batch, entries=entries, fixed=list(plan.fixed),
-                        decisions=plan.decisions, settings=record)
+                        decisions=plan.decisions, settings=record, statistic=statistic)
 
 
 __all__ = ["build_table"]

@@ -10,7 +10,7 @@ nothing (the standalone net builds no module for an absent edge). Fixed
 units: the stem (first layer, BN, ReLU), the head, and for DARTS each cell's
 two input adapters. The modules are the ones `build_standalone` assembles.
 Work outside units (ShuffleNet: nothing; DARTS: node sums and the cell's
-concatenation) is what `correction_ms` absorbs.
+concatenation) is what the table's `correction` absorbs.
 """
 
 from __future__ import annotations

@@ -8,10 +8,13 @@ has one nested list per decision of the space, shaped like the space's
 `cost_table("params")` entry, each cell the signatures that option adds (a
 ShuffleNet block; a DARTS op once per cell sharing the gene). So
 
-    latency(arch) = fsum(fixed medians) + correction + sum over decisions of fsum(cell medians)
+    latency(arch) = scale * fsum(fixed) + offset + sum over decisions of scale * fsum(cell)
 
-and the space holds it as one more additive cost table. `correction_ms` is
-the per-call overhead the check fitted (0 until a check stores one).
+(each unit read at the table's `statistic`: its median by default, or its
+minimum, which calls preempted by other jobs on a loaded machine do not
+move), and the space holds it as one more additive cost table. `correction`
+is what `latency check` fitted against whole nets: a constant per-call
+overhead (`offset_ms`) or a factor (`scale`); none until a check stores one.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ import pandas as pd
 from tamnas.files import atomic_write_json, read_json
 
 FORMAT = "tamnas-latency-table/1"
-STATISTICS = ("median", "p90", "count")
+NO_CORRECTION = {"kind": "none", "offset_ms": 0.0, "scale": 1.0}
+STATISTICS = ("median", "p90", "count")      # stored for every entry; "min" too since format 1
+PREDICT_WITH = ("median", "min")
 
 
 def cpu_name() -> str:
@@ -99,32 +104,44 @@ class LatencyTable:
     fixed: list[str]
     decisions: list[Any]             # nested lists of signature lists, shaped like cost_table
     settings: dict = field(default_factory=dict)   # repeats, warm-up, budget, build seconds
-    correction_ms: float = 0.0
-    correction: dict = field(default_factory=dict)  # how the correction was fitted
+    statistic: str = "median"                      # which entry statistic predictions add up
+    correction: dict = field(default_factory=lambda: dict(NO_CORRECTION))
 
     # -- arrays ----------------------------------------------------------------------------
-    def median(self, sig: str) -> float:
+    def value(self, sig: str) -> float:
+        """A unit's time (ms) at the table's statistic."""
         if sig not in self.entries:
             raise ValueError(f"latency table: no entry {sig!r}; rebuild the table")
-        return float(self.entries[sig]["median"])
+        return float(self.entries[sig][self.statistic])
+
+    @property
+    def scale(self) -> float:
+        return float(self.correction.get("scale", 1.0))
+
+    @property
+    def offset_ms(self) -> float:
+        return float(self.correction.get("offset_ms", 0.0))
+
+    def cell(self, sigs: list[str]) -> float:
+        """One option: its units' times added up, times the correction's scale."""
+        return self.scale * math.fsum(self.value(s) for s in sigs)
 
     def constant(self) -> float:
-        """Fixed parts plus the fitted correction, in ms."""
-        return math.fsum([math.fsum(self.median(s) for s in self.fixed), float(self.correction_ms)])
+        """Fixed parts (scaled) plus the correction's offset, in ms."""
+        return math.fsum([self.cell(self.fixed), self.offset_ms])
 
     def tables(self) -> list[np.ndarray]:
-        """Per decision, the option latencies (ms, float64): each cell the fsum of its units."""
-        def cell(node: Any) -> Any:
+        """Per decision, the option latencies (ms, float64), shaped like the space's tables."""
+        def grid(node: Any) -> Any:
             if node and isinstance(node[0], list):
-                return [cell(n) for n in node]
-            return math.fsum(self.median(s) for s in node)
+                return [grid(n) for n in node]
+            return self.cell(node)
 
-        return [np.asarray(cell(d), dtype=np.float64) for d in self.decisions]
+        return [np.asarray(grid(d), dtype=np.float64) for d in self.decisions]
 
-    def predict(self, decisions_picks: list[list[str]]) -> float:
+    def predict(self, picks: list[list[str]]) -> float:
         """Latency of the chosen cells (one signature list per decision)."""
-        return math.fsum([self.constant(), *(math.fsum(self.median(s) for s in cell)
-                                             for cell in decisions_picks)])
+        return math.fsum([self.constant(), *(self.cell(c) for c in picks)])
 
     def digest(self) -> str:
         """sha256 of the table's content (what archive rows record beside the fingerprint)."""
@@ -134,7 +151,7 @@ class LatencyTable:
     def to_dict(self) -> dict:
         return {"format": FORMAT, "unit": "ms", "statistic": "median", "device": self.device,
                 "space": self.space, "batch": self.batch, "settings": self.settings,
-                "correction_ms": self.correction_ms, "correction": self.correction,
+                "predict_with": self.statistic, "correction": self.correction,
                 "fixed": self.fixed, "decisions": self.decisions, "entries": self.entries}
 
     def save(self, path: str | Path) -> None:
@@ -146,16 +163,22 @@ class LatencyTable:
             raise ValueError(f"{source} is not a tamnas latency table (format {FORMAT}); build one "
                              "with `tamnas latency build`")
         try:
-            entries = {str(k): {s: (int(v[s]) if s == "count" else float(v[s])) for s in STATISTICS}
+            entries = {str(k): {s: (int(v[s]) if s == "count" else float(v[s]))
+                                for s in (*STATISTICS, "min") if s in v or s != "min"}
                        for k, v in d["entries"].items()}
             table = cls(device=dict(d["device"]), space=dict(d["space"]), batch=int(d["batch"]),
                         entries=entries, fixed=[str(s) for s in d["fixed"]],
                         decisions=list(d["decisions"]), settings=dict(d.get("settings", {})),
-                        correction_ms=float(d.get("correction_ms", 0.0)),
-                        correction=dict(d.get("correction", {})))
+                        statistic=str(d.get("predict_with", "median")),
+                        correction={**NO_CORRECTION, **dict(d.get("correction", {}))})
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{source} is malformed ({err}); build it again") from None
-        bad = [k for k, v in entries.items() if not (math.isfinite(v["median"]) and v["median"] >= 0)]
+        if table.statistic not in PREDICT_WITH or any(table.statistic not in v
+                                                      for v in entries.values()):
+            raise ValueError(f"{source}: predict_with {table.statistic!r} is not stored for every "
+                             f"entry; use one of {', '.join(PREDICT_WITH)}")
+        bad = [k for k, v in entries.items()
+               if not (math.isfinite(v[table.statistic]) and v[table.statistic] >= 0)]
         if bad:
             raise ValueError(f"{source}: entry {bad[0]} has no finite non-negative median")
         return table
@@ -220,6 +243,19 @@ def with_latency(space, df: pd.DataFrame, table: LatencyTable | str | Path | Non
     return out
 
 
-__all__ = ["FORMAT", "LatencyTable", "attach_latency", "check_covers", "cpu_name",
-           "describe_device", "device_fingerprint", "device_slug", "load_table", "same_device",
-           "space_digest", "table_record", "with_latency"]
+__all__ = [
+    "FORMAT",
+    "NO_CORRECTION",
+    "LatencyTable",
+    "attach_latency",
+    "check_covers",
+    "cpu_name",
+    "describe_device",
+    "device_fingerprint",
+    "device_slug",
+    "load_table",
+    "same_device",
+    "space_digest",
+    "table_record",
+    "with_latency",
+]

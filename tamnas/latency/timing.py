@@ -139,9 +139,9 @@ def time_module(module: nn.Module, shape: tuple[int, ...], settings: TimingSetti
 
 
 def summarise(times: np.ndarray) -> dict:
-    """The statistics a table stores per entry: median, p90 (ms) and count."""
+    """The statistics a table stores per entry: median, p90, min (ms) and count."""
     return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)),
-            "count": len(times)}
+            "min": float(np.min(times)), "count": len(times)}
 
 
 __all__ = ["BACKENDS", "MIN_REPEATS", "TimingSettings", "onnx_bytes", "ort_session",
