@@ -126,10 +126,12 @@ def import_(args: argparse.Namespace) -> Path:
     from tamnas.latency.table import device_slug
     from tamnas.rundir import writing
 
-    if not args.result:
-        raise ValueError("latency import needs RUN and the RESULT file time_probes.py wrote")
+    result = args.target if args.preset and not args.result else args.result
+    if not result:
+        raise ValueError("latency import needs RUN and the RESULT file time_probes.py wrote "
+                         "(or RESULT --preset NAME --out FILE)")
     space, run = space_of(args.target, args.preset, args.overrides)
-    table = import_result(space, args.result)
+    table = import_result(space, result)
     if args.out:
         out = Path(args.out).expanduser()
         table.save(out)

@@ -104,6 +104,7 @@ def onnx_bytes(module: nn.Module, shape: tuple[int, ...]) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)   # shape-inference notes of the exporter
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(module.eval(), (torch.zeros(shape),), buf, **kwargs)
     return buf.getvalue()
