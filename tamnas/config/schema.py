@@ -223,6 +223,9 @@ class SearchConfig:
                                'latency (needs search.latency_table), ood_aupr_err')
     params_range: list = _f([0, 0], item=int, low=0, help="[low, high]; [0, 0]: the phase-2 "
                                                           "training range")
+    latency_table: str = _f("", help="latency table (JSON from `tamnas latency build/import`) "
+                                     "behind the latency cost kind; empty: the run's only "
+                                     "table in RUN/latency/, when a latency objective needs one")
     bn_images: int = _f(2000, low=1, help="training images used to recalibrate BatchNorm")
     eval_images: int = _f(2000, low=1, help="validation images every candidate is scored on")
     ood: bool = _f(False, help="also score OoD AUPR")

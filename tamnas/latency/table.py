@@ -218,6 +218,26 @@ def attach_latency(space, table: LatencyTable | str | Path) -> LatencyTable:
     return table
 
 
+def run_table(cfg, run) -> LatencyTable | None:
+    """The latency table a run's commands read: `search.latency_table`, else the run's only table
+    in RUN/latency/; None when there is none and no latency objective needs one."""
+    name = str(cfg.search.latency_table or "")
+    if name:
+        path = Path(name).expanduser()
+        if not path.is_absolute() and not path.exists() and (run.root / path).exists():
+            path = run.root / path
+        return load_table(path)
+    tables = run.latency_tables()
+    if len(tables) == 1:
+        return load_table(tables[0])
+    if "latency" in cfg.search.objectives:
+        have = ", ".join(p.name for p in tables) or "none"
+        raise ValueError(f"search.objectives has latency but no single table is chosen (tables in "
+                         f"{run.latency_dir}: {have}); build one with `tamnas latency build "
+                         f"{run.root}` or --set search.latency_table=PATH")
+    return None
+
+
 def table_record(table: LatencyTable) -> dict:
     """What search results record of the table behind their `latency` column."""
     return {"latency_device": describe_device(table.device), "latency_batch": table.batch,
