@@ -34,7 +34,8 @@ def lego(cfg: Config, run_dir: str | Path, *, top: int | None = None, device: to
             session.archive.save(run.search_dir)
         paths = write_export(session, arch, "lego", extra={"lego": {
             "top_k": top, "top_by": cfg.output.top_by, "objectives": cfg.search.objectives}})
-    say(f"lego: {'-'.join(map(str, arch))}  params {scores['params']:,}  clean err "
+    latency = f"  latency {scores['latency']:.3f} ms" if "latency" in scores else ""
+    say(f"lego: {'-'.join(map(str, arch))}  params {scores['params']:,}{latency}  clean err "
         f"{scores['clean_err']:.3f}  adv err {scores['adv_err']:.3f} -> {paths['json']}")
     return paths["json"]
 

@@ -63,9 +63,9 @@ def metrics(pred: np.ndarray, meas: np.ndarray) -> dict:
     """RMSE (ms and % of the mean measured), share within +-10 %, Kendall tau."""
     pred, meas = np.asarray(pred, float), np.asarray(meas, float)
     rmse = float(np.sqrt(np.mean((pred - meas) ** 2)))
-    tau = kendalltau(pred, meas).statistic if np.ptp(pred) > 0 else float("nan")
+    tau = float(kendalltau(pred, meas).statistic) if np.ptp(pred) > 0 else None  # a constant ranks nothing
     return {"rmse_ms": rmse, "rmse_pct": 100.0 * rmse / float(np.mean(meas)),
-            "within10": float(np.mean(np.abs(pred - meas) <= 0.1 * meas)), "tau": float(tau)}
+            "within10": float(np.mean(np.abs(pred - meas) <= 0.1 * meas)), "tau": tau}
 
 
 def loo_corrections(raw: np.ndarray, meas: np.ndarray) -> dict[str, tuple[np.ndarray, dict]]:
@@ -99,9 +99,26 @@ def sample_archs(space: SearchSpace, n: int, seed: int) -> list[Arch]:
     raise ValueError(f"could not draw {n} distinct archs from this space; ask for fewer (--archs)")
 
 
+def time_nets(space: SearchSpace, archs: list[Arch], settings: TimingSettings,
+              say: Callable[[str], None] = print) -> list[list[np.ndarray]]:
+    """Per round (two), per arch, the per-call times (ms) of its standalone net, whole."""
+    shape = (space.in_channels, space.resolution, space.resolution)
+    nets = [space.build_standalone(a) for a in archs]
+    rounds = []
+    for r in ("a", "b"):
+        rounds.append([time_module(net, shape, settings, seed=i) for i, net in enumerate(nets)])
+        say(f"round {r}: {len(nets)} whole nets timed, "
+            f"{np.mean([np.median(t) for t in rounds[-1]]):.3f} ms mean median")
+    return rounds
+
+
 def run_check(space: SearchSpace, table: LatencyTable, n_archs: int = 30, seed: int = 0,
-              say: Callable[[str], None] = print) -> CheckResult:
-    """Time `n_archs` whole nets twice and compare them with the table's predictions."""
+              say: Callable[[str], None] = print, times: list[list[np.ndarray]] | None = None
+              ) -> CheckResult:
+    """Time `n_archs` whole nets twice and compare them with the table's predictions.
+
+    `times` (from `time_nets` on the same archs) reuses timings already made, e.g. to
+    score the median and the minimum of the same calls."""
     if n_archs < 4:
         raise ValueError(f"--archs {n_archs}: give 4 or more nets (a rank correlation needs them)")
     settings = settings_of(table).check()
@@ -109,16 +126,9 @@ def run_check(space: SearchSpace, table: LatencyTable, n_archs: int = 30, seed: 
     raw_table = LatencyTable.from_dict({**table.to_dict(), "correction": dict(NO_CORRECTION)})
     attach_latency(space, raw_table)
     archs = sample_archs(space, n_archs, seed)
-    shape = (space.in_channels, space.resolution, space.resolution)
-    nets = [space.build_standalone(a) for a in archs]
+    times = times if times is not None else time_nets(space, archs, settings, say)
     stat = np.min if table.statistic == "min" else np.median
-    rounds = []
-    for r in ("a", "b"):
-        times = [float(stat(time_module(net, shape, settings, seed=i))) for i, net in enumerate(nets)]
-        rounds.append(np.asarray(times))
-        say(f"round {r}: {len(nets)} whole nets timed, {np.mean(times):.3f} ms mean "
-            f"({table.statistic} of each)")
-    meas, meas_b = rounds
+    meas, meas_b = (np.array([float(stat(t)) for t in rnd]) for rnd in times)
     raw = np.array([space.cost("latency", a) for a in archs])
     attach_latency(space, table)           # the space keeps the table as stored
     params = np.array([space.params(a) for a in archs], dtype=float)
@@ -166,8 +176,9 @@ def format_summary(s: dict) -> str:
               f"each timing, {s['device']}"),
              f"{'predictor':32s} {'RMSE ms':>8s} {'RMSE %':>7s} {'+-10 %':>7s} {'tau':>6s}"]
     for name, m in rows:
+        tau = "   n/a" if m["tau"] is None else f"{m['tau']:6.2f}"
         lines.append(f"{name:32s} {m['rmse_ms']:8.3f} {m['rmse_pct']:7.1f} {100 * m['within10']:6.0f}% "
-                     f"{m['tau']:6.2f}")
+                     f"{tau}")
     lines.append(f"repeat ceiling: tau {s['repeat_ceiling_tau']:.2f} between two timing rounds "
                  f"(their RMSE {s['repeat_rmse_pct']:.1f} %)")
     c = s["correction"]
@@ -215,4 +226,4 @@ def plot_check(result: CheckResult, path_stem) -> list:
 
 
 __all__ = ["CheckResult", "format_summary", "loo_corrections", "metrics", "plot_check", "require_here",
-           "run_check", "sample_archs", "settings_of", "store_correction"]
+           "run_check", "sample_archs", "settings_of", "store_correction", "time_nets"]
