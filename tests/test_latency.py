@@ -297,3 +297,21 @@ def test_a_run_searches_latency_and_records_the_table_with_each_row(finished, tm
         arch = tuple(e["arch"])
         assert e["scores"]["latency"] == independent_sum(d, picks(plan, space, arch))
         assert e["meta"]["latency_table_digest"] == table.digest()
+
+
+def test_a_search_with_a_table_of_another_space_is_refused_in_one_line(finished, tmp_path, capsys):
+    other = synthetic_table(tiny_space(**{"space.stage_channels": [8, 24]}), np.random.default_rng(0))
+    other.save(tmp_path / "other.json")
+    before = sorted(p.name for p in finished.rglob("*"))
+    assert cli(on_cpu("search", str(finished), "--set",
+                      'search.objectives=["adv_err","latency"]', "--set",
+                      f"search.latency_table={tmp_path / 'other.json'}")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "another space" in err
+    assert sorted(p.name for p in finished.rglob("*")) == before
+
+
+def test_a_latency_objective_without_a_table_says_how_to_build_one(finished, capsys):
+    assert cli(on_cpu("search", str(finished), "--set",
+                      'search.objectives=["adv_err","latency"]')) == 2
+    assert "tamnas latency build" in capsys.readouterr().err
