@@ -234,7 +234,13 @@ def attach_run_latency(cfg: Config, run: RunDir, space: SearchSpace, evaluator) 
     table = run_table(cfg, run)
     if table is None:
         return
-    attach_latency(space, table)
+    try:
+        attach_latency(space, table)
+    except ValueError as err:
+        if cfg.search.latency_table or "latency" in cfg.search.objectives:
+            raise
+        say(f"note: the run's latency table is not used: {err}")  # nothing asked for latency
+        return
     evaluator.cost_meta = table_record(table)
     evaluator.archive.set_cost("latency", lambda a: space.cost("latency", a), **evaluator.cost_meta)
 
