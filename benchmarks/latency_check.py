@@ -13,6 +13,14 @@ prints the Markdown table of benchmarks/RESULTS.md.
     python benchmarks/latency_check.py                       # quickstart + fashion, batch 1 and 32
     python benchmarks/latency_check.py --tiny                # seconds: the code paths only
     python benchmarks/latency_check.py --device cuda         # CUDA events (device_check --only latency)
+    python benchmarks/latency_check.py --fronts RUN          # a latency search's front vs a params one
+
+--fronts compares the front of RUN's search (objectives adv_err, clean_err,
+latency) with the one set aside in RUN/previous/N/ (adv_err, clean_err,
+params), both scored on the same supernet and read with the same table:
+their sizes, latency and params spans, the hypervolume of each in (adv_err,
+clean_err, latency) with the same bounds, and the best adversarial error
+each offers under latency budgets.
 """
 
 from __future__ import annotations
@@ -65,6 +73,44 @@ def measure(preset: str, batch: int, backend: str, device: str = "cpu", archs: i
     return rows
 
 
+def compare_fronts(run_dir: str) -> dict:
+    """The latency search's front of RUN against the params search's in RUN/previous/N."""
+    from tamnas.latency.table import attach_latency, load_table
+    from tamnas.rundir import RunDir
+    from tamnas.search.hypervolume import Hypervolume, objective_bounds
+
+    run = RunDir(run_dir)
+    from tamnas.config import load_run_config
+
+    cfg = load_run_config(run.config)
+    space = tamnas.build_space(cfg)
+    attach_latency(space, load_table(run.latency_tables()[0]))
+    fronts = {}
+    for label, path in (("latency", run.front),
+                        ("params", max(run.previous_root.glob("*/search/front.json")))):
+        blob = json.loads(Path(path).read_text())
+        rows = [{**r["scores"], "latency": space.cost("latency", tuple(r["arch"]))}
+                for r in blob["front"]]
+        fronts[label] = {"objectives": blob["objectives"], "rows": rows}
+    objs = ["adv_err", "clean_err", "latency"]
+    hv = Hypervolume(*objective_bounds(space, objs, None))
+    lat_all = [r["latency"] for f in fronts.values() for r in f["rows"]]
+    budgets = np.quantile(lat_all, [0.1, 0.25, 0.5])
+    out = {}
+    for label, f in fronts.items():
+        rows = f["rows"]
+        F = np.array([[r[o] for o in objs] for r in rows])
+        out[label] = {"objectives": f["objectives"], "size": len(rows),
+                      "latency_ms": [float(F[:, 2].min()), float(F[:, 2].max())],
+                      "params": [int(min(r["params"] for r in rows)),
+                                 int(max(r["params"] for r in rows))],
+                      "hv_adv_clean_latency": float(hv(F)),
+                      "best_adv_under": {f"{b:.3f}ms": (float(F[F[:, 2] <= b, 0].min())
+                                                        if (F[:, 2] <= b).any() else None)
+                                         for b in budgets}}
+    return out
+
+
 def markdown(rows: list[dict]) -> str:
     head = ("| preset | batch | backend | stat | build s | mean ms | table RMSE % / +-10 % / tau "
             "| + correction (LOO) | params RMSE % / tau | const RMSE % | ceiling tau |\n"
@@ -93,8 +139,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--tiny", action="store_true", help="tiny space, 3 repeats: the code paths only")
     p.add_argument("--out", default=None)
+    p.add_argument("--fronts", default=None, metavar="RUN",
+                   help="compare RUN's latency-search front with its previous params-search one")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    if args.fronts:
+        result = compare_fronts(args.fronts)
+        print(json.dumps(result, indent=1))
+        (RESULTS / "latency_fronts.json").write_text(json.dumps(result, indent=1))
+        return [result]
     rows: list[dict] = []
     out = Path(args.out or RESULTS / f"latency_check{'_tiny' if args.tiny else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
