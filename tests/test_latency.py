@@ -315,3 +315,31 @@ def test_a_latency_objective_without_a_table_says_how_to_build_one(finished, cap
     assert cli(on_cpu("search", str(finished), "--set",
                       'search.objectives=["adv_err","latency"]')) == 2
     assert "tamnas latency build" in capsys.readouterr().err
+
+
+def test_a_latency_budget_chooses_among_the_runs_archs_by_the_tables_prediction(finished, tmp_path):
+    import shutil
+
+    from tamnas.config import load_run_config
+    from tamnas.rundir import RunDir
+    from tamnas.search.archive import arch_key
+    from tamnas.session import Session
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    space = tiny_space()
+    table = synthetic_table(space, np.random.default_rng(4))
+    (run / "latency").mkdir()
+    table.save(run / "latency" / "synthetic.json")
+    session = Session.open(load_run_config(run / "config.toml"), RunDir(run), torch.device("cpu"),
+                           quiet=True)
+    attach_latency(space, table)    # an independent copy of the run's space, same table
+    rows = session.candidates()
+    assert list(rows["latency"]) == [space.cost("latency", tuple(int(r[f"g{i}"])
+                                                                   for i in range(space.n_genes)))
+                                     for _, r in rows.iterrows()]
+    budget = float(np.median(rows["latency"]))
+    arch, name = session.resolve_arch(f"best:adv,latency<={budget}ms")
+    fits = rows[rows["latency"] <= budget]
+    assert space.cost("latency", arch) <= budget and name == arch_key(arch)
+    assert float(rows.loc[rows["arch"] == arch_key(arch), "adv_err"].iloc[0]) == fits["adv_err"].min()
