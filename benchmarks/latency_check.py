@@ -44,10 +44,10 @@ TINY_SPACE = {"space.stem_channels": 4, "space.stage_channels": [8, 16], "space.
 
 
 def measure(preset: str, batch: int, backend: str, device: str = "cpu", archs: int = 30,
-            tiny: bool = False, threads: int = 1, seed: int = 0) -> list[dict]:
+            tiny: bool = False, threads: int = 1, seed: int = 0, clock: str = "wall") -> list[dict]:
     """Build one table and check it against whole nets; one row per statistic."""
     space = tamnas.build_space(tamnas.load_config(preset, TINY_SPACE if tiny else {}))
-    settings = TimingSettings(batch=batch, backend=backend, device=device, threads=threads,
+    settings = TimingSettings(batch=batch, backend=backend, device=device, threads=threads, clock=clock,
                               **({"repeats": 3, "warmup": 1, "budget_s": 0.05} if tiny else {}))
     tic = time.perf_counter()
     table = build_table(space, settings, say=lambda m: None)
@@ -59,7 +59,7 @@ def measure(preset: str, batch: int, backend: str, device: str = "cpu", archs: i
         t = LatencyTable.from_dict({**table.to_dict(), "predict_with": statistic})
         s = run_check(space, t, n_archs=archs, seed=seed, times=times, say=lambda m: None).summary
         rows.append({"preset": preset, "batch": batch, "backend": backend, "device": s["device"],
-                     "statistic": statistic, "build_s": round(build_s, 1),
+                     "clock": clock, "statistic": statistic, "build_s": round(build_s, 1),
                      "entries": len(table.entries), "archs": archs,
                      "mean_ms": float(np.mean([getattr(np, statistic)(x) for x in times[0]])),
                      **{f"{k}_{m}": s[k][m] for k in ("table", "table_corrected", "params",
@@ -112,7 +112,7 @@ def compare_fronts(run_dir: str) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| preset | batch | backend | stat | build s | mean ms | table RMSE % / +-10 % / tau "
+    head = ("| preset | batch | backend | clock, stat | build s | mean ms | table RMSE % / +-10 % / tau "
             "| + correction (LOO) | params RMSE % / tau | const RMSE % | ceiling tau |\n"
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     lines = [head]
@@ -120,7 +120,8 @@ def markdown(rows: list[dict]) -> str:
         corr = (f"{r['correction']} {r['correction_value']:+.3f} ms" if r["correction"] == "constant"
                 else f"{r['correction']} x{r['correction_value']:.2f}")
         lines.append(
-            f"| {r['preset']} | {r['batch']} | {r['backend']} | {r['statistic']} | {r['build_s']:.0f} "
+            f"| {r['preset']} | {r['batch']} | {r['backend']} | {r.get('clock', 'wall')}, "
+            f"{r['statistic']} | {r['build_s']:.0f} "
             f"| {r['mean_ms']:.2f} | {r['table_rmse_pct']:.1f} / {100 * r['table_within10']:.0f} % / "
             f"{r['table_tau']:.2f} | {r['table_corrected_rmse_pct']:.1f} / "
             f"{100 * r['table_corrected_within10']:.0f} % / {r['table_corrected_tau']:.2f} ({corr}) "
@@ -137,6 +138,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--device", default="cpu")
     p.add_argument("--archs", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--clock", default="wall", choices=("wall", "cpu"),
+                   help="cpu: the thread's CPU time (one thread; a machine shared with other jobs)")
     p.add_argument("--tiny", action="store_true", help="tiny space, 3 repeats: the code paths only")
     p.add_argument("--out", default=None)
     p.add_argument("--fronts", default=None, metavar="RUN",
@@ -157,7 +160,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 if backend == "onnxruntime" and args.device != "cpu":
                     continue
                 rows += measure(preset, batch, backend, args.device, args.archs, args.tiny,
-                                args.threads)
+                                args.threads, clock=args.clock)
                 out.write_text(json.dumps(rows, indent=1))   # partial results survive a kill
                 if not args.quiet:
                     print(markdown(rows[-2:]).splitlines()[-2:], flush=True)

@@ -43,7 +43,7 @@ def _settings(args: argparse.Namespace):
 
     return TimingSettings(batch=args.batch, repeats=args.repeats, warmup=args.warmup,
                           budget_s=args.budget, threads=args.threads, backend=args.backend,
-                          device=args.device).check()
+                          device=args.device, clock=args.clock).check()
 
 
 def build(args: argparse.Namespace) -> Path:
@@ -166,6 +166,10 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--statistic", choices=("median", "min"), default="median",
                    help="build: what predictions add up (both are stored): median (default) or "
                         "min, steadier where other jobs share the cores")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="build: wall time (default) or the thread's CPU time (one thread, CPU: "
+                        "what a call costs on a core of its own, on a machine shared with other "
+                        "jobs)")
     p.add_argument("--archs", type=int, default=30, help="check: whole nets sampled (default 30)")
     p.add_argument("--seed", type=int, default=0, help="check: which nets are sampled")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

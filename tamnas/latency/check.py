@@ -48,7 +48,8 @@ def settings_of(table: LatencyTable) -> TimingSettings:
     return TimingSettings(batch=table.batch, repeats=int(s.get("repeats", 100)),
                           warmup=int(s.get("warmup", 10)), budget_s=float(s.get("budget_s", 2.0)),
                           threads=int(table.device.get("threads", 1)),
-                          backend=str(table.device.get("backend", "torch")), device=device)
+                          backend=str(table.device.get("backend", "torch")), device=device,
+                          clock=str(s.get("clock", "wall")))
 
 
 def require_here(table: LatencyTable, settings: TimingSettings) -> None:

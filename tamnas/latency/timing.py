@@ -5,6 +5,14 @@ pinned; it stops after `repeats` calls or, for a slow unit, once `budget_s`
 seconds are spent (never before `MIN_REPEATS`). CUDA calls are timed with
 CUDA events after a synchronisation, so queued work is not mistaken for
 done work. Whole nets (`latency check`) go through the same functions.
+
+`clock="cpu"` (one thread, CPU only) times each call by the CPU time of the
+calling thread instead of the wall clock: the time the call spent running,
+not the time it waited while other jobs held the core. On a dedicated
+device the two agree for one thread; on a shared machine only the CPU
+clock measures the net rather than the queue (a call longer than a
+scheduler slice is preempted almost surely, a short one rarely, so wall
+times of whole nets and of their parts disagree there).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from torch import nn
 from tamnas.errors import require
 
 BACKENDS = ("torch", "onnxruntime")
+CLOCKS = ("wall", "cpu")
 MIN_REPEATS = 5
 
 
@@ -35,6 +44,7 @@ class TimingSettings:
     threads: int = 1
     backend: str = "torch"
     device: str = "cpu"
+    clock: str = "wall"
 
     def check(self) -> TimingSettings:
         if self.backend not in BACKENDS:
@@ -44,6 +54,10 @@ class TimingSettings:
         if min(self.batch, self.repeats, self.threads) < 1 or self.warmup < 0 or self.budget_s <= 0:
             raise ValueError("latency timing: batch, repeats and threads must be >= 1, warm-up >= 0 "
                              "and the budget > 0")
+        if self.clock not in CLOCKS:
+            raise ValueError(f"--clock {self.clock!r} is unknown; choose {', '.join(CLOCKS)}")
+        if self.clock == "cpu" and (self.threads != 1 or self.device != "cpu"):
+            raise ValueError("--clock cpu times one thread on the CPU; use --threads 1 --device cpu")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"--device {self.device}: CUDA is not available here; use --device cpu")
         return self
@@ -51,7 +65,7 @@ class TimingSettings:
     def record(self) -> dict:
         return {"batch": self.batch, "repeats": self.repeats, "warmup": self.warmup,
                 "budget_s": self.budget_s, "threads": self.threads, "backend": self.backend,
-                "device": self.device}
+                "device": self.device, "clock": self.clock}
 
 
 @contextmanager
@@ -80,6 +94,12 @@ def _cpu_clock(call) -> float:
     t0 = time.perf_counter()
     call()
     return (time.perf_counter() - t0) * 1e3
+
+
+def _thread_clock(call) -> float:
+    t0 = time.thread_time_ns()
+    call()
+    return (time.thread_time_ns() - t0) * 1e-6
 
 
 def _cuda_clock(call) -> float:
@@ -131,10 +151,12 @@ def time_module(module: nn.Module, shape: tuple[int, ...], settings: TimingSetti
         if settings.backend == "onnxruntime":
             sess = ort_session(onnx_bytes(module, full), settings.threads)
             name, feed = sess.get_inputs()[0].name, x.numpy()
-            return _loop(lambda: sess.run(None, {name: feed}), settings, _cpu_clock)
+            clock = _thread_clock if settings.clock == "cpu" else _cpu_clock
+            return _loop(lambda: sess.run(None, {name: feed}), settings, clock)
         device = torch.device(settings.device)
         module, x = module.to(device), x.to(device)
-        clock = _cuda_clock if device.type == "cuda" else _cpu_clock
+        clock = _cuda_clock if device.type == "cuda" else \
+            _thread_clock if settings.clock == "cpu" else _cpu_clock
         with torch.inference_mode():
             return _loop(lambda: module(x), settings, clock)
 
@@ -145,5 +167,5 @@ def summarise(times: np.ndarray) -> dict:
             "min": float(np.min(times)), "count": len(times)}
 
 
-__all__ = ["BACKENDS", "MIN_REPEATS", "TimingSettings", "onnx_bytes", "ort_session",
+__all__ = ["BACKENDS", "CLOCKS", "MIN_REPEATS", "TimingSettings", "onnx_bytes", "ort_session",
            "pinned_threads", "summarise", "time_module"]
