@@ -343,3 +343,16 @@ def test_a_latency_budget_chooses_among_the_runs_archs_by_the_tables_prediction(
     fits = rows[rows["latency"] <= budget]
     assert space.cost("latency", arch) <= budget and name == arch_key(arch)
     assert float(rows.loc[rows["arch"] == arch_key(arch), "adv_err"].iloc[0]) == fits["adv_err"].min()
+
+
+def test_the_cpu_clock_times_one_thread_and_is_recorded_for_the_check():
+    with pytest.raises(ValueError, match="one thread"):
+        TimingSettings(clock="cpu", threads=2).check()
+    space = tiny_space()
+    table = build_table(space, TimingSettings(clock="cpu", repeats=3, warmup=0, budget_s=0.05),
+                        say=lambda m: None)
+    assert table.settings["clock"] == "cpu"
+    assert all(e["median"] > 0 for e in table.entries.values())
+    from tamnas.latency.check import settings_of
+
+    assert settings_of(table).clock == "cpu"
