@@ -3,6 +3,8 @@
 A run directory holds what one preset produced, stage by stage:
 
     config.toml                  the run as created (run / train-supernet)
+    data.json                    what it was trained on: classes, images per class and split,
+                                 size, channels, the test files, the image folder's digest
     supernet/                    checkpoint.pt, train_log.csv, settings.json
     search/                      archive.{json,csv}, front.json, generations.csv, per-strategy
                                  state and logs, config.toml of the search call
@@ -56,6 +58,11 @@ class RunDir:
     @property
     def config(self) -> Path:
         return self.root / "config.toml"
+
+    @property
+    def data_record(self) -> Path:
+        """data.json: what the run was trained on (classes, counts, test files, folder digest)."""
+        return self.root / "data.json"
 
     # supernet training
     @property

@@ -31,6 +31,15 @@ def say(message: str, quiet: bool = False) -> None:
         print(message, flush=True)
 
 
+def check_run_data(run: RunDir, cfg: Config) -> None:
+    """One line if the run's image folder no longer holds the files it was made from."""
+    from tamnas.data.record import check_data_record
+
+    if run.data_record.is_file():
+        check_data_record(read_json(run.data_record, fix="delete it to skip the data check"),
+                          cfg.data)
+
+
 def one_shot_epochs(cfg: Config) -> int:
     return cfg.train.phase1_epochs + cfg.train.phase2_epochs
 
@@ -106,6 +115,7 @@ class Session:
 
             searched_weights = load_searched(run.search_dir, supernet)
         data = data if data is not None else load_data(cfg.data, cfg.seed)
+        check_run_data(run, cfg)
         archive = _open_archive(run, space, fingerprint, not fresh_archive, stale)
         evaluator = Evaluator.from_config(cfg, space, supernet, data, device, archive=archive,
                                           quiet=quiet)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tamnas.analysis.export_labels import convention_text
 from tamnas.errors import require
 from tamnas.files import (
     LOAD_ERRORS,
@@ -132,8 +133,11 @@ def verify_onnx(path: str | Path, net: nn.Module, example_input_shape, atol: flo
     return diff
 
 
-def export_onnx(net: nn.Module, path: str | Path, example_input_shape) -> float | None:
-    """Write `net` (eval, CPU) as ONNX with a dynamic batch axis, verify it, return the max diff."""
+def export_onnx(net: nn.Module, path: str | Path, example_input_shape,
+                metadata: Mapping[str, Any] | None = None, doc: str | None = None
+                ) -> float | None:
+    """Write `net` (eval, CPU) as ONNX with a dynamic batch axis, verify it, return the max diff.
+    `metadata` becomes the model's metadata_props (values as text), `doc` its doc_string."""
     onnx = require("onnx", "onnx", feature="ONNX export")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,6 +146,13 @@ def export_onnx(net: nn.Module, path: str | Path, example_input_shape) -> float 
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         _torch_onnx_export(net, torch.zeros(shape), tmp)
+        if metadata or doc:
+            model = onnx.load(str(tmp))
+            onnx.helper.set_model_props(model, {str(k): v if isinstance(v, str) else
+                                                json.dumps(json_safe(v))
+                                                for k, v in (metadata or {}).items()})
+            model.doc_string = doc or ""
+            onnx.save(model, str(tmp))
         onnx.checker.check_model(str(tmp))
         diff = verify_onnx(tmp, net, shape)
         tmp.replace(path)
@@ -205,7 +216,13 @@ def export_arch(space, arch, out_dir: str | Path, name: str,
     if onnx:
         shape = _example_shape(space, example_input_shape)
         onnx_path = out_dir / f"{name}.onnx"
-        diff = export_onnx(net, onnx_path, shape)
+        convention = blob.get("input")
+        metadata = {"tamnas_name": name, "genes": "-".join(map(str, arch))}
+        if isinstance(convention, Mapping):
+            metadata.update({f"input_{k}": v for k, v in convention.items()})
+        diff = export_onnx(net, onnx_path, shape, metadata=metadata,
+                           doc=convention_text(convention)
+                           if isinstance(convention, Mapping) else None)
         paths["onnx"] = onnx_path
         blob["onnx"] = {"file": onnx_path.name, "opset": ONNX_OPSET, "input_shape": list(shape),
                         "max_abs_diff": diff}
@@ -302,6 +319,11 @@ def load_arch(path: str | Path, weights: bool = True,
             raise ValueError(f"{weights_path} is damaged or was replaced: its checksum does not "
                              f"match {path}; export it again (`tamnas export`)")
         _load_weights_into(net, _read_weights(weights_path), str(weights_path))
+    convention = meta.get("input")
+    if isinstance(convention, Mapping):  # the instance says what it expects: help(net), net.__doc__
+        net.input_convention = dict(convention)
+        net.__doc__ = (f"tamnas export {meta.get('name', path.stem)} ({space.name}, genes "
+                       f"{'-'.join(map(str, arch))}).\n\n{convention_text(convention)}")
     return net.to(device).eval()
 
 

@@ -24,6 +24,7 @@ from tamnas.analysis.report_files import (
     read_csv,
     read_json,
 )
+from tamnas.analysis.export_labels import inherited_scores
 from tamnas.analysis.stats import arch_labels, markdown_table
 from tamnas.files import atomic_write_text
 from tamnas.rundir import RunDir
@@ -225,9 +226,10 @@ def _lego_section(run: RunDir) -> list[str]:
     lines += [f"Genes `{key}` in space `{blob.get('space', '?')}`: per layer the most frequent "
               "block and ratio among the top-k (ties: the best-ranked arch's choice; illegal modes "
               "replaced by the most frequent legal choice).", ""]
-    scores = blob.get("scores")
-    if isinstance(scores, dict) and scores:
-        lines += ["Inherited-weight scores:", "",
+    scores = {k: v for k, v in inherited_scores(blob).items()
+              if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if scores:
+        lines += ["Inherited-weight scores (validation split):", "",
                   markdown_table(percent_table(pd.DataFrame([scores])), index=False)]
     else:
         lines += ["Scores: not recorded.", ""]

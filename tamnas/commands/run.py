@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from tamnas import distributed as dist
-from tamnas.checks import check_data, preflight
+from tamnas.checks import fit_to_data, preflight
 from tamnas.commands import Call, command
 from tamnas.commands.lego import lego
 from tamnas.commands.plot import plot
@@ -20,13 +20,12 @@ from tamnas.rundir import RunDir, writing
 
 
 def run(cfg: Config, out: str | Path, *, device: torch.device, quiet: bool = False,
-        resume: bool = True) -> RunDir:
-    """The main job on a preset: every stage in order; a finished stage is skipped on resume."""
-    from tamnas.data import load_data
-
+        resume: bool = True, sources: dict | None = None) -> RunDir:
+    """The main job on a preset: every stage in order; a finished stage is skipped on resume.
+    `sources` ({key: where its value came from}) tells the preset's image counts, which are
+    fitted to the data, from those the user set, which must fit."""
     preflight(cfg)
-    data = load_data(cfg.data, cfg.seed)  # a missing dataset stops here, before --out exists
-    check_data(cfg, data)
+    cfg, data = fit_to_data(cfg, sources, quiet)  # a missing dataset stops here, before --out
     with writing(out, "tamnas run", enabled=dist.is_main()):
         run_dir = train_supernet(cfg, out, device=device, quiet=quiet, resume=resume, data=data)
         search(cfg, run_dir.root, device=device, quiet=quiet, resume=resume, data=data)
@@ -45,4 +44,5 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 @command("run", "the main job: supernet -> search -> LEGO export -> plots -> report", "preset",
          arguments=_arguments)
 def main(call: Call) -> RunDir:
-    return run(call.cfg, call.args.out, device=call.device, quiet=call.quiet, resume=call.resume)
+    return run(call.cfg, call.args.out, device=call.device, quiet=call.quiet, resume=call.resume,
+               sources=call.sources)
