@@ -123,6 +123,13 @@ class RunDir:
     def export_json(self, name: str) -> Path:
         return self.exports_dir / f"{name}.json"
 
+    def per_class(self, name: str, retrained: bool = True) -> Path:
+        """Errors per class on the test images: of retrain/NAME's net (`tamnas evaluate`), or of
+        an export's inherited weights (exports/NAME.per_class.csv, the LEGO stage)."""
+        if retrained:
+            return self.retrain_dir(name) / "per_class.csv"
+        return self.exports_dir / f"{name}.per_class.csv"
+
     @property
     def retrain_root(self) -> Path:
         return self.root / "retrain"
@@ -307,7 +314,8 @@ def writing(root: str | Path, command: str, scope: str = RUN_SCOPE,
 
 
 def move_aside(run: RunDir, names: tuple[str, ...] = RESULT_NAMES) -> Path | None:
-    """Move a run's results into `previous/N/` (with a copy of its config); the new folder or None."""
+    """Move a run's results into `previous/N/` (with a copy of its config and data record); the
+    new folder or None."""
     present = [n for n in names if (run.root / n).exists()]
     if not present:
         return None
@@ -319,8 +327,9 @@ def move_aside(run: RunDir, names: tuple[str, ...] = RESULT_NAMES) -> Path | Non
     for name in present:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         os.replace(run.root / name, dest / name)
-    if run.config.is_file():
-        atomic_write_bytes(dest / run.config.name, run.config.read_bytes())
+    for record in (run.config, run.data_record):
+        if record.is_file():
+            atomic_write_bytes(dest / record.name, record.read_bytes())
     return dest
 
 

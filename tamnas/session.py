@@ -225,6 +225,18 @@ class Session:
 
         return stack(self.data.test, n, generator_seed=self.cfg.seed + 21)
 
+    def per_class_on_test(self, net: nn.Module, attack=None) -> pd.DataFrame:
+        """Clean and attacked error of a standalone net per class of the test images."""
+        from tamnas.analysis.per_class import per_class_table
+        from tamnas.attacks import Attack, error_masks
+
+        attack = attack or Attack.from_config(self.cfg.attack)
+        x, y = self.test_tensors()
+        clean, adv, _ = error_masks(net.to(self.device), x, y, attack,
+                                    self.cfg.data.eval_batch_size, self.device)
+        return per_class_table(y.cpu().numpy(), clean.cpu().numpy(), adv.cpu().numpy(),
+                               self.data.info.classes or None)
+
     def scores_on_test(self, net: nn.Module, attack=None) -> dict:
         """Clean and attacked error of a standalone net on the test images."""
         from tamnas.attacks import Attack, error_counts

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -230,3 +231,38 @@ def test_an_export_states_its_scores_and_input_and_gives_the_evaluated_accuracy(
                                 providers=["CPUExecutionProvider"])
     logits = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     assert int((logits.argmax(1) == y.numpy()).sum()) == right
+
+
+def test_per_class_errors_match_a_direct_count():
+    from tamnas.analysis.per_class import per_class_table
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 200)
+    clean, adv = rng.random(200) < 0.2, rng.random(200) < 0.5
+    df = per_class_table(y, clean, adv, ["a", "b", "c"])
+    for c, row in df.iterrows():
+        n = int((y == c).sum())
+        assert row["images"] == n
+        assert row["clean_err"] == sum(clean[i] for i in range(200) if y[i] == c) / n
+        assert row["adv_err_se"] == pytest.approx(np.sqrt(row["adv_err"] * (1 - row["adv_err"])
+                                                          / n), rel=1e-12)
+
+
+def test_the_report_opens_with_the_data_and_gives_errors_per_class(own_run):
+    imgs, out, _ = own_run
+    run = ["--data", str(imgs), "--device", "cpu", "--quiet"]
+    assert main(["evaluate", str(out), "--arch", "lego", "--no-grid", *run]) == 0
+    per_class = pd.read_csv(out / "retrain" / "lego" / "per_class.csv")
+    grid = pd.read_csv(out / "retrain" / "lego" / "robustness.csv")
+    assert list(per_class["class"]) == list(CLASSES) and per_class["images"].sum() == 40
+    wrong = (per_class["clean_err"] * per_class["images"]).sum()
+    assert wrong == pytest.approx(grid["clean_err"].iloc[0] * 40, abs=1e-6)
+    assert main(["report", str(out), "--quiet"]) == 0
+    text = (out / "report.md").read_text()
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sections[0] == "## Data" and "## Errors per class" in sections
+    data = text.split("## Data", 1)[1].split("\n## ", 1)[0]
+    assert "4 classes, RGB (3 channels) at 16 x 16 pixels; 128 training, 32 validation" in data
+    assert all(f"| {c} " in data for c in CLASSES)
+    per = text.split("## Errors per class", 1)[1].split("\n## ", 1)[0]
+    assert "LEGO net, inherited weights:" in per and "`lego` (`tamnas evaluate`):" in per

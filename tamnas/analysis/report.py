@@ -25,6 +25,7 @@ from tamnas.analysis.report_files import (
     read_json,
 )
 from tamnas.analysis.export_labels import inherited_scores
+from tamnas.analysis.report_data import data_section, per_class_section
 from tamnas.analysis.stats import arch_labels, markdown_table
 from tamnas.files import atomic_write_text
 from tamnas.rundir import RunDir
@@ -362,9 +363,10 @@ def write_report(run: RunDir | str | Path, out: str | Path | None = None,
     cfg = read_config(run.config)
     path = Path(out) if out is not None else run.report
     lines = [f"# {title or f'tamnas report: {run.root.resolve().name}'}", ""]
-    for section in (_config_section(cfg), _training_section(run), _search_section(run, cfg),
-                    _figures_section(run, path.parent), _stats_section(run, cfg),
-                    _lego_section(run), _retrain_section(run),
+    for section in (data_section(run), _config_section(cfg), _training_section(run),
+                    _search_section(run, cfg), _figures_section(run, path.parent),
+                    _stats_section(run, cfg), _lego_section(run), per_class_section(run),
+                    _retrain_section(run),
                     _validate_section(run), _robustness_section(run)):
         lines += section
     atomic_write_text(path, "\n".join(lines).rstrip() + "\n")

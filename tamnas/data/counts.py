@@ -55,6 +55,8 @@ def fit_image_counts(cfg: Config, n_train: int, n_test: int,
     n_fit = n_train - val if val < n_train else 0
     if d.train_limit:
         n_fit = min(n_fit, d.train_limit)
+    if n_fit < d.batch_size:     # no full batch: check_data says so, naming data.batch_size
+        return dataclasses.replace(cfg, data=dataclasses.replace(d, val_size=val)), notes
     bn, note = _limit(cfg, sources, "search.bn_images", s.bn_images, n_fit,
                       f"the {n_fit} training images")
     notes += [note] if note else []
