@@ -57,10 +57,10 @@ def test_a_capped_validation_split_still_leaves_a_full_training_batch():
 
 
 @pytest.mark.parametrize("key, value, words", [
-    ("data.val_size", 150, "data.val_size 150 (--set) is more than the 160 training images "
-                           "allow with data.batch_size 64 left to train on; choose at most 96"),
-    ("search.eval_images", 100, "search.eval_images 100 (--set) is more than the 32 validation "
-                                "images (data.val_size); choose at most 32"),
+    ("data.val_size", 150, ("data.val_size 150 (--set) is more than the 160 training images "
+                            "allow with data.batch_size 64 left to train on; choose at most 96")),
+    ("search.eval_images", 100, ("search.eval_images 100 (--set) is more than the 32 "
+                                 "validation images (data.val_size); choose at most 32")),
     ("search.bn_images", 200, "search.bn_images 200 (--set) is more than the 128 training images"),
 ])
 def test_an_explicit_count_that_does_not_fit_is_refused(key, value, words):
@@ -107,7 +107,7 @@ def test_the_cli_refuses_an_explicit_count_before_any_file(tmp_path, capsys):
 def readme_own_images_command() -> list[str]:
     """The `tamnas run` line of the README's "Your own images" section, as argv."""
     section = README.read_text().split("## Your own images", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL).group(1)
     return shlex.split(block.replace("\\\n", " "))
 
 

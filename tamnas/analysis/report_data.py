@@ -16,15 +16,15 @@ def data_section(run: RunDir) -> list[str]:
     lines = ["## Data", ""]
     rec = read_json(run.data_record)
     if not isinstance(rec, dict):
-        return lines + [f"{NOT_RECORDED} (no readable data.json: runs made before it have none)",
-                        ""]
+        return [*lines, f"{NOT_RECORDED} (no readable data.json: runs made before it have none)",
+                ""]
     images = rec.get("images", {})
-    lines += [f"Dataset `{rec.get('dataset')}`: {len(rec.get('classes', []))} classes, "
-              f"{rec.get('color')} ({rec.get('channels')} channel"
-              f"{'s' if rec.get('channels') != 1 else ''}) at {rec.get('resolution')} x "
-              f"{rec.get('resolution')} pixels; {images.get('train', '?')} training, "
-              f"{images.get('val', '?')} validation (search scores) and "
-              f"{images.get('test', '?')} test images.", ""]
+    lines += [(f"Dataset `{rec.get('dataset')}`: {len(rec.get('classes', []))} classes, "
+               f"{rec.get('color')} ({rec.get('channels')} channel"
+               f"{'s' if rec.get('channels') != 1 else ''}) at {rec.get('resolution')} x "
+               f"{rec.get('resolution')} pixels; {images.get('train', '?')} training, "
+               f"{images.get('val', '?')} validation (search scores) and "
+               f"{images.get('test', '?')} test images."), ""]
     per = rec.get("images_per_class", {})
     if per:
         table = pd.DataFrame({split: pd.Series(counts) for split, counts in per.items()})
@@ -32,8 +32,9 @@ def data_section(run: RunDir) -> list[str]:
         lines += [markdown_table(table.reset_index(), index=False), ""]
     lines += [f"Images were resized {rec.get('resize')}."]
     if rec.get("files_digest"):
-        lines += [f"The folder held {rec.get('files')} image files (sha256 of their names and "
-                  f"bytes `{rec['files_digest'][:16]}`); the test files are listed in data.json."]
+        lines += [(f"The folder held {rec.get('files')} image files (sha256 of their names "
+                   f"and bytes `{rec['files_digest'][:16]}`); the test files are listed in "
+                   "data.json.")]
     return lines + [""]
 
 
@@ -47,8 +48,8 @@ def per_class_section(run: RunDir) -> list[str]:
     found = [(label, p) for label, p in found if p.is_file()]
     if not found:
         return lines + [f"{NOT_RECORDED} (`tamnas lego` and `tamnas evaluate` write them)", ""]
-    lines += ["Clean and search-attack error on the test images, per class, with one standard "
-              "error.", ""]
+    lines += [("Clean and search-attack error on the test images, per class, with one "
+               "standard error."), ""]
     for label, path in found:
         df = read_csv(path)
         if df is None:
