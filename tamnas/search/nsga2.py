@@ -323,7 +323,8 @@ class NSGA2Search(Strategy):
 # -- CLI table ----------------------------------------------------------------------------------
 def format_front_table(df: pd.DataFrame, objectives: Sequence[str], max_rows: int = 30,
                        layers: Sequence[str] | None = None) -> str:
-    """A short fixed-width table of a front: rank, params, errors in % (± standard error), arch key.
+    """A short fixed-width table of a front: its `front:K` row (what --arch takes), params,
+    errors in % (± one standard error), arch key. The rows are the front's order, not a rank.
 
     `layers` (one string per row, e.g. the space's layer names) is shown after the arch key.
     """
@@ -331,12 +332,13 @@ def format_front_table(df: pd.DataFrame, objectives: Sequence[str], max_rows: in
         raise ValueError(f"format_front_table: {len(layers)} layer labels for {len(df)} rows")
     if df is None or len(df) == 0:
         return "(empty front)"
-    cols = [("rank", lambda i, r: str(i))]
+    cols = [("--arch", lambda i, r: f"front:{i}")]
     if "params" in df:
         cols.append(("params", lambda i, r: f"{int(r['params']):,}"))
     if "flops" in objectives and "flops" in df:
         cols.append(("flops", lambda i, r: f"{int(r['flops']):,}"))
-    labels = {"clean_err": "clean err %", "adv_err": "adv err %", "ood_aupr_err": "ood aupr err %"}
+    labels = {"clean_err": "clean err % ± SE", "adv_err": "adv err % ± SE",
+              "ood_aupr_err": "ood aupr err % ± SE"}
     for key, label in labels.items():
         if key in df and (key in objectives or key != "ood_aupr_err"):
             cols.append((label, lambda i, r, k=key: format_error(r[k], r.get(f"{k}_se"))))
