@@ -112,6 +112,7 @@ class Progress:
         self.interval = LINE_INTERVAL if interval is None else interval
         self.stages = _CURRENT.get() if leave else None
         self.postfix = ""
+        self.printed = None          # the count of the last line written
         self.start = self.last = time.monotonic()
         self.bar = None
         if not disable and is_terminal(self.stream):
@@ -125,6 +126,7 @@ class Progress:
         for item in self.iterable if self.iterable is not None else ():
             yield item
             self.update(1)
+        self.close()                 # like tqdm: a finished loop closes its bar
 
     def __enter__(self) -> Progress:  # noqa: PYI034 (no typing.Self before Python 3.11)
         return self
@@ -166,13 +168,13 @@ class Progress:
         if self.postfix:
             parts.append(self.postfix)
         print(" · ".join(parts), file=self.stream, flush=True)
-        self.last = time.monotonic()
+        self.last, self.printed = time.monotonic(), self.n
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        elif not self.disable and self.leave and self.n > self.initial:
+        elif not self.disable and self.leave and self.n > self.initial and self.printed != self.n:
             self._line(final=True)
         self.disable = True
 

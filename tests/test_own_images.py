@@ -252,8 +252,9 @@ def test_the_report_opens_with_the_data_and_gives_errors_per_class(own_run):
     imgs, out, _ = own_run
     run = ["--data", str(imgs), "--device", "cpu", "--quiet"]
     assert main(["evaluate", str(out), "--arch", "lego", "--no-grid", *run]) == 0
-    per_class = pd.read_csv(out / "retrain" / "lego" / "per_class.csv")
-    grid = pd.read_csv(out / "retrain" / "lego" / "robustness.csv")
+    lego_key = "-".join(map(str, json.loads((out / "exports" / "lego.json").read_text())["genes"]))
+    per_class = pd.read_csv(out / "retrain" / lego_key / "per_class.csv")
+    grid = pd.read_csv(out / "retrain" / lego_key / "robustness.csv")
     assert list(per_class["class"]) == list(CLASSES) and per_class["images"].sum() == 40
     wrong = (per_class["clean_err"] * per_class["images"]).sum()
     assert wrong == pytest.approx(grid["clean_err"].iloc[0] * 40, abs=1e-6)
@@ -265,4 +266,4 @@ def test_the_report_opens_with_the_data_and_gives_errors_per_class(own_run):
     assert "4 classes, RGB (3 channels) at 16 x 16 pixels; 128 training, 32 validation" in data
     assert all(f"| {c} " in data for c in CLASSES)
     per = text.split("## Errors per class", 1)[1].split("\n## ", 1)[0]
-    assert "LEGO net, inherited weights:" in per and "`lego` (`tamnas evaluate`):" in per
+    assert "LEGO net, inherited weights:" in per and f"`{lego_key}` (`tamnas evaluate`):" in per

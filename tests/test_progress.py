@@ -44,7 +44,18 @@ def test_a_log_gets_plain_lines_at_the_interval_and_one_at_the_end(clock):
     assert lines[0].startswith("work: 3/10 step (30%), 6s elapsed, ETA 14s")
     assert lines[0].endswith("loss=0.5")
     assert lines[-1].startswith("work: 10/10 step (100%), 20s elapsed") and "ETA" not in lines[-1]
-    assert len(lines) == 4
+    assert len(lines) == 4          # the loop's end closes the bar: one final line, not two
+    bar.close()
+    assert len(out.getvalue().splitlines()) == 4
+
+
+def test_a_final_count_already_written_is_not_written_again(clock):
+    out = io.StringIO()
+    bar = prog.progress(total=2, desc="w", stream=out, interval=1.0)
+    clock.t += 5.0
+    bar.update(2)                   # written at 2/2 by the interval
+    bar.close()
+    assert len(out.getvalue().splitlines()) == 1
 
 
 def test_a_disabled_bar_says_nothing(clock):

@@ -332,7 +332,7 @@ def format_front_table(df: pd.DataFrame, objectives: Sequence[str], max_rows: in
         raise ValueError(f"format_front_table: {len(layers)} layer labels for {len(df)} rows")
     if df is None or len(df) == 0:
         return "(empty front)"
-    cols = [("--arch", lambda i, r: f"front:{i}")]
+    cols = [("front", lambda i, r: f"front:{i}")]
     if "params" in df:
         cols.append(("params", lambda i, r: f"{int(r['params']):,}"))
     if "flops" in objectives and "flops" in df:
