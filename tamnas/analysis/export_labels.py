@@ -43,7 +43,8 @@ def _entry(source: str, split: str, images: int | None, errors: Mapping[str, flo
     for name, value in errors.items():
         if value is None:
             continue
-        out[name] = float(value)
+        # a count over `images` images: 1 - accuracy is such a count, up to float rounding
+        out[name] = round(float(value) * images) / images if images else float(value)
         out[f"{name}_se"] = binomial_se(float(value), images) if images else None
     out.update(extra)
     return out

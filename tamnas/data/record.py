@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     from tamnas.data.bundle import DataBundle
 
 FOLDER = "imagefolder"
-RESIZE = ("antialiased bilinear (torch.nn.functional.interpolate, align_corners=False, "
-          "antialias when shrinking) to {res} x {res}, aspect ratio not kept, pixels rounded "
-          "to uint8")
+RESIZE = ("by bilinear interpolation to {res} x {res} (torch.nn.functional.interpolate, "
+          "align_corners=False, antialias=True when shrinking), aspect ratio not kept, pixels "
+          "rounded to 8 bits")
 
 
 def folder_files(root: str | Path) -> list[str]:
