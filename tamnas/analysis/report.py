@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from tamnas.analysis.export_labels import inherited_scores
+from tamnas.analysis.report_data import data_section, per_class_section
 from tamnas.analysis.report_files import (
     ci_text,
     fmt_value,
@@ -24,8 +26,6 @@ from tamnas.analysis.report_files import (
     read_csv,
     read_json,
 )
-from tamnas.analysis.export_labels import inherited_scores
-from tamnas.analysis.report_data import data_section, per_class_section
 from tamnas.analysis.stats import arch_labels, markdown_table
 from tamnas.files import atomic_write_text
 from tamnas.rundir import RunDir
