@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from tqdm.auto import tqdm
 
+SKIPPED_SECONDS = 1.0         # a stage done this fast without a bar had nothing left to do
 LINE_INTERVAL = float(os.environ.get("TAMNAS_PROGRESS_INTERVAL", "30"))  # seconds between lines
 
 
@@ -63,6 +64,7 @@ class Stages:
         self.name, self.quiet, self.stream = name, quiet, stream
         self.index = -1
         self.fraction = 0.0          # of the current stage, from its main bar
+        self.skipped = 0.0           # work found done already (resumed): not part of the pace
         self.start = time.monotonic()
 
     @property
@@ -71,8 +73,18 @@ class Stages:
         return past + (self.work[self.index] * self.fraction if self.index >= 0 else 0.0)
 
     def eta(self) -> float | None:
-        """Seconds left of the whole job at the pace measured so far."""
-        return eta(self.done_work, sum(self.work), time.monotonic() - self.start)
+        """Seconds left of the whole job at the pace measured so far (on the work done now,
+        not on what a resumed run found done)."""
+        done, elapsed = self.done_work, time.monotonic() - self.start
+        paced = done - self.skipped
+        if paced <= 0:
+            return None
+        return elapsed * max(sum(self.work) - done, 0.0) / paced
+
+    def resumed(self, fraction: float) -> None:
+        """The current stage starts `fraction` done (a resumed loop)."""
+        self.skipped += self.work[self.index] * min(max(fraction, 0.0), 1.0)
+        self.fraction = max(self.fraction, fraction)
 
     def label(self) -> str:
         return (f"stage {self.index + 1} of {len(self.names)}, {self.name} ETA "
@@ -85,11 +97,13 @@ class Stages:
             print(f"{self.name}: stage {self.index + 1} of {len(self.names)}: {name} "
                   f"({duration(time.monotonic() - self.start)} elapsed, {self.name} ETA "
                   f"{duration(self.eta())})", file=self.stream or sys.stdout, flush=True)
-        token = _CURRENT.set(self)
+        token, began = _CURRENT.set(self), time.monotonic()
         try:
             yield self
         finally:
             _CURRENT.reset(token)
+            if self.fraction == 0.0 and time.monotonic() - began < SKIPPED_SECONDS:
+                self.skipped += self.work[self.index]    # nothing left to do: found done
             self.fraction = 1.0
 
 
@@ -111,6 +125,8 @@ class Progress:
         self.stream = stream if stream is not None else sys.stderr
         self.interval = LINE_INTERVAL if interval is None else interval
         self.stages = _CURRENT.get() if leave else None
+        if self.stages is not None and total and initial:
+            self.stages.resumed(initial / total)
         self.postfix = ""
         self.printed = None          # the count of the last line written
         self.start = self.last = time.monotonic()

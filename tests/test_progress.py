@@ -85,6 +85,18 @@ def test_stages_give_stage_k_of_n_and_the_whole_jobs_eta(clock):
     assert said[1] == "run: stage 2 of 3: b (10s elapsed, run ETA 1m30s)"   # 10 of 100 in 10 s
 
 
+def test_work_a_resumed_run_found_done_does_not_set_the_pace(clock):
+    stages = prog.Stages([("a", 50), ("b", 50)], "run", quiet=True)
+    with stages.stage("a"):
+        pass                        # complete already: no bar, no time
+    with stages.stage("b"):
+        bar = prog.progress(total=10, initial=4, desc="b", stream=io.StringIO(), interval=1e9)
+        clock.t += 30.0
+        bar.update(3)               # 3 of the 10 steps (15 units) now, in 30 s
+        assert stages.done_work == 85.0 and stages.skipped == 70.0
+        assert stages.eta() == pytest.approx(30.0 * 15 / 15)
+
+
 def test_counter_says_k_of_n_with_the_pace_of_the_jobs_done(clock):
     start = clock.t
     assert prog.counter(1, 4, start) == "1 of 4, 0s elapsed, ETA ?"
