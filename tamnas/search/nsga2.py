@@ -337,11 +337,12 @@ def format_front_table(df: pd.DataFrame, objectives: Sequence[str], max_rows: in
         cols.append(("params", lambda i, r: f"{int(r['params']):,}"))
     if "flops" in objectives and "flops" in df:
         cols.append(("flops", lambda i, r: f"{int(r['flops']):,}"))
-    labels = {"clean_err": "clean err % ± SE", "adv_err": "adv err % ± SE",
-              "ood_aupr_err": "ood aupr err % ± SE"}
+    labels = {"clean_err": "clean err %", "adv_err": "adv err %", "ood_aupr_err": "ood aupr err %"}
     for key, label in labels.items():
         if key in df and (key in objectives or key != "ood_aupr_err"):
-            cols.append((label, lambda i, r, k=key: format_error(r[k], r.get(f"{k}_se"))))
+            with_se = f"{key}_se" in df and bool(df[f"{key}_se"].notna().any())
+            cols.append((f"{label} ± SE" if with_se else label,
+                         lambda i, r, k=key: format_error(r[k], r.get(f"{k}_se"))))
     cols.append(("arch", lambda i, r: str(r["arch"])))
     if layers is not None:
         cols.append(("layers", lambda i, r: str(layers[i])))
