@@ -103,13 +103,14 @@ def resolve_sources(args: argparse.Namespace, target: str) -> dict[str, str]:
     (or --data, --seed, --download, which stand for one key each)."""
     from tamnas.config import parse_override
     from tamnas.config.sources import PRESET, RUN, config_sources
+    from tamnas.rundir import RunDir
 
     overrides = dict(parse_override(s) for s in getattr(args, "overrides", []))
     labels = {}
     for key, option in (("seed", "seed"), ("data.root", "data"), ("data.download", "download")):
         if getattr(args, option, None) not in (None, False):
             overrides[key], labels[key] = True, f"--{option}"
-    base = Path(args.run) / "config.toml" if target == "run" else args.preset
+    base = RunDir(args.run).config if target == "run" else args.preset
     return config_sources(base, overrides, getattr(args, "config_files", []),
                           base_kind=RUN if target == "run" else PRESET, labels=labels)
 

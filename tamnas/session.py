@@ -114,8 +114,8 @@ class Session:
             from tamnas.search.searched_weights import load_searched
 
             searched_weights = load_searched(run.search_dir, supernet)
+        check_run_data(run, cfg)  # a changed image folder is one line, before it is read
         data = data if data is not None else load_data(cfg.data, cfg.seed)
-        check_run_data(run, cfg)
         archive = _open_archive(run, space, fingerprint, not fresh_archive, stale)
         evaluator = Evaluator.from_config(cfg, space, supernet, data, device, archive=archive,
                                           quiet=quiet)
