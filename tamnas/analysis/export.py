@@ -11,6 +11,11 @@ habit works: `net.load_state_dict(torch.load(path))` on the module
 and `load_arch` refuses a damaged or replaced file in one line. `load_arch`
 also accepts the tagged `standalone_weights` checkpoints that retraining writes.
 
+Arch JSON and weights are shared like pretrained weights, so opening them
+never runs code and never reaches outside the JSON's folder: weights load with
+`weights_only=True` only, the JSON's `weights` must name a file beside it, and
+sizes in `space_config` are checked before anything is built or allocated.
+
 ONNX uses the TorchScript-based exporter (`torch.onnx.export(...,
 dynamo=False)`): with torch 2.x the default dynamo exporter needs the extra
 package `onnxscript`, while the TorchScript path needs nothing beyond torch
@@ -37,18 +42,23 @@ from torch import nn
 
 from tamnas.errors import require
 from tamnas.files import (
-    LOAD_ERRORS,
+    MEMORY_SHARE,
     atomic_write_bytes,
     atomic_write_json,
     file_digest,
     json_safe,
     load_checkpoint,
+    machine_memory,
+    safe_torch_load,
     sha256_bytes,
 )
 
 log = logging.getLogger(__name__)
 
-WEIGHT_KINDS = ("standalone", "standalone_weights")
+WEIGHT_KIND = "standalone_weights"   # retrain's model.pt; exports are plain state dicts
+OLD_EXPORT_KIND = "standalone"       # exports of earlier versions: tagged, refused
+MAX_CONFIG_INT = 1 << 16             # no space tamnas builds has a count or width above this
+WEIGHT_COPIES = 2                    # the network's weights and the state dict loaded into it
 ONNX_OPSET = 17
 ONNX_ATOL = 1e-4
 _REQUIRED_KEYS = ("space", "space_config")
@@ -223,8 +233,9 @@ def _arch_blob(path: Path) -> dict:
         where = f" (line {err.lineno})" if isinstance(err, json.JSONDecodeError) else ""
         raise ValueError(f"{path} is not a tamnas arch file: not valid JSON{where}") from None
     if not isinstance(blob, dict):
-        raise ValueError(f"{path} is not a tamnas arch file: expected a JSON object with keys "
-                         f"format, space, space_config, genes")
+        raise ValueError(  # noqa: TRY004 (a user-facing one-line error)
+            f"{path} is not a tamnas arch file: expected a JSON object with keys "
+            f"format, space, space_config, genes")
     if "format" in blob and blob["format"] != ARCH_FORMAT:
         raise ValueError(f"{path} is not a tamnas arch file: format {blob['format']!r}, "
                          f"expected {ARCH_FORMAT!r}")
@@ -247,13 +258,40 @@ def _rebuild_space(path: Path, blob: dict):
     cls = SPACES[space_name]
     config = blob["space_config"]
     if not isinstance(config, dict):
-        raise ValueError(f"{path}: space_config must be a JSON object, got {type(config).__name__}")
+        raise ValueError(f"{path}: space_config must be a JSON object, got {type(config).__name__}")  # noqa: TRY004 (a user-facing one-line error)
+    _check_config_sizes(path, config)
     try:
         return cls.from_config(config)
     except (ValueError, TypeError, KeyError, NotImplementedError) as err:
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{path}: space_config does not rebuild space {space_name!r}: "
                          f"{msg}") from None
+
+
+def _check_config_sizes(path: Path, config: Mapping) -> None:
+    """Refuse counts and widths no real space has, before a space is built from them (building
+    takes time and memory in proportion to them)."""
+    for key, value in config.items():
+        values = value if isinstance(value, list) else [value]
+        ints = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+        total = sum(abs(v) for v in ints)
+        if total > MAX_CONFIG_INT:
+            raise ValueError(f"{path}: space_config.{key} = {str(value)[:60]} is larger than any "
+                             f"space tamnas builds (limit {MAX_CONFIG_INT}); the file is damaged "
+                             "or was not written by tamnas")
+
+
+def check_net_memory(path: str | Path, space, arch, available: int | None = None) -> None:
+    """Refuse an arch whose weights would not fit in memory, with the estimate."""
+    available = machine_memory() if available is None else available
+    try:
+        need = int(space.params(arch)) * 4 * WEIGHT_COPIES
+    except NotImplementedError:  # a space without a parameter table: nothing to estimate from
+        return
+    if available > 0 and need > MEMORY_SHARE * available:
+        raise ValueError(f"{path}: the network it describes needs about {need / 2**30:,.1f} GiB "
+                         f"of memory, more than this machine's {available / 2**30:,.1f} GiB "
+                         "allow; open it on a larger machine")
 
 
 def read_arch_json(path: str | Path) -> tuple[Any, tuple[int, ...], dict]:
@@ -279,6 +317,7 @@ def read_arch_json(path: str | Path) -> tuple[Any, tuple[int, ...], dict]:
     except (ValueError, KeyError, TypeError) as err:
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{path}: illegal architecture: {msg}") from None
+    check_net_memory(path, space, arch)
     return space, arch, dict(blob)
 
 
@@ -293,7 +332,7 @@ def load_arch(path: str | Path, weights: bool = True,
     space, arch, meta = read_arch_json(path)
     net = space.build_standalone(arch)
     if weights:
-        weights_path = path.parent / (meta.get("weights") or f"{path.stem}.pt")
+        weights_path = weights_beside(path, meta.get("weights"))
         if not weights_path.is_file():
             raise FileNotFoundError(f"{path}: weights file {weights_path} not found; export with "
                                     "weights or call load_arch(path, weights=False)")
@@ -305,29 +344,51 @@ def load_arch(path: str | Path, weights: bool = True,
     return net.to(device).eval()
 
 
+def weights_beside(path: Path, name: Any) -> Path:
+    """The weights file an arch JSON names: a plain file name in the JSON's own folder.
+
+    A path, `..` or a link leading elsewhere is refused: a shared JSON must not
+    make `load_arch` read a file the user did not hand over with it.
+    """
+    if name is None:
+        return path.parent / f"{path.stem}.pt"
+    if not isinstance(name, str) or not name or name in (".", "..") \
+            or any(c in name for c in "/\\\0") or Path(name).is_absolute():
+        raise ValueError(f"{path}: 'weights' must name a file beside the JSON, got "
+                         f"{str(name)[:80]!r}; put the weights file next to it and give its name")
+    weights = path.parent / name
+    if weights.is_symlink() and weights.resolve().parent != path.parent.resolve():
+        raise ValueError(f"{path}: weights file {weights} is a link out of the JSON's folder; "
+                         "copy the file there instead")
+    return weights
+
+
 def _read_weights(path: Path) -> Mapping[str, torch.Tensor]:
-    """State dict of an export (a plain state dict) or of a tagged checkpoint (a retrained net's
-    `standalone_weights`, or an export written by an earlier version)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except LOAD_ERRORS:  # not a plain tensor file: the tagged formats say what it is
-        state = None
-    if isinstance(state, Mapping) and "format" in state:  # a tagged checkpoint
-        state = None
-    if state is None:
-        first_error = None
-        for kind in WEIGHT_KINDS:
-            try:
-                state = load_checkpoint(path, kind=kind, map_location="cpu")
-                break
-            except ValueError as err:
-                first_error = first_error or err
-        else:
-            raise first_error
+    """State dict of an export (a plain state dict) or of a retrained net's tagged
+    `standalone_weights` checkpoint; nothing is ever unpickled."""
+    fix = "export it again (`tamnas export`)"
+    state = safe_torch_load(path, f"weights file {path}", fix)
+    if isinstance(state, Mapping) and str(state.get("format", "")).startswith("tamnas-checkpoint"):
+        if state.get("kind") == OLD_EXPORT_KIND:
+            raise ValueError(f"weights file {path} is an export of an earlier tamnas version "
+                             f"(a tagged checkpoint); {fix}")
+        state = load_checkpoint(path, kind=WEIGHT_KIND, map_location="cpu",
+                                fix="retrain it or export it again")
     if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ValueError(f"weights file {path} does not hold a state dict of tensors")
+        raise ValueError(f"weights file {path} does not hold a state dict of tensors; {fix}")
     return state
 
 
-__all__ = ["ARCH_FORMAT", "WEIGHT_KINDS", "arch_record", "export_arch", "export_onnx",
-           "load_arch", "read_arch_json", "verify_onnx", "write_arch_json"]
+__all__ = [
+    "ARCH_FORMAT",
+    "WEIGHT_KIND",
+    "arch_record",
+    "check_net_memory",
+    "export_arch",
+    "export_onnx",
+    "load_arch",
+    "read_arch_json",
+    "verify_onnx",
+    "weights_beside",
+    "write_arch_json",
+]
