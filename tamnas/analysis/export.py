@@ -144,20 +144,25 @@ def verify_onnx(path: str | Path, net: nn.Module, example_input_shape, atol: flo
 
 def export_onnx(net: nn.Module, path: str | Path, example_input_shape) -> float | None:
     """Write `net` (eval, CPU) as ONNX with a dynamic batch axis, verify it, return the max diff."""
-    onnx = require("onnx", "onnx", feature="ONNX export")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    shape = tuple(int(s) for s in example_input_shape)
-    net = net.to("cpu").eval()
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        _torch_onnx_export(net, torch.zeros(shape), tmp)
-        onnx.checker.check_model(str(tmp))
-        diff = verify_onnx(tmp, net, shape)
+        diff = _write_onnx(net, tmp, example_input_shape)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
     return diff
+
+
+def _write_onnx(net: nn.Module, tmp: Path, example_input_shape) -> float | None:
+    """Export and verify `net` into `tmp`; the caller renames it into place when all is done."""
+    onnx = require("onnx", "onnx", feature="ONNX export")
+    shape = tuple(int(s) for s in example_input_shape)
+    net = net.to("cpu").eval()
+    _torch_onnx_export(net, torch.zeros(shape), tmp)
+    onnx.checker.check_model(str(tmp))
+    return verify_onnx(tmp, net, shape)
 
 
 ARCH_FORMAT = "tamnas-arch-v1"
@@ -202,23 +207,33 @@ def export_arch(space, arch, out_dir: str | Path, name: str,
     out_dir.mkdir(parents=True, exist_ok=True)
     net = space.build_standalone(arch)
     paths: dict[str, Path] = {}
+    data = None
     if state_dict is not None:
         _load_weights_into(net, state_dict, f"export {name}")
-        weights = out_dir / f"{name}.pt"
         state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
         buf = io.BytesIO()
         torch.save(state, buf)  # a plain state dict: load_state_dict(torch.load(path)) works
-        atomic_write_bytes(weights, buf.getvalue())
-        paths["weights"] = weights
-        blob["weights"] = weights.name
-        blob["weights_sha256"] = sha256_bytes(buf.getvalue())
-    if onnx:
-        shape = _example_shape(space, example_input_shape)
-        onnx_path = out_dir / f"{name}.onnx"
-        diff = export_onnx(net, onnx_path, shape)
-        paths["onnx"] = onnx_path
-        blob["onnx"] = {"file": onnx_path.name, "opset": ONNX_OPSET, "input_shape": list(shape),
-                        "max_abs_diff": diff}
+        data = buf.getvalue()
+    # Everything is made and checked before a file changes: a failed ONNX export leaves the
+    # folder as it was (no new .pt beside an old JSON).
+    onnx_tmp = out_dir / f".{name}.onnx.tmp"
+    try:
+        if onnx:
+            shape = _example_shape(space, example_input_shape)
+            diff = _write_onnx(net, onnx_tmp, shape)
+            blob["onnx"] = {"file": f"{name}.onnx", "opset": ONNX_OPSET,
+                            "input_shape": list(shape), "max_abs_diff": diff}
+        if data is not None:
+            weights = out_dir / f"{name}.pt"
+            atomic_write_bytes(weights, data)
+            paths["weights"] = weights
+            blob["weights"] = weights.name
+            blob["weights_sha256"] = sha256_bytes(data)
+        if onnx:
+            onnx_tmp.replace(out_dir / f"{name}.onnx")
+            paths["onnx"] = out_dir / f"{name}.onnx"
+    finally:
+        onnx_tmp.unlink(missing_ok=True)
     json_path = out_dir / f"{name}.json"
     atomic_write_json(json_path, blob)
     return {"json": json_path, **paths}
