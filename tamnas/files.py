@@ -83,14 +83,54 @@ def read_json(path: str | Path, fix: str) -> Any:
         raise ValueError(f"{path} is garbled; {fix}") from None
 
 
+def ragged_line(path: str | Path) -> int | None:
+    """The first line of a CSV whose field count differs from its header's (a cut or damaged
+    file pandas would fill with NaN), or None."""
+    import csv
+
+    with Path(path).open(newline="", encoding="utf-8") as f:
+        rows = csv.reader(f)
+        header = next(rows, None)
+        for row in rows:
+            if header is not None and row and len(row) != len(header):
+                return rows.line_num
+    return None
+
+
+def check_scores(df: pd.DataFrame, source: str, fix: str) -> None:
+    """ValueError if an error rate (a column named *_err or *_err_se) is NaN where the search
+    always writes one, negative or above 1, or a count (params, flops) is negative."""
+    import numpy as np
+
+    for col in df.columns:
+        if not (str(col).endswith(("_err", "_err_se")) or col in ("params", "flops")):
+            continue
+        values = np.asarray(df[col], dtype=float) if df[col].dtype != object else None
+        if values is None:
+            raise ValueError(f"{source}: column {col} holds text, not numbers; {fix}")
+        required = col in ("adv_err", "clean_err", "params")
+        high = np.inf if col in ("params", "flops") else 1.0
+        bad = (np.isnan(values) & required) | (values < 0) | (values > high) | np.isinf(values)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{source}: {col} = {values[i]} in row {i + 1} is not "
+                             f"{'an error rate in [0, 1]' if high == 1 else 'a count'}; {fix}")
+
+
 def read_table(path: str | Path, columns: Sequence[str], fix: str) -> pd.DataFrame:
-    """A CSV a command wrote; ValueError naming the file if it is garbled or lacks `columns`."""
+    """A CSV a command wrote; ValueError naming the file if it is garbled, cut, lacks
+    `columns` or holds impossible scores."""
     import pandas as pd
 
     try:
+        line = ragged_line(path)
         df = pd.read_csv(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is garbled ({type(err).__name__}); {fix}") from None
+    if line is not None:
+        raise ValueError(f"{path} is garbled (line {line} has another number of fields than "
+                         f"the header); {fix}")
+    check_scores(df, str(path), fix)
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ValueError(f"{path} is garbled (no column {', '.join(missing)}); {fix}")
@@ -249,6 +289,6 @@ def file_digest(path: Path) -> str:
 
 
 __all__ = ["FORMAT", "LOAD_ERRORS", "MEMORY_SHARE", "UnsafeFileError", "atomic_write_bytes",
-           "atomic_write_json", "atomic_write_text", "file_digest", "json_safe", "load_checkpoint",
-           "machine_memory", "read_json", "read_table", "require_keys", "safe_torch_load",
+           "atomic_write_json", "atomic_write_text", "check_scores", "file_digest", "json_safe", "load_checkpoint",
+           "machine_memory", "ragged_line", "read_json", "read_table", "require_keys", "safe_torch_load",
            "save_checkpoint", "sha256_bytes"]

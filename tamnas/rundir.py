@@ -203,15 +203,40 @@ def recorded_training_settings(run: RunDir) -> dict | None:
     path = run.supernet_settings
     if path.is_file():
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            saved = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ValueError(f"{path} is corrupt; delete it and pass --no-resume to train the "
-                             "supernet again") from None
+            saved = None
+        if not isinstance(saved, dict) or not isinstance(saved.get("seed"), int) \
+                or not all(isinstance(saved.get(s), dict) for s in TRAINING_SECTIONS):
+            raise ValueError(f"{path} is corrupt (not the settings object tamnas writes); "
+                             "restore it from a copy, or pass --no-resume to train the supernet "
+                             "again")
+        return saved
     if run.config.is_file():
         from tamnas.config import load_run_config
 
         return training_settings(load_run_config(run.config))
     return None
+
+
+def check_run_record(run: RunDir) -> None:
+    """Refuse a run whose config.toml was edited after its supernet was trained (seed, data,
+    space or training keys): its results would be reused as if nothing had changed."""
+    if not (run.supernet_settings.is_file() and run.config.is_file()):
+        return
+    from tamnas.config import load_run_config
+
+    saved = recorded_training_settings(run)
+    now = training_settings(load_run_config(run.config))
+    diff = [f"seed: {saved['seed']!r} -> {now['seed']!r}"] if saved["seed"] != now["seed"] else []
+    for s in TRAINING_SECTIONS:   # keys a newer version added are not edits
+        diff += [f"{s}.{k}: {saved[s][k]!r} -> {v!r}" for k, v in now[s].items()
+                 if k in saved[s] and saved[s][k] != v]
+    if diff:
+        raise ValueError(f"{run.config} was edited after the supernet was trained "
+                         f"({'; '.join(diff[:3])}{' ...' if len(diff) > 3 else ''}); restore it, "
+                         "give a change for one call with --set, or train again with "
+                         f"`tamnas train-supernet PRESET --out {run.root} --no-resume`")
 
 
 def record_training_settings(run: RunDir, cfg: Any) -> None:
@@ -386,7 +411,7 @@ def move_aside(run: RunDir, names: tuple[str, ...] = RESULT_NAMES) -> Path | Non
 
 
 __all__ = ["FINGERPRINT_KEY", "LOCK_NAME", "RESULT_NAMES", "RUN_SCOPE", "RunDir", "RunLock",
-           "check_fresh", "check_no_links", "check_out", "is_fresh", "is_run", "move_aside",
+           "check_fresh", "check_no_links", "check_out", "check_run_record", "is_fresh", "is_run", "move_aside",
            "path_part", "record_training_settings", "recorded_training_settings",
            "settings_diff", "stamp", "stamped_fingerprint", "supernet_fingerprint",
            "training_settings", "weights_fingerprint", "writing"]
