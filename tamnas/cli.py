@@ -25,11 +25,7 @@ class _ResumeFlag(argparse.BooleanOptionalAction):
     """--resume / --no-resume, refused when both are given (the last one would win silently)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        seen = getattr(namespace, "resume_flags", [])
-        namespace.resume_flags = [*seen, option_string]
-        if len(set(namespace.resume_flags)) > 1:
-            raise argparse.ArgumentError(self, "--resume and --no-resume contradict each other; "
-                                               "give one")
+        namespace.resume_flags = [*getattr(namespace, "resume_flags", []), option_string]
         super().__call__(parser, namespace, values, option_string)
 
 
@@ -141,6 +137,8 @@ def dispatch(args: argparse.Namespace) -> int:
     from tamnas.commands import COMMANDS, Call
 
     cmd = COMMANDS[args.command]
+    if len(set(getattr(args, "resume_flags", []))) > 1:
+        raise ValueError("--resume and --no-resume contradict each other; give one")
     if cmd.check is not None:
         cmd.check(args)
     if cmd.name == "space-info" and args.list:  # needs no config
