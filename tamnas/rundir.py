@@ -40,6 +40,7 @@ from typing import Any
 
 from tamnas.files import atomic_write_bytes, atomic_write_json, file_digest, json_safe
 from tamnas.locks import LOCK_NAME, RUN_SCOPE, RunLock, lock_path
+from tamnas.run_paths import check_no_links, check_out, is_run, path_part
 
 SETTINGS_NAME = "settings.json"
 FINGERPRINT_KEY = "supernet_fingerprint"
@@ -48,23 +49,6 @@ RESULT_NAMES = ("supernet", "search", "figures", "stats", "exports", "retrain", 
                 "report.md")
 TRAINING_SECTIONS = ("data", "space", "train")
 NOT_TRAINING_KEYS = ("root", "download", "num_workers")  # where the data lives, not what it is
-
-
-def path_part(name: object, what: str = "name") -> str:
-    """`name` as one path component inside a run; ValueError (one line) if it could be more.
-
-    Names come from files and options (an arch JSON's `name`, `--arch`), so a
-    separator, `..`, an absolute path, NUL or a control character would let a
-    command write outside its folder.
-    """
-    text = str(name) if isinstance(name, (str, int)) and not isinstance(name, bool) else None
-    if text is None or not text or text in (".", "..") or any(c in text for c in "/\\") \
-            or any(ord(c) < 32 for c in text) or Path(text).is_absolute():
-        shown = repr(name)[:80]
-        raise ValueError(f"{what} {shown} cannot name a folder or file in the run (empty, '.', "
-                         "'..', a separator or a control character); use letters, digits, "
-                         "'-' or '_'")
-    return text
 
 
 @dataclass(frozen=True)
@@ -339,57 +323,17 @@ def writing(root: str | Path, command: str, scope: str = RUN_SCOPE,
                          "--out") from None
     if run.root.exists() and not run.root.is_dir():
         raise ValueError(f"{run.root} is a file, not a run directory; choose another --out")
+    for part in scope.split("/", 1):   # a scope names an output: exports/NAME, retrain/NAME
+        path_part(part, "output name")
     if scope == RUN_SCOPE:
         check_out(run.root)
-    check_no_links(run)
+    check_no_links(run.root)
     if not enabled:
         yield run
         return
     run.root.mkdir(parents=True, exist_ok=True)
     with RunLock(run.root, command, scope):
         yield run
-
-
-def is_run(root: Path) -> bool:
-    """True if `root` holds a run record tamnas wrote: a `config.toml` it reads as a run's."""
-    record = Path(root) / "config.toml"
-    if not record.is_file() or record.is_symlink():
-        return False
-    from tamnas.config import load_run_config
-
-    try:
-        load_run_config(record)
-    except (ValueError, OSError, KeyError, TypeError):
-        return False
-    return True
-
-
-def check_out(root: str | Path) -> None:
-    """Refuse an `--out` that is a symbolic link, or a non-empty folder that is not a tamnas run:
-    a command that creates a run never touches a user's own files."""
-    root = Path(root).expanduser()
-    if root.is_symlink():
-        raise ValueError(f"--out {root} is a symbolic link; give the folder it points to, or a "
-                         "new folder")
-    held = [p for p in root.iterdir() if not (p.name.startswith(".tamnas")
-                                              and p.name.endswith(".lock"))] \
-        if root.is_dir() else []
-    if held and not is_run(root):
-        raise ValueError(f"--out {root} holds files and is not a tamnas run (no config.toml "
-                         "that tamnas wrote); choose a new or an empty folder")
-
-
-def check_no_links(run: RunDir) -> None:
-    """Refuse a run that holds a symbolic link: a linked `exports/` or `retrain/` would take
-    this command's outputs out of the run."""
-    if not run.root.is_dir():
-        return
-    for folder, dirs, names in os.walk(run.root):
-        for name in (*dirs, *names):
-            path = Path(folder) / name
-            if path.is_symlink():
-                raise ValueError(f"{path} is a symbolic link inside the run; tamnas never writes "
-                                 "through links: replace it with a real folder or file")
 
 
 def move_aside(run: RunDir, names: tuple[str, ...] = RESULT_NAMES) -> Path | None:
