@@ -213,7 +213,7 @@ def test_sizes_in_files_are_checked_before_allocation(run_copy, monkeypatch):
     monkeypatch.setattr("tamnas.files.machine_memory", lambda: 1000)
     with pytest.raises(ValueError, match=r"would need about 0\.0 GiB of memory.*this machine's"):
         load_checkpoint(run_copy / "supernet" / "checkpoint.pt")
-    monkeypatch.setattr("tamnas.analysis.export.machine_memory", lambda: 1000)
+    monkeypatch.setattr("tamnas.analysis.arch_files.machine_memory", lambda: 1000)
     with pytest.raises(ValueError, match="the network it describes needs about"):
         tamnas.load_arch(js)
 

@@ -36,8 +36,8 @@ from pymoo.operators.selection.tournament import TournamentSelection
 
 from tamnas import distributed as dist
 from tamnas.files import atomic_write_json, atomic_write_text
-from tamnas.metrics import format_error
 from tamnas.search.archive import arch_key
+from tamnas.search.front_table import format_front_table
 from tamnas.search.hypervolume import Hypervolume, objective_bounds
 from tamnas.search.saved_state import (
     malformed,
@@ -362,46 +362,6 @@ class NSGA2Search(Strategy):
         """The current population with its objectives and non-domination rank."""
         rows = [r for r in self.population_rows if r["generation"] == self.steps_done - 1]
         return pd.DataFrame(rows)
-
-
-# -- CLI table ----------------------------------------------------------------------------------
-def format_front_table(df: pd.DataFrame, objectives: Sequence[str], max_rows: int = 30,
-                       layers: Sequence[str] | None = None) -> str:
-    """A short fixed-width table of a front: rank, params, errors in % (± standard error), arch key.
-
-    `layers` (one string per row, e.g. the space's layer names) is shown after the arch key.
-    """
-    if layers is not None and df is not None and len(layers) != len(df):
-        raise ValueError(f"format_front_table: {len(layers)} layer labels for {len(df)} rows")
-    if df is None or len(df) == 0:
-        return "(empty front)"
-    cols = [("rank", lambda i, r: str(i))]
-    if "params" in df:
-        cols.append(("params", lambda i, r: f"{int(r['params']):,}"))
-    if "flops" in objectives and "flops" in df:
-        cols.append(("flops", lambda i, r: f"{int(r['flops']):,}"))
-    labels = {"clean_err": "clean err %", "adv_err": "adv err %", "ood_aupr_err": "ood aupr err %"}
-    for key, label in labels.items():
-        if key in df and (key in objectives or key != "ood_aupr_err"):
-            cols.append((label, lambda i, r, k=key: format_error(r[k], r.get(f"{k}_se"))))
-    cols.append(("arch", lambda i, r: str(r["arch"])))
-    if layers is not None:
-        cols.append(("layers", lambda i, r: str(layers[i])))
-    shown = df.head(max_rows).reset_index(drop=True)
-    cells = [[fmt(i, row) for _, fmt in cols] for i, row in shown.iterrows()]
-    widths = [max(len(name), *(len(c[j]) for c in cells)) for j, (name, _) in enumerate(cols)]
-    first_text = len(cols) - (2 if layers is not None else 1)  # arch key (and layers): left-aligned
-
-    def line(texts: list[str]) -> str:
-        parts = [t.ljust(w) if j >= first_text else t.rjust(w)
-                 for j, (t, w) in enumerate(zip(texts, widths))]
-        return "  ".join(parts).rstrip()
-
-    lines = [line([name for name, _ in cols]), line(["-" * w for w in widths])]
-    lines += [line(cell) for cell in cells]
-    if len(df) > max_rows:
-        lines.append(f"... {len(df) - max_rows} more rows")
-    return "\n".join(lines)
 
 
 __all__ = [
