@@ -223,7 +223,8 @@ def search_frames(space, n: int = 40, seed: int = 0):
     while len(archive) < n:
         arch = space.sample(rng)
         adv = float(rng.uniform(0.4, 0.9))
-        archive.add(arch, {"clean_err": round(1.1 - adv - rng.uniform(0, 0.3), 4), "adv_err": adv,
+        archive.add(arch, {"clean_err": round(max(0.0, 1.1 - adv - rng.uniform(0, 0.3)), 4),
+                           "adv_err": adv,
                            "params": space.params(arch), "flops": 10 * space.params(arch)},
                     strategy="nsga2" if len(archive) % 3 else "mgda", generation=len(archive) // 10)
     df = archive.frame()
