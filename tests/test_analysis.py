@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -25,10 +26,10 @@ class FakeShuffleSpace(SearchSpace):
     """
 
     name = "fake"
-    BLOCKS = [0, 4, 15, 18, 20]
-    RATIOS = [0.4, 1.0, 2.0]
-    STRIDES = [2, 1, 1, 1]
-    CHANNELS = [16, 16, 32, 32]
+    BLOCKS: ClassVar[list[int]] = [0, 4, 15, 18, 20]
+    RATIOS: ClassVar[list[float]] = [0.4, 1.0, 2.0]
+    STRIDES: ClassVar[list[int]] = [2, 1, 1, 1]
+    CHANNELS: ClassVar[list[int]] = [16, 16, 32, 32]
 
     def __init__(self):
         self.genes = []
