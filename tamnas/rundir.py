@@ -135,7 +135,7 @@ class RunDir:
         an export's inherited weights (exports/NAME.per_class.csv, the LEGO stage)."""
         if retrained:
             return self.retrain_dir(name) / "per_class.csv"
-        return self.exports_dir / f"{name}.per_class.csv"
+        return self.exports_dir / f"{path_part(name, 'export name')}.per_class.csv"
 
     @property
     def retrain_root(self) -> Path:
