@@ -154,5 +154,14 @@ def fit_to_data(cfg: Config, sources=None, quiet: bool = False):
     return cfg, data
 
 
-__all__ = ["check_data", "fit_to_data", "check_memory", "check_names", "registered_names", "machine_memory", "memory_estimates", "preflight",
-           "supernet_params_bound"]
+__all__ = [
+    "check_data",
+    "check_memory",
+    "check_names",
+    "fit_to_data",
+    "machine_memory",
+    "memory_estimates",
+    "preflight",
+    "registered_names",
+    "supernet_params_bound",
+]
