@@ -106,6 +106,23 @@ def resolve_config(args: argparse.Namespace, target: str):
     return check_names(load_config(args.preset, overrides, files))
 
 
+def resolve_sources(args: argparse.Namespace, target: str) -> dict[str, str]:
+    """Where each config value of this call comes from: default, preset or run, --config, --set
+    (or --data, --seed, --download, which stand for one key each)."""
+    from tamnas.config import parse_override
+    from tamnas.config.sources import PRESET, RUN, config_sources
+    from tamnas.rundir import RunDir
+
+    overrides = dict(parse_override(s) for s in getattr(args, "overrides", []))
+    labels = {}
+    for key, option in (("seed", "seed"), ("data.root", "data"), ("data.download", "download")):
+        if getattr(args, option, None) not in (None, False):
+            overrides[key], labels[key] = True, f"--{option}"
+    base = RunDir(args.run).config if target == "run" else args.preset
+    return config_sources(base, overrides, getattr(args, "config_files", []),
+                          base_kind=RUN if target == "run" else PRESET, labels=labels)
+
+
 def resolve_device(name: str):
     import torch
 
@@ -145,7 +162,8 @@ def dispatch(args: argparse.Namespace) -> int:
         cmd.main(Call(cfg=None, args=args))
         return 0
     cfg = resolve_config(args, cmd.target) if cmd.target != "none" else None
-    call = Call(cfg=cfg, args=args, quiet=args.quiet, resume=getattr(args, "resume", True))
+    call = Call(cfg=cfg, args=args, quiet=args.quiet, resume=getattr(args, "resume", True),
+                sources=resolve_sources(args, cmd.target) if cmd.target != "none" else None)
     if hasattr(args, "device"):
         set_threads(args.threads)
         device = resolve_device(args.device)

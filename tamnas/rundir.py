@@ -3,6 +3,8 @@
 A run directory holds what one preset produced, stage by stage:
 
     config.toml                  the run as created (run / train-supernet)
+    data.json                    what it was trained on: classes, images per class and split,
+                                 size, channels, the test files, the image folder's digest
     supernet/                    checkpoint.pt, train_log.csv, settings.json
     search/                      archive.{json,csv}, front.json, generations.csv, per-strategy
                                  state and logs, config.toml of the search call
@@ -64,6 +66,11 @@ class RunDir:
     def config(self) -> Path:
         return self.root / "config.toml"
 
+    @property
+    def data_record(self) -> Path:
+        """data.json: what the run was trained on (classes, counts, test files, folder digest)."""
+        return self.root / "data.json"
+
     # supernet training
     @property
     def supernet_dir(self) -> Path:
@@ -122,6 +129,13 @@ class RunDir:
 
     def export_json(self, name: str) -> Path:
         return self.exports_dir / f"{path_part(name, 'export name')}.json"
+
+    def per_class(self, name: str, retrained: bool = True) -> Path:
+        """Errors per class on the test images: of retrain/NAME's net (`tamnas evaluate`), or of
+        an export's inherited weights (exports/NAME.per_class.csv, the LEGO stage)."""
+        if retrained:
+            return self.retrain_dir(name) / "per_class.csv"
+        return self.exports_dir / f"{path_part(name, 'export name')}.per_class.csv"
 
     @property
     def retrain_root(self) -> Path:
@@ -337,7 +351,8 @@ def writing(root: str | Path, command: str, scope: str = RUN_SCOPE,
 
 
 def move_aside(run: RunDir, names: tuple[str, ...] = RESULT_NAMES) -> Path | None:
-    """Move a run's results into `previous/N/` (with a copy of its config); the new folder or None."""
+    """Move a run's results into `previous/N/` (with a copy of its config and data record); the
+    new folder or None."""
     present = [n for n in names if (run.root / n).exists()]
     if not present:
         return None
@@ -349,8 +364,9 @@ def move_aside(run: RunDir, names: tuple[str, ...] = RESULT_NAMES) -> Path | Non
     for name in present:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         os.replace(run.root / name, dest / name)
-    if run.config.is_file():
-        atomic_write_bytes(dest / run.config.name, run.config.read_bytes())
+    for record in (run.config, run.data_record):
+        if record.is_file():
+            atomic_write_bytes(dest / record.name, record.read_bytes())
     return dest
 
 

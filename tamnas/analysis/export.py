@@ -47,6 +47,7 @@ from tamnas.analysis.arch_files import (
     read_weights,
     weights_beside,
 )
+from tamnas.analysis.export_labels import convention_text
 from tamnas.errors import require
 from tamnas.files import atomic_write_bytes, atomic_write_json, file_digest, json_safe, sha256_bytes
 
@@ -135,25 +136,37 @@ def verify_onnx(path: str | Path, net: nn.Module, example_input_shape, atol: flo
     return diff
 
 
-def export_onnx(net: nn.Module, path: str | Path, example_input_shape) -> float | None:
-    """Write `net` (eval, CPU) as ONNX with a dynamic batch axis, verify it, return the max diff."""
+def export_onnx(net: nn.Module, path: str | Path, example_input_shape,
+                metadata: Mapping[str, Any] | None = None, doc: str | None = None
+                ) -> float | None:
+    """Write `net` (eval, CPU) as ONNX with a dynamic batch axis, verify it, return the max diff.
+    `metadata` becomes the model's metadata_props (values as text), `doc` its doc_string."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        diff = _write_onnx(net, tmp, example_input_shape)
+        diff = _write_onnx(net, tmp, example_input_shape, metadata, doc)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
     return diff
 
 
-def _write_onnx(net: nn.Module, tmp: Path, example_input_shape) -> float | None:
+def _write_onnx(net: nn.Module, tmp: Path, example_input_shape,
+                metadata: Mapping[str, Any] | None = None, doc: str | None = None
+                ) -> float | None:
     """Export and verify `net` into `tmp`; the caller renames it into place when all is done."""
     onnx = require("onnx", "onnx", feature="ONNX export")
     shape = tuple(int(s) for s in example_input_shape)
     net = net.to("cpu").eval()
     _torch_onnx_export(net, torch.zeros(shape), tmp)
+    if metadata or doc:       # what the file is and the input it expects, for any ONNX reader
+        model = onnx.load(str(tmp))
+        onnx.helper.set_model_props(model, {str(k): v if isinstance(v, str) else
+                                            json.dumps(json_safe(v))
+                                            for k, v in (metadata or {}).items()})
+        model.doc_string = doc or ""
+        onnx.save(model, str(tmp))
     onnx.checker.check_model(str(tmp))
     return verify_onnx(tmp, net, shape)
 
@@ -213,7 +226,13 @@ def export_arch(space, arch, out_dir: str | Path, name: str,
     try:
         if onnx:
             shape = _example_shape(space, example_input_shape)
-            diff = _write_onnx(net, onnx_tmp, shape)
+            convention = blob.get("input")
+            metadata = {"tamnas_name": name, "genes": "-".join(map(str, arch))}
+            if isinstance(convention, Mapping):
+                metadata.update({f"input_{k}": v for k, v in convention.items()})
+            diff = _write_onnx(net, onnx_tmp, shape, metadata,
+                               convention_text(convention)
+                               if isinstance(convention, Mapping) else None)
             blob["onnx"] = {"file": f"{name}.onnx", "opset": ONNX_OPSET,
                             "input_shape": list(shape), "max_abs_diff": diff}
         if data is not None:
@@ -323,6 +342,11 @@ def load_arch(path: str | Path, weights: bool = True,
             raise ValueError(f"{weights_path} is damaged or was replaced: its checksum does not "
                              f"match {path}; export it again (`tamnas export`)")
         _load_weights_into(net, read_weights(weights_path), str(weights_path))
+    convention = meta.get("input")
+    if isinstance(convention, Mapping):  # the instance says what it expects: help(net), net.__doc__
+        net.input_convention = dict(convention)
+        net.__doc__ = (f"tamnas export {meta.get('name', path.stem)} ({space.name}, genes "
+                       f"{'-'.join(map(str, arch))}).\n\n{convention_text(convention)}")
     return net.to(device).eval()
 
 

@@ -59,6 +59,8 @@ def search(cfg: Config, run_dir: str | Path, *, strategy: str | None = None,
     s = session.evaluator.stats
     say(f"search: {len(session.archive)} archs in the archive, {s['evaluations']} scored now, "
         f"{s['cache_hits']} cache hits, {s['seconds']:.1f} s scoring")
+    say(f"front of {len(front)}: inherited-weight errors on {cfg.search.eval_images} validation "
+        "images, ± one standard error; pass a row's front:K to --arch")
     say(format_front_table(front, cfg.search.objectives,
                            layers=arch_labels(session.space, front)))
     return front

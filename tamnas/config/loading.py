@@ -179,8 +179,16 @@ def load_config(source: str | Path = "quickstart", overrides: Mapping[str, Any] 
 
 def load_run_config(path: str | Path, overrides: Mapping[str, Any] | None = None,
                     extra_files: list[str | Path] | None = None) -> Config:
-    """A run directory's config.toml, which must be complete: a run never falls back to defaults."""
-    path = Path(path)
+    """A run's config (the run folder or its config.toml), which must be complete: a run never
+    falls back to defaults."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        from tamnas.rundir import RunDir
+
+        path = RunDir(path).config
+        if not path.is_file():
+            raise FileNotFoundError(f"{path.parent} is not a tamnas run directory (no "
+                                    f"{path.name}); make one with `tamnas run PRESET --out DIR`")
     _, values = _read_toml(path)
     missing = [k for k in ("seed", *SECTIONS) if k not in values]
     if missing:

@@ -81,13 +81,15 @@ def _read_image(path: str, resolution: int) -> torch.Tensor:
     return resize(x, resolution).mul_(255.0).round_().to(torch.uint8)[0]
 
 
-def _read_folder(folder: Path, resolution: int) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+def _read_folder(folder: Path, resolution: int
+                 ) -> tuple[list[str], torch.Tensor, torch.Tensor, tuple[str, ...]]:
     classes, samples = _folder_samples(folder)
     images = [_read_image(p, resolution) for p, _ in samples]
     if any(x.shape[0] == 3 for x in images):           # one RGB file makes the set RGB
         images = [x.expand(3, -1, -1) for x in images]
+    files = tuple(Path(p).relative_to(folder.parent).as_posix() for p, _ in samples)
     return (classes, torch.stack(images).contiguous(),
-            torch.tensor([y for _, y in samples], dtype=torch.int64))
+            torch.tensor([y for _, y in samples], dtype=torch.int64), files)
 
 
 def _stratified_test(labels: np.ndarray, fraction: float,
@@ -109,6 +111,8 @@ class _FolderSet:
     info: DatasetInfo
     train: tuple[torch.Tensor, torch.Tensor]
     test: tuple[torch.Tensor, torch.Tensor]
+    train_files: tuple[str, ...] = ()      # relative to the folder, in the order of the images
+    test_files: tuple[str, ...] = ()
 
 
 _FOLDER_CACHE: dict[tuple, _FolderSet] = {}
@@ -132,9 +136,9 @@ def image_folder(root: str | Path, resolution: int) -> _FolderSet:
     key = _folder_key(root, resolution)
     if key in _FOLDER_CACHE:
         return _FOLDER_CACHE[key]
-    classes, x, y = _read_folder(train_dir, resolution)
+    classes, x, y, files = _read_folder(train_dir, resolution)
     if test_dir.is_dir():
-        test_classes, tx, ty = _read_folder(test_dir, resolution)
+        test_classes, tx, ty, test_files = _read_folder(test_dir, resolution)
         if test_classes != classes:
             only_train = sorted(set(classes) - set(test_classes))
             only_test = sorted(set(test_classes) - set(classes))
@@ -153,11 +157,12 @@ def image_folder(root: str | Path, resolution: int) -> _FolderSet:
                              f"test/ folder")
         tr, te = _stratified_test(y.numpy(), FOLDER_TEST_FRACTION, FOLDER_SPLIT_SEED)
         x, tx, y, ty = x[tr], x[te], y[tr], y[te]
+        files, test_files = tuple(files[i] for i in tr), tuple(files[i] for i in te)
     pixels = x.double().div_(255.0).transpose(0, 1).reshape(x.shape[1], -1)
     mean = tuple(float(v) for v in pixels.mean(1))
     std = tuple(max(float(v), 1e-3) for v in pixels.std(1))       # a blank channel stays finite
     out = _FolderSet(DatasetInfo(len(classes), int(x.shape[1]), mean, std, tuple(classes)),
-                     (x, y), (tx, ty))
+                     (x, y), (tx, ty), files, test_files)
     _FOLDER_CACHE.clear()                              # hold one folder's tensors, not every one
     _FOLDER_CACHE[key] = out
     return out

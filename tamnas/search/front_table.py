@@ -11,7 +11,8 @@ from tamnas.metrics import format_error
 
 def format_front_table(df: pd.DataFrame, objectives: Sequence[str], max_rows: int = 30,
                        layers: Sequence[str] | None = None) -> str:
-    """A short fixed-width table of a front: rank, params, errors in % (± standard error), arch key.
+    """A short fixed-width table of a front: its `front:K` row (what --arch takes), params,
+    errors in % (± one standard error), arch key. The rows are the front's order, not a rank.
 
     `layers` (one string per row, e.g. the space's layer names) is shown after the arch key.
     """
@@ -19,7 +20,7 @@ def format_front_table(df: pd.DataFrame, objectives: Sequence[str], max_rows: in
         raise ValueError(f"format_front_table: {len(layers)} layer labels for {len(df)} rows")
     if df is None or len(df) == 0:
         return "(empty front)"
-    cols = [("rank", lambda i, r: str(i))]
+    cols = [("front", lambda i, r: f"front:{i}")]
     if "params" in df:
         cols.append(("params", lambda i, r: f"{int(r['params']):,}"))
     if "flops" in objectives and "flops" in df:
@@ -27,7 +28,9 @@ def format_front_table(df: pd.DataFrame, objectives: Sequence[str], max_rows: in
     labels = {"clean_err": "clean err %", "adv_err": "adv err %", "ood_aupr_err": "ood aupr err %"}
     for key, label in labels.items():
         if key in df and (key in objectives or key != "ood_aupr_err"):
-            cols.append((label, lambda i, r, k=key: format_error(r[k], r.get(f"{k}_se"))))
+            with_se = f"{key}_se" in df and bool(df[f"{key}_se"].notna().any())
+            cols.append((f"{label} ± SE" if with_se else label,
+                         lambda i, r, k=key: format_error(r[k], r.get(f"{k}_se"))))
     cols.append(("arch", lambda i, r: str(r["arch"])))
     if layers is not None:
         cols.append(("layers", lambda i, r: str(layers[i])))

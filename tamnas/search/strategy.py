@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from tamnas import distributed as dist
 from tamnas.board import Board
 from tamnas.config import SCORE_NAMES
 from tamnas.files import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from tamnas.progress import progress
 from tamnas.search.archive import Archive, front_records, front_table, mixed_weights
 from tamnas.supernets.base import SearchSpace
 
@@ -199,8 +199,9 @@ class Strategy:
         """Search until `finished()`, resuming from the checkpoint when asked; the final front."""
         if not self._restore():
             self.setup()
-        bar = tqdm(total=self.total_steps, initial=min(self.steps_done, self.total_steps),
-                   desc=self.name, disable=self.quiet or not dist.is_main())
+        bar = progress(total=self.total_steps, initial=min(self.steps_done, self.total_steps),
+                       desc=self.name, unit="step",
+                       disable=self.quiet or not dist.is_main())
         try:
             while not self.finished():
                 tic, before = time.perf_counter(), dict(self.evaluator.stats)
