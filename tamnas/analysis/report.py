@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from tamnas.analysis.export_labels import inherited_scores
+from tamnas.analysis.report_data import data_section, per_class_section
 from tamnas.analysis.report_files import (
     ci_text,
     fmt_value,
@@ -225,9 +227,10 @@ def _lego_section(run: RunDir) -> list[str]:
     lines += [f"Genes `{key}` in space `{blob.get('space', '?')}`: per layer the most frequent "
               "block and ratio among the top-k (ties: the best-ranked arch's choice; illegal modes "
               "replaced by the most frequent legal choice).", ""]
-    scores = blob.get("scores")
-    if isinstance(scores, dict) and scores:
-        lines += ["Inherited-weight scores:", "",
+    scores = {k: v for k, v in inherited_scores(blob).items()
+              if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if scores:
+        lines += ["Inherited-weight scores (validation split):", "",
                   markdown_table(percent_table(pd.DataFrame([scores])), index=False)]
     else:
         lines += ["Scores: not recorded.", ""]
@@ -360,9 +363,10 @@ def write_report(run: RunDir | str | Path, out: str | Path | None = None,
     cfg = read_config(run.config)
     path = Path(out) if out is not None else run.report
     lines = [f"# {title or f'tamnas report: {run.root.resolve().name}'}", ""]
-    for section in (_config_section(cfg), _training_section(run), _search_section(run, cfg),
-                    _figures_section(run, path.parent), _stats_section(run, cfg),
-                    _lego_section(run), _retrain_section(run),
+    for section in (data_section(run), _config_section(cfg), _training_section(run),
+                    _search_section(run, cfg), _figures_section(run, path.parent),
+                    _stats_section(run, cfg), _lego_section(run), per_class_section(run),
+                    _retrain_section(run),
                     _validate_section(run), _robustness_section(run)):
         lines += section
     atomic_write_text(path, "\n".join(lines).rstrip() + "\n")

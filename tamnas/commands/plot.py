@@ -30,11 +30,12 @@ def load_search(run: RunDir):
 def load_lego(run: RunDir) -> tuple[tuple[int, ...] | None, dict | None]:
     """The LEGO net's genes and its row for the front figure (key and scores), if exported."""
     from tamnas.analysis.export import read_arch_json
+    from tamnas.analysis.export_labels import inherited_scores
 
     if not run.export_json("lego").is_file():
         return None, None
     _, arch, meta = read_arch_json(run.export_json("lego"))
-    scores = meta.get("scores") if isinstance(meta.get("scores"), dict) else {}
+    scores = inherited_scores(meta)
     return arch, {**scores, "arch": arch_key(arch)}
 
 

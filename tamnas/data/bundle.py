@@ -92,7 +92,20 @@ def _ood_dataset(kind: str, data_cfg: DataConfig, seed: int, info: DatasetInfo,
                                labels[half:half + min(n, len(x) - half)], res))
 
 
-def load_data(data_cfg: DataConfig, seed: int) -> DataBundle:
+@dataclass(frozen=True)
+class Splits:
+    """A dataset's training and test images and labels as read, before any split is made."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+
+
+def load_splits(data_cfg: DataConfig) -> Splits:
+    """Read the training and test images once (their counts fit the image counts of a run)."""
+    return Splits(load_split(data_cfg, "train"), load_split(data_cfg, "test"))
+
+
+def load_data(data_cfg: DataConfig, seed: int, splits: Splits | None = None) -> DataBundle:
     """Load `data_cfg.dataset` and split it deterministically under `seed`.
 
     The validation split comes out of the training set (a numpy permutation drawn from
@@ -103,8 +116,8 @@ def load_data(data_cfg: DataConfig, seed: int) -> DataBundle:
     name = data_cfg.dataset
     info = dataset_info(data_cfg)
     res = int(data_cfg.resolution)
-    images, labels = load_split(data_cfg, "train")
-    test_images, test_labels = load_split(data_cfg, "test")
+    splits = splits if splits is not None else load_splits(data_cfg)
+    (images, labels), (test_images, test_labels) = splits.train, splits.test
 
     n = len(images)
     if data_cfg.val_size >= n:

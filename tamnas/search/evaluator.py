@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from tamnas import distributed as dist
 from tamnas.attacks import (
@@ -38,6 +37,7 @@ from tamnas.attacks import (
 )
 from tamnas.cost_kinds import COST_KINDS
 from tamnas.metrics import ood_aupr, with_standard_errors
+from tamnas.progress import progress
 from tamnas.search.archive import Archive
 from tamnas.supernets.base import Arch, SearchSpace, Supernet
 
@@ -141,8 +141,9 @@ class Evaluator:
         if todo:
             tic = time.perf_counter()
             # Every rank calls this (rank-0-only callers run inside `dist.local_only()`).
-            local = [self.score(a) for a in tqdm(dist.shard(todo), desc="evaluate", leave=False,
-                                                 disable=self.quiet or not dist.is_main())]
+            local = [self.score(a) for a in progress(dist.shard(todo), desc="evaluate",
+                                                     leave=False, unit="arch",
+                                                     disable=self.quiet or not dist.is_main())]
             for arch, scores in zip(todo, dist.gather_sharded(local, len(todo))):
                 self.archive.add(arch, scores, weights=self.weights, **meta, **self.cost_meta)
             self.stats["evaluations"] += len(todo)
