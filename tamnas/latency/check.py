@@ -184,7 +184,7 @@ def format_summary(s: dict) -> str:
                  f"(their RMSE {s['repeat_rmse_pct']:.1f} %)")
     c = s["correction"]
     what = f"{c['offset_ms']:+.3f} ms" if c["kind"] == "constant" else f"x {c['scale']:.3f}"
-    verdict = "stored in the table" if s["correction_helps"] else "not stored (no gain out of sample)"
+    verdict = "better out of sample" if s["correction_helps"] else "no gain out of sample"
     lines.append(f"mean residual (measured - table) {s['mean_residual_ms']:+.3f} ms "
                  f"(+- {s['mean_residual_se_ms']:.3f}); correction {c['kind']} {what}: {verdict}")
     return "\n".join(lines)
