@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tamnas.analysis import noise
+from tamnas.analysis import noise, precision
 
 NOMINAL = 0.95
 
@@ -258,9 +258,44 @@ def test_difference_halfwidth_matches_simulated_spread():
     se = math.sqrt(2 * seed_sd ** 2 / seeds + disc / n)
     # the sd of 400 normal draws is within 3 * sd / sqrt(2 * 399) of the truth
     assert diffs.std(ddof=1) == pytest.approx(se, rel=3 / math.sqrt(2 * 399))
-    half = noise.difference_halfwidth(seed_sd, disc, seeds, n)
+    half = precision.difference_halfwidth(seed_sd, disc, seeds, n)
     assert half == pytest.approx(stats.t.ppf(0.975, 2 * (seeds - 1)) * se, rel=1e-12)
-    assert math.isnan(noise.difference_halfwidth(seed_sd, disc, 1, n))
-    table = noise.precision_table(seed_sd, disc)
+    assert math.isnan(precision.difference_halfwidth(seed_sd, disc, 1, n))
+    table = precision.precision_table(seed_sd, disc)
     assert (np.diff(table.to_numpy(), axis=0) < 0).all()   # more seeds: narrower
     assert (np.diff(table.to_numpy(), axis=1) < 0).all()   # more images: narrower
+
+
+def test_image_tau_from_bootstrap_undoes_the_resamples_own_noise():
+    """Normal scores: resamples of one measured sample agree more than two independent samples;
+    the correction recovers the independent samples' tau."""
+    rng = np.random.default_rng(13)
+    n, noise_sd = 6000, 1.0
+    merit = rng.normal(size=n)
+    measured = merit + noise_sd * rng.normal(size=n)
+    resamples = measured + noise_sd * rng.normal(size=(2, n))
+    independent = merit + noise_sd * rng.normal(size=(2, n))
+    boot = stats.kendalltau(*resamples)[0]
+    truth = stats.kendalltau(*independent)[0]
+    assert boot > truth + 0.1                      # the bias is real...
+    # ...and the correction removes it (taus over 6000 items: sampling SE under 0.01)
+    assert noise.image_tau_from_bootstrap(boot) == pytest.approx(truth, abs=0.03)
+    assert noise.image_tau_from_bootstrap(0.2) == 0.0      # noise around noise: no agreement
+
+
+def test_corrected_bootstrap_ceiling_matches_fresh_images_on_error_masks():
+    """400 archs whose errors differ by about their image noise on 300 images: the corrected
+    bootstrap ceiling of one image set against the tau of two fresh image sets."""
+    from tamnas.analysis.rank_fidelity import bootstrap_ceiling
+
+    rng = np.random.default_rng(14)
+    archs, n = 400, 300
+    p = 0.3 + 0.02 * rng.normal(size=(archs, 1))
+
+    def draw():
+        return (rng.random((archs, n)) < p).astype(float)
+    boot = bootstrap_ceiling(draw(), rng, 40)["tau"]
+    fresh = np.mean([stats.kendalltau(draw().mean(1), draw().mean(1))[0] for _ in range(5)])
+    # SE of the bootstrap median from one image set ~0.03, of the mean of 5 fresh taus ~0.015
+    assert noise.image_tau_from_bootstrap(boot) == pytest.approx(fresh, abs=0.1)
+    assert boot > fresh + 0.1

@@ -24,7 +24,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 
 from tamnas.analysis.correlation import kendall_tau_rows
 
@@ -299,6 +298,21 @@ def seed_agreement(per_seed, rng: np.random.Generator | None = None, n_boot: int
     return out
 
 
+def image_tau_from_bootstrap(boot_tau: float) -> float:
+    """The tau of two independent image samples, from the tau of two bootstrap resamples.
+
+    Resamples scatter around the measured scores, which already carry one sample's image
+    noise s^2 on top of the merit variance V: their reliability is (V + s^2) / (V + 2 s^2),
+    not V / (V + s^2). Solving gives R = 2 - 1 / R_boot (0 when the resamples agree no
+    better than noise around noise), returned on the tau scale, 2/pi asin(R).
+    """
+    r_boot = reliability(boot_tau)
+    if not np.isfinite(r_boot):
+        return math.nan
+    r = 0.0 if r_boot <= 0.5 else 2.0 - 1.0 / r_boot
+    return 2 / math.pi * math.asin(min(r, 1.0))
+
+
 def reachable_tau(seed_tau: float, seeds: int, image_tau: float | None = None) -> float:
     """The highest tau any predictor reaches against the mean of `seeds` standalone trainings.
 
@@ -344,52 +358,9 @@ def seeds_needed_interval(tau_ci: Sequence[float], seeds: int, image_tau: float 
     return [seeds_needed(hi, seeds, image_tau, target), seeds_needed(lo, seeds, image_tau, target)]
 
 
-# -- planning: how many seeds and images for a given precision ----------------------------------
-def difference_halfwidth(seed_sd: float, image_var: float, seeds: int, images: int,
-                         level: float = LEVEL) -> float:
-    """Half-width of the interval of a difference between two archs' seed-mean errors.
-
-    Each arch trained with `seeds` seeds (seed standard deviation `seed_sd` of one net's
-    error), both scored on the same `images`; `image_var` is the variance over images of
-    the per-image difference of the two archs' seed-mean errors (at most the share of
-    images on which two single nets disagree, right vs wrong; `group_difference`'s
-    image_se^2 times the images). Variance 2 seed_sd^2 / seeds + image_var / images, with t on
-    2 (seeds - 1) degrees of freedom, those of the seed variance estimated from the seeds
-    (for planning the conservative end: Welch-Satterthwaite would give more when images
-    dominate, but then a wider image set could look worse); NaN with one seed (the seed
-    noise cannot be estimated).
-    """
-    if seeds < 2:
-        return math.nan
-    var = 2 * seed_sd ** 2 / seeds + image_var / images
-    return t_interval(0.0, math.sqrt(var), 2 * (seeds - 1), level)[1]
-
-
-def precision_table(seed_sd: float, image_var: float, seeds: Sequence[int] = (2, 3, 5, 10),
-                    images: Sequence[int] = (500, 1000, 2000, 5000, 10000),
-                    level: float = LEVEL) -> pd.DataFrame:
-    """`difference_halfwidth` in error points, rows = seeds per arch, columns = images."""
-    rows = {s: [100 * difference_halfwidth(seed_sd, image_var, s, n, level) for n in images]
-            for s in seeds}
-    out = pd.DataFrame.from_dict(rows, orient="index", columns=[f"{n} images" for n in images])
-    out.index.name = "seeds"
-    return out
-
-
-def seeds_table(seed_taus: Sequence[float] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
-                image_taus: Sequence[float | None] = (None, 0.9, 0.8),
-                target: float = READABLE_TAU) -> pd.DataFrame:
-    """Seeds needed for a readable ranking, by the tau of two trainings (one seed each) and
-    the tau of two image samples (None: image noise left out)."""
-    cols = {("no image noise" if it is None else f"image tau {it:.2f}"):
-            [seeds_needed(t, 1, it, target) for t in seed_taus] for it in image_taus}
-    out = pd.DataFrame(cols, index=pd.Index([f"{t:.2f}" for t in seed_taus], name="seed tau"))
-    return out
-
-
-__all__ = ["LEVEL", "READABLE_TAU", "bonferroni_level", "difference_halfwidth", "group_difference",
-           "holm_adjust", "image_weights", "interval_verdict", "paired_bootstrap_difference",
-           "precision_table", "reachable_tau", "reliability", "score_noise", "seed_agreement",
-           "seed_agreement_rows", "seeds_needed", "seeds_needed_interval", "seeds_table",
+__all__ = ["LEVEL", "READABLE_TAU", "bonferroni_level", "group_difference",
+           "holm_adjust", "image_tau_from_bootstrap", "image_weights", "interval_verdict", "paired_bootstrap_difference",
+           "reachable_tau", "reliability", "score_noise", "seed_agreement",
+           "seed_agreement_rows", "seeds_needed", "seeds_needed_interval",
            "spearman_brown", "t_interval", "t_pvalue", "tau_of_reliability",
            "welch_difference", "welch_satterthwaite"]

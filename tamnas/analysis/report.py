@@ -274,6 +274,14 @@ def _retrain_tau(summary: pd.DataFrame) -> list[str]:
     return [text, ""]
 
 
+def _seeds_needed_text(s: dict) -> str:
+    """"3 [2, 9]" from correlation.json's seeds_needed (numbers or "never"), "n/a" if unknown."""
+    def one(v) -> str:
+        return "n/a" if v is None else str(v) if isinstance(v, str) else str(int(v))
+    k, ci = s.get("seeds_needed"), s.get("seeds_needed_ci") or [None, None]
+    return "n/a" if k is None else f"{one(k)} [{one(ci[0])}, {one(ci[1])}]"
+
+
 def _validate_section(run: RunDir) -> list[str]:
     lines = ["## Rank fidelity", ""]
     corr = read_json(run.validate_dir / "correlation.json")
@@ -296,26 +304,31 @@ def _validate_section(run: RunDir) -> list[str]:
                      "Kendall tau [95% CI]": ci_text(s.get("kendall_tau"), s.get("kendall_tau_ci")),
                      "Spearman rho [95% CI]": ci_text(s.get("spearman_rho"),
                                                   s.get("spearman_rho_ci")),
-                     "ceiling tau": f"{ci_text(s.get('ceiling'), None)} "
-                                    f"({s.get('ceiling_source')})",
-                     "reachable tau": ci_text(s.get("ceiling_for_mean", s.get("ceiling")), None),
+                     "ceiling tau [95% CI]": f"{ci_text(s.get('ceiling'), s.get('ceiling_seeds_ci'))} "
+                                             f"({s.get('ceiling_source')})",
+                     "reachable tau [95% CI]": ci_text(s.get("ceiling_for_mean", s.get("ceiling")),
+                                                       s.get("ceiling_for_mean_ci")),
+                     "seeds needed [95% CI]": _seeds_needed_text(s),
                      "size-controlled tau [95% CI] (seeds)": (
                          f"{ci_text(s.get('partial_tau'), s.get('partial_tau_ci'))} "
                          f"({ci_text(s.get('partial_ceiling'), None)})"),
                      "standalone std / range (points)": " / ".join(
                          points_text(s.get(k)) for k in ("standalone_std", "standalone_range")),
-                     "noise, 1 SE (points)": points_text(s.get("standalone_noise")),
+                     "noise per score (points)": points_text(s.get("standalone_noise")),
                      "mean gap (points)": "n/a" if s.get("mean_gap") is None
                      else f"{100 * float(s['mean_gap']):+.1f}",
                      "readable": s.get("readable", "?"), "front trusted": s.get("trust", "?")})
     lines += [markdown_table(pd.DataFrame(rows), index=False)]
     lines += [f"- {(corr.get(w) or {}).get('verdict', '')}" for w in ("clean", "adv")] + [""]
     lines += [("The ceiling is the Kendall tau of two standalone measurements of the same archs: "
-               "two training seeds (`--seeds 2`), or two bootstrap resamples of the evaluation "
-               "images (an upper bound that leaves out training noise). The reachable tau is the "
-               "most any predictor can reach against the standalone reference used here (the "
-               "mean of the seeds, less noisy than one; Spearman-Brown on the seed ceiling); "
-               "readability is judged on it. The size-controlled tau is Kendall's partial tau "
+               "two training seeds (`--seeds 2` or more; interval over archs), or, with one seed, "
+               "two samples of the evaluation images (an upper bound that leaves out training "
+               "noise). The reachable tau is the most any predictor can reach against the "
+               "standalone reference used here (the mean of the seeds, Spearman-Brown on the seed "
+               "ceiling, with the image noise added); readability is judged on it alone, and "
+               "'seeds needed' is how many seeds make it reach 0.70 (docs/trust.md states the "
+               "rules). The noise per score is that of one arch's score against another's on the "
+               "same images (paired), seeds included when measured. The size-controlled tau is Kendall's partial tau "
                "with parameter count held fixed: how well inherited scores order archs of similar "
                "size, which is what the search needs (params are known without a supernet); in "
                "brackets, the same between the two seeds. The gap is inherited minus standalone "
