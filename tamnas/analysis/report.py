@@ -91,15 +91,19 @@ def _training_section(run: RunDir) -> list[str]:
                     markdown_table(df.tail(1).reset_index(drop=True), index=False)]
 
 
-def front_table(archive: pd.DataFrame, objectives: Iterable[str]) -> pd.DataFrame:
+def front_table(archive: pd.DataFrame, objectives: Iterable[str],
+                strategy: str | None = None) -> pd.DataFrame:
     """The non-dominated rows of an archive table in the order of `front:K` (archive.front_table):
-    by the objectives in turn, ties by archive order."""
-    from tamnas.search.archive import non_dominated
+    by the objectives in turn, ties by archive order; with `strategy`, of its archs only (when
+    the table records strategies)."""
+    from tamnas.search.archive import non_dominated, visited_by
 
     objectives = [o for o in objectives if o in archive.columns]
     if not objectives:
         raise ValueError("report: the archive has none of the objectives")
     usable = archive[archive[objectives].notna().all(axis=1)]
+    if strategy is not None and visited_by(usable, strategy).any():
+        usable = usable[visited_by(usable, strategy)]
     front = usable.iloc[non_dominated(usable[objectives].to_numpy(dtype=float))]
     keys = objectives + (["order"] if "order" in front.columns else [])
     return front.sort_values(keys, kind="stable").reset_index(drop=True)
@@ -141,7 +145,7 @@ def _search_section(run: RunDir, cfg: dict | None) -> list[str]:
             parts.append(f"{float(last['seconds']):.1f} s")
         lines.append("; ".join(parts) + ".")
     objectives = (cfg or {}).get("search", {}).get("objectives", ["adv_err", "clean_err", "params"])
-    front = front_table(archive, objectives)
+    front = front_table(archive, objectives, (cfg or {}).get("search", {}).get("strategy"))
     shown = ("arch", "adv_err", "adv_err_se", "clean_err", "clean_err_se", "params", "flops",
              "ood_aupr_err", "strategy", "generation")
     cols = [c for c in shown if c in front.columns]
@@ -156,8 +160,11 @@ def _search_section(run: RunDir, cfg: dict | None) -> list[str]:
         noise = (f" Errors are ± one binomial standard error over the "
                  f"{int(front['n_eval'].max())} validation images: two archs closer than about "
                  "twice that cannot be told apart.")
+    run_strategy = (cfg or {}).get("search", {}).get("strategy")
+    of = (f"The front of the run's strategy, {run_strategy} (another strategy's archs never "
+          "enter it). ") if run_strategy else ""
     lines += ["", f"### Non-dominated front ({len(front)} archs over {', '.join(objectives)})", "",
-              "Row K is `--arch front:K`"
+              of + "Row K is `--arch front:K`"
               + (" (layers: block xratio per choice layer)." if names is not None else ".")
               + noise, "",
               markdown_table(table, index=True)]
