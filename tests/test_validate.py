@@ -323,3 +323,22 @@ def test_partial_tau_reads_size_out_of_a_tau_that_only_follows_size():
     assert abs(partial_tau(follows_size, standalone, size)) < 0.4 * plain
     assert partial_tau(knows_merit, standalone, size) > \
         partial_tau(follows_size, standalone, size) + 0.3
+
+
+def test_partial_tau_leaves_out_missing_values_as_kendall_tau_does():
+    from tamnas.analysis.rank_fidelity import kendall_tau, partial_tau
+
+    rng = np.random.default_rng(2)
+    x, y, z = rng.normal(size=(3, 25))
+    x[3], y[7], z[11] = np.nan, np.inf, np.nan
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+    assert partial_tau(x, y, z) == pytest.approx(partial_tau(x[ok], y[ok], z[ok]), abs=1e-12)
+    assert np.isfinite(partial_tau(x, y, z))
+    # the same archs left out as kendall_tau leaves out of its two lists
+    keep = np.isfinite(x) & np.isfinite(y)
+    assert kendall_tau(x, y) == pytest.approx(kendall_tau(x[keep], y[keep]), abs=1e-12)
+    # NaN where kendall_tau is NaN: one arch left, or a constant list
+    one = np.full(25, np.nan)
+    one[0] = 1.0
+    assert np.isnan(partial_tau(one, y, z)) and np.isnan(kendall_tau(one, y))
+    assert np.isnan(partial_tau(np.ones(25), y, z)) and np.isnan(kendall_tau(np.ones(25), y))
