@@ -112,10 +112,11 @@ def _clean_json(value, key: str = ""):
     seeds needed is "never" (null would read as unknown)."""
     if key.startswith("seeds_needed"):
         if isinstance(value, (list, tuple)):
-            return [NEVER if isinstance(v, float) and math.isinf(v) else _clean_json(v)
-                    for v in value]
+            return [_clean_json(v, key) for v in value]
         if isinstance(value, float) and math.isinf(value):
             return NEVER
+        if isinstance(value, float) and math.isfinite(value):
+            return int(value)
     if isinstance(value, dict):
         return {k: _clean_json(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
