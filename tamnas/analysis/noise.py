@@ -133,31 +133,36 @@ def _masks(wrong) -> np.ndarray:
 def group_difference(a_wrong, b_wrong, level: float = LEVEL) -> dict:
     """Mean error of group a minus group b, images paired, with a t interval.
 
-    Each group is (archs x seeds x images) masks on the SAME images. The variance of
-    the difference has three parts: how the archs of each group vary (the variance of
-    per-arch seed means over archs, over the number of archs; for a group of one arch
-    its seeds are the units instead), and the paired image noise of the two groups'
-    per-image mean errors (var over images of their difference, over the number of
-    images). Degrees of freedom by Welch-Satterthwaite. A side with a single net (one
-    arch, one seed) has an unknown variance: then the interval is NaN and
-    `noise_known` is False.
+    Each group is (archs x seeds x images) masks on the SAME images. The units of a
+    group are its archs (seed-mean masks), or its seeds for a group of one arch. The
+    variance of the difference has two parts: the spread of each group's unit scores
+    over its units (archs, seeds and each net's own image noise; over the number of
+    units), and the image noise the two groups share, which no unit spread shows:
+    var over images of the per-image difference of the group means, over the number
+    of images, less the units' own image noise already counted in the first part.
+    Degrees of freedom by Welch-Satterthwaite. A side with a single net (one arch,
+    one seed) has an unknown variance: the interval is then NaN and `noise_known`
+    is False.
     """
     a, b = _masks(a_wrong), _masks(b_wrong)
     if a.shape[2] != b.shape[2]:
         raise ValueError(f"group_difference: the groups were scored on {a.shape[2]} and "
                          f"{b.shape[2]} images; pairing needs the same images")
-    terms, dfs = [], []
+    n = a.shape[2]
+    terms, dfs, own = [], [], 0.0
     known = True
     for w in (a, b):
-        nets = w.mean(axis=2)                      # (archs, seeds) error rates
-        units = nets.mean(axis=1) if w.shape[0] > 1 else nets[0]
+        units = w.mean(axis=1) if w.shape[0] > 1 else w[0]     # (units, images) masks
         if len(units) < 2:
             known = False
             continue
-        terms.append(units.var(ddof=1) / len(units))
+        scores = units.mean(axis=1)
+        terms.append(scores.var(ddof=1) / len(units))
         dfs.append(len(units) - 1)
+        if n > 1:   # each unit's own image noise, as it enters the group mean
+            own += float((units - units.mean(axis=0)).var(axis=1, ddof=1).mean()) \
+                / n / (len(units) - 1)
     per_image = a.mean(axis=(0, 1)) - b.mean(axis=(0, 1))
-    n = len(per_image)
     image_var = float(per_image.var(ddof=1) / n) if n > 1 else 0.0
     diff = float(per_image.mean())
     out = {"diff": diff, "image_se": math.sqrt(image_var), "noise_known": known,
@@ -165,8 +170,9 @@ def group_difference(a_wrong, b_wrong, level: float = LEVEL) -> dict:
            "n_images": n}
     if not known:
         return out | {"se": math.nan, "df": math.nan, "ci": [math.nan, math.nan], "p": math.nan}
-    se = math.sqrt(sum(terms) + image_var)
-    df = welch_satterthwaite(terms + [image_var], dfs + [n - 1])
+    shared = max(image_var - own, 0.0)
+    se = math.sqrt(sum(terms) + shared)
+    df = welch_satterthwaite(terms + [shared], dfs + [n - 1])
     return out | {"se": se, "df": df, "ci": t_interval(diff, se, df, level),
                   "p": t_pvalue(diff, se, df)}
 

@@ -143,8 +143,8 @@ def _ceilings(s: dict, name_masks: np.ndarray, per_seed: list[np.ndarray],
 
     Images: the tau of two independent image samples, from two bootstrap resamples of
     the evaluation images (of the seed-mean masks), corrected for the noise the
-    measured scores already carry (`noise.image_tau_from_bootstrap`). Seeds (two or more): the mean tau over seed pairs with a
-    bootstrap interval over archs; the reachable tau against the mean of the seeds
+    measured scores already carry (`noise.image_tau_from_bootstrap`). Seeds (two or
+    more): the mean tau over seed pairs with a bootstrap interval over archs; the reachable tau against the mean of the seeds
     (Spearman-Brown, image noise added: `noise.reachable_tau`) and the seeds a
     readable ranking needs, each with the interval that the seed tau's gives. With
     one seed the reachable tau is the images' bound alone.
@@ -167,7 +167,7 @@ def _ceilings(s: dict, name_masks: np.ndarray, per_seed: list[np.ndarray],
         s["ceiling_seeds"], s["ceiling_seeds_ci"] = None, [None, None]
         s["ceiling"], s["ceiling_source"] = s["ceiling_images"], "images"
         # one training: an upper bound that leaves the training noise out
-        s["ceiling_for_mean"] = noise.reachable_tau(s["ceiling_images"], 1)
+        s["ceiling_for_mean"] = noise.reachable_tau(1.0, 1, s["ceiling_images"])
         s["ceiling_for_mean_ci"] = [None, None]
         s["seeds_needed"], s["seeds_needed_ci"] = math.nan, [math.nan, math.nan]
 
