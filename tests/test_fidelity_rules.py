@@ -103,3 +103,13 @@ def test_every_verdict_follows_from_its_printed_figures(case):
             assert "cannot be read" in v and "trusted" not in v
         if s["seeds"] >= 2:
             assert f"{s['ceiling_seeds']:.2f}" in v
+            if s["seeds_needed"] == float("inf"):   # the reason named follows from the figures
+                images = "use more evaluation images" in v
+                assert images == (s["ceiling_for_mean"] > 0), v
+
+
+def test_seeds_that_agree_no_better_than_chance_are_not_blamed_on_the_images():
+    s = assess(np.random.default_rng(2), spread=0.0, seed_sd=0.05)["adv"]
+    assert s["ceiling_seeds"] <= 0 and s["ceiling_for_mean"] == 0.0
+    assert s["seeds_needed"] == float("inf") and s["readable"] == "no"
+    assert "no better than chance" in s["verdict"] and "more evaluation images" not in s["verdict"]

@@ -108,8 +108,13 @@ def readability_clause(s: dict) -> str:
                        f"{PARTLY_READABLE_CEILING:.2f})"}[s["readable"]]
         k = s.get("seeds_needed")
         if k is not None and not (isinstance(k, float) and math.isnan(k)) and not np.isfinite(k):
-            need = (f"no number of seeds reaches {READABLE_CEILING:.2f} on these images (their "
-                    "noise alone keeps it below: use more evaluation images)")
+            if not s["ceiling_for_mean"] > 0:
+                need = ("the trainings agree no better than chance, so no number of seeds is "
+                        "projected to make it readable (the archs differ less than training "
+                        "noise: spread them, or train longer)")
+            else:
+                need = (f"no number of seeds reaches {READABLE_CEILING:.2f} on these images "
+                        "(their noise alone keeps it below: use more evaluation images)")
         else:
             need = (f"a readable ranking needs {seeds_text(k)} "
                     f"{_seeds_interval(s.get('seeds_needed_ci'))}")
