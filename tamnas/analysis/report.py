@@ -157,9 +157,10 @@ def _search_section(run: RunDir, cfg: dict | None) -> list[str]:
     table.index.name = "front"
     noise = ""
     if "n_eval" in front and front["n_eval"].notna().any():
-        noise = (f" Errors are ± one binomial standard error over the "
-                 f"{int(front['n_eval'].max())} validation images: two archs closer than about "
-                 "twice that cannot be told apart.")
+        noise = (f" Errors are ± one binomial standard error of each score alone, over the "
+                 f"{int(front['n_eval'].max())} validation images; all archs share those images, "
+                 "so the noise of a difference is that of the per-image difference, usually "
+                 "smaller (docs/trust.md), and a retrained net adds training-seed noise.")
     run_strategy = (cfg or {}).get("search", {}).get("strategy")
     of = (f"The front of the run's strategy, {run_strategy} (another strategy's archs never "
           "enter it). ") if run_strategy else ""
