@@ -21,6 +21,14 @@ class UserError(Exception):
     """An error whose message is the whole story for the user (exit 2)."""
 
 
+class _ResumeFlag(argparse.BooleanOptionalAction):
+    """--resume / --no-resume, refused when both are given (the last one would win silently)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.resume_flags = [*getattr(namespace, "resume_flags", []), option_string]
+        super().__call__(parser, namespace, values, option_string)
+
+
 def _options(p: argparse.ArgumentParser, groups: Sequence[str]) -> None:
     from tamnas.commands import COMPUTE, CONFIG, DATA, PARTIAL, RESUME
 
@@ -49,7 +57,7 @@ def _options(p: argparse.ArgumentParser, groups: Sequence[str]) -> None:
                        help="use the run's supernet although its training has not finished "
                             "(refused otherwise); the results record how far it got")
     if RESUME in groups:
-        g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+        g.add_argument("--resume", action=_ResumeFlag, default=True,
                        help="continue from the state in the run directory (default: on); "
                             "--no-resume moves earlier results to previous/N first")
 
@@ -129,6 +137,8 @@ def dispatch(args: argparse.Namespace) -> int:
     from tamnas.commands import COMMANDS, Call
 
     cmd = COMMANDS[args.command]
+    if len(set(getattr(args, "resume_flags", []))) > 1:
+        raise ValueError("--resume and --no-resume contradict each other; give one")
     if cmd.check is not None:
         cmd.check(args)
     if cmd.name == "space-info" and args.list:  # needs no config

@@ -19,6 +19,12 @@ Every derived result records the fingerprint of the weights it came from
 (`stamp`), so a result of older or other weights is recognised as stale.
 Locks are as fine as the work: a whole-run command locks the run, any other
 writer locks only its own output, and two writers of one output never meet.
+
+Nothing is written outside the run: a name (an arch's, a label) becomes a
+path part only through `path_part`, which refuses separators, `..`, absolute
+paths, NUL and empty names; a run holding a symbolic link is not written to;
+and `--out` is a new folder, an empty one, or a tamnas run (one whose
+`config.toml` tamnas reads back as a run record).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import Any
 
 from tamnas.files import atomic_write_bytes, atomic_write_json, file_digest, json_safe
 from tamnas.locks import LOCK_NAME, RUN_SCOPE, RunLock, lock_path
+from tamnas.run_paths import check_no_links, check_out, is_run, path_part
 
 SETTINGS_NAME = "settings.json"
 FINGERPRINT_KEY = "supernet_fingerprint"
@@ -114,14 +121,14 @@ class RunDir:
         return self.root / "exports"
 
     def export_json(self, name: str) -> Path:
-        return self.exports_dir / f"{name}.json"
+        return self.exports_dir / f"{path_part(name, 'export name')}.json"
 
     @property
     def retrain_root(self) -> Path:
         return self.root / "retrain"
 
     def retrain_dir(self, name: str) -> Path:
-        return self.retrain_root / name
+        return self.retrain_root / path_part(name, "arch name")
 
     def retrained_names(self) -> list[str]:
         """Names of the retrained nets (folders with scores.json), sorted."""
@@ -180,15 +187,40 @@ def recorded_training_settings(run: RunDir) -> dict | None:
     path = run.supernet_settings
     if path.is_file():
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            saved = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ValueError(f"{path} is corrupt; delete it and pass --no-resume to train the "
-                             "supernet again") from None
+            saved = None
+        if not isinstance(saved, dict) or not isinstance(saved.get("seed"), int) \
+                or not all(isinstance(saved.get(s), dict) for s in TRAINING_SECTIONS):
+            raise ValueError(f"{path} is corrupt (not the settings object tamnas writes); "
+                             "restore it from a copy, or pass --no-resume to train the supernet "
+                             "again")
+        return saved
     if run.config.is_file():
         from tamnas.config import load_run_config
 
         return training_settings(load_run_config(run.config))
     return None
+
+
+def check_run_record(run: RunDir) -> None:
+    """Refuse a run whose config.toml was edited after its supernet was trained (seed, data,
+    space or training keys): its results would be reused as if nothing had changed."""
+    if not (run.supernet_settings.is_file() and run.config.is_file()):
+        return
+    from tamnas.config import load_run_config
+
+    saved = recorded_training_settings(run)
+    now = training_settings(load_run_config(run.config))
+    diff = [f"seed: {saved['seed']!r} -> {now['seed']!r}"] if saved["seed"] != now["seed"] else []
+    for s in TRAINING_SECTIONS:   # keys a newer version added are not edits
+        diff += [f"{s}.{k}: {saved[s][k]!r} -> {v!r}" for k, v in now[s].items()
+                 if k in saved[s] and saved[s][k] != v]
+    if diff:
+        raise ValueError(f"{run.config} was edited after the supernet was trained "
+                         f"({'; '.join(diff[:3])}{' ...' if len(diff) > 3 else ''}); restore it, "
+                         "give a change for one call with --set, or train again with "
+                         f"`tamnas train-supernet PRESET --out {run.root} --no-resume`")
 
 
 def record_training_settings(run: RunDir, cfg: Any) -> None:
@@ -291,6 +323,11 @@ def writing(root: str | Path, command: str, scope: str = RUN_SCOPE,
                          "--out") from None
     if run.root.exists() and not run.root.is_dir():
         raise ValueError(f"{run.root} is a file, not a run directory; choose another --out")
+    for part in scope.split("/", 1):   # a scope names an output: exports/NAME, retrain/NAME
+        path_part(part, "output name")
+    if scope == RUN_SCOPE:
+        check_out(run.root)
+    check_no_links(run.root)
     if not enabled:
         yield run
         return
@@ -318,6 +355,7 @@ def move_aside(run: RunDir, names: tuple[str, ...] = RESULT_NAMES) -> Path | Non
 
 
 __all__ = ["FINGERPRINT_KEY", "LOCK_NAME", "RESULT_NAMES", "RUN_SCOPE", "RunDir", "RunLock",
-           "check_fresh", "is_fresh", "move_aside", "record_training_settings",
-           "recorded_training_settings", "settings_diff", "stamp", "stamped_fingerprint",
-           "supernet_fingerprint", "training_settings", "weights_fingerprint", "writing"]
+           "check_fresh", "check_no_links", "check_out", "check_run_record", "is_fresh", "is_run", "move_aside",
+           "path_part", "record_training_settings", "recorded_training_settings",
+           "settings_diff", "stamp", "stamped_fingerprint", "supernet_fingerprint",
+           "training_settings", "weights_fingerprint", "writing"]

@@ -20,7 +20,14 @@ from torch import nn
 from tamnas import distributed as dist
 from tamnas.config import Config
 from tamnas.files import read_json
-from tamnas.rundir import RunDir, check_fresh, is_fresh, move_aside, supernet_fingerprint
+from tamnas.rundir import (
+    RunDir,
+    check_fresh,
+    check_run_record,
+    is_fresh,
+    move_aside,
+    supernet_fingerprint,
+)
 from tamnas.search.archive import Archive, front_table
 from tamnas.supernets.base import Arch, SearchSpace
 
@@ -96,6 +103,7 @@ class Session:
         from tamnas.search.evaluator import Evaluator
         from tamnas.train import load_trained_supernet
 
+        check_run_record(run)
         if not partial:
             require_finished(cfg, run)
         space, supernet = load_trained_supernet(cfg, run, device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -25,10 +26,10 @@ class FakeShuffleSpace(SearchSpace):
     """
 
     name = "fake"
-    BLOCKS = [0, 4, 15, 18, 20]
-    RATIOS = [0.4, 1.0, 2.0]
-    STRIDES = [2, 1, 1, 1]
-    CHANNELS = [16, 16, 32, 32]
+    BLOCKS: ClassVar[list[int]] = [0, 4, 15, 18, 20]
+    RATIOS: ClassVar[list[float]] = [0.4, 1.0, 2.0]
+    STRIDES: ClassVar[list[int]] = [2, 1, 1, 1]
+    CHANNELS: ClassVar[list[int]] = [16, 16, 32, 32]
 
     def __init__(self):
         self.genes = []
@@ -223,7 +224,8 @@ def search_frames(space, n: int = 40, seed: int = 0):
     while len(archive) < n:
         arch = space.sample(rng)
         adv = float(rng.uniform(0.4, 0.9))
-        archive.add(arch, {"clean_err": round(1.1 - adv - rng.uniform(0, 0.3), 4), "adv_err": adv,
+        archive.add(arch, {"clean_err": round(max(0.0, 1.1 - adv - rng.uniform(0, 0.3)), 4),
+                           "adv_err": adv,
                            "params": space.params(arch), "flops": 10 * space.params(arch)},
                     strategy="nsga2" if len(archive) % 3 else "mgda", generation=len(archive) // 10)
     df = archive.frame()

@@ -121,7 +121,7 @@ def from_dict(values: Mapping, preset: str = "custom") -> Config:
             raise ValueError(f"{name}: unknown config section or key; allowed: seed, "
                              f"{', '.join(SECTIONS)}")
         if not isinstance(sub, Mapping):
-            raise ValueError(f"{name}: expected a table of keys, got {sub!r}")
+            raise ValueError(f"{name}: expected a table of keys, got {sub!r}")  # noqa: TRY004 (a user-facing one-line error)
         sections[name] = _section_from(name, SECTIONS[name], sub)
     seed = _check("seed", top.get("seed", 0), int, {"low": 0})
     cfg = Config(preset=str(top.get("preset", preset)), seed=seed, **sections)
@@ -145,6 +145,10 @@ def _check_consistency(cfg: Config) -> None:
     if bad or len(cfg.search.objectives) < 2:
         raise ValueError(f"search.objectives: need two or more of {', '.join(SCORE_NAMES)}; got "
                          f"{cfg.search.objectives}")
+    twice = sorted({o for o in cfg.search.objectives if cfg.search.objectives.count(o) > 1})
+    if twice:
+        raise ValueError(f"search.objectives: {', '.join(twice)} given twice; name each "
+                         "objective once")
     for key in ("params_range_phase1", "params_range_phase2"):
         r = getattr(cfg.train, key)
         if len(r) != 2 or r[0] > r[1]:

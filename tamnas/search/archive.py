@@ -62,6 +62,18 @@ def parse_key(key: str) -> Arch:
     return tuple(int(g) for g in str(key).split("-"))
 
 
+def _check_entry_scores(scores: Mapping[str, Any]) -> None:
+    """ValueError if a saved score is impossible: an error rate NaN, negative or above 1."""
+    for k, v in scores.items():
+        if not (k.endswith(("_err", "_err_se")) or k in ("params", "flops")):
+            continue
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) \
+            and v >= 0 and (k in ("params", "flops") or v <= 1)
+        if not ok:
+            raise ValueError(f"{k} = {v!r} is not "
+                             f"{'a count' if k in ('params', 'flops') else 'an error rate in [0, 1]'}")
+
+
 class _Current:
     """Sentinel: the archive's current weights (`Archive.fingerprint`)."""
 
@@ -305,6 +317,7 @@ class Archive:
                 meta = {k: v for k, v in e["meta"].items() if k != "order"}
                 # v1 entries name no weights: they were scored on the archive's fingerprint
                 weights = e.get(WEIGHTS, archive.fingerprint)
+                _check_entry_scores(e["scores"])
                 if not archive.add(e["arch"], e["scores"], weights=weights, **meta):
                     raise ValueError(f"duplicate arch {arch_key(e['arch'])} on weights {weights}")
                 for name in e.get(STRATEGIES, []):  # older archives: the first scorer only

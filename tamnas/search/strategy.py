@@ -108,6 +108,7 @@ class Strategy:
         self.rows: list[dict[str, Any]] = []
         self.board = Board(self.run_dir, bool(cfg.output.tensorboard) and dist.is_main())
         self.totals = {"evaluations": 0, "cache_hits": 0, "eval_seconds": 0.0, "seconds": 0.0}
+        self._checked: dict[str, Any] | None = None  # the checkpoint, once check_resume read it
 
     # -- hooks for subclasses ---------------------------------------------------------------
     def setup(self) -> None:
@@ -182,17 +183,37 @@ class Strategy:
         save_checkpoint(self.checkpoint_path, self.state_dict(), kind=self.name)
 
     # -- the loop ---------------------------------------------------------------------------
+    def check_resume(self) -> dict[str, Any] | None:
+        """The checkpoint's state if resuming and one exists, after checking it was written by
+        this search; ValueError (one line) otherwise. Reads only, so a command can refuse
+        before it writes anything."""
+        path = self.checkpoint_path
+        if (path.exists() or path.is_symlink()) and not (path.is_file() and not path.is_symlink()):
+            raise ValueError(f"{path} is not a regular file; remove it, or pass --no-resume to "
+                             "move the search results aside")
+        if not (self.resume and path.is_file()):
+            return None
+        if self._checked is None:
+            state = load_checkpoint(self.checkpoint_path, kind=self.name)
+            saved, now = state.get("settings"), self.settings()
+            if not isinstance(saved, dict) or not isinstance(state.get("rows"), list) \
+                    or not isinstance(state.get("totals"), dict):
+                raise ValueError(f"{self.checkpoint_path} is malformed (no settings, rows or "
+                                 "totals); delete it or pass --no-resume")
+            diff = [k for k in now if saved.get(k) != now[k]]
+            if diff:
+                detail = "; ".join(f"{k}: saved {saved.get(k)!r}, now {now[k]!r}" for k in diff)
+                raise ValueError(f"{self.checkpoint_path} was written by a different search "
+                                 f"({detail}); restore those settings or pass --no-resume")
+            self._checked = state
+        return self._checked
+
     def _restore(self) -> bool:
         """Load the checkpoint if resuming and one exists; True if it was loaded."""
-        if not (self.resume and self.checkpoint_path.is_file()):
+        state = self.check_resume()
+        if state is None:
             return False
-        state = load_checkpoint(self.checkpoint_path, kind=self.name)
-        saved, now = state["settings"], self.settings()
-        diff = [k for k in now if saved.get(k) != now[k]]
-        if diff:
-            detail = "; ".join(f"{k}: saved {saved.get(k)!r}, now {now[k]!r}" for k in diff)
-            raise ValueError(f"{self.checkpoint_path} was written by a different search "
-                             f"({detail}); restore those settings or pass --no-resume")
+        self._checked = None
         self.archive.update(Archive.load(self.run_dir, missing_ok=True, space_name=self.space.name,
                                          n_genes=self.space.n_genes))
         self.load_state_dict(state)
