@@ -57,7 +57,8 @@ def visited_by(df: pd.DataFrame, strategy: str) -> pd.Series:
     """Which rows of an archive table `strategy` visited (from `strategies`, else from the
     first-scorer column `strategy` of older tables)."""
     if STRATEGIES in df.columns:
-        lists = df[STRATEGIES].fillna("").astype(str).str.split(",")
+        # a CSV reads an empty list as NaN
+        lists = [v.split(",") if isinstance(v, str) else [] for v in df[STRATEGIES]]
         return pd.Series([strategy in names for names in lists], index=df.index, dtype=bool)
     if "strategy" in df.columns:
         return df["strategy"].astype(str) == strategy
