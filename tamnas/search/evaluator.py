@@ -130,6 +130,9 @@ class Evaluator:
                 self.archive.add(arch, scores, weights=self.weights, **meta)
             self.stats["evaluations"] += len(todo)
             self.stats["seconds"] += time.perf_counter() - tic
+        if meta.get("strategy") is not None:  # a cache hit is a visit too: it joins that front
+            for a in archs:
+                self.archive.visit(a, meta["strategy"], weights=self.weights)
         return [dict(self.archive.get(a, weights=self.weights)) for a in archs]
 
     def score(self, arch: Arch) -> dict[str, float]:
