@@ -13,7 +13,7 @@ from tamnas.analysis.export import export_arch
 from tamnas.config import save_config
 from tamnas.files import atomic_write_text
 from tamnas.rundir import RunDir
-from tamnas.search.archive import Archive, arch_key
+from tamnas.search.archive import Archive
 
 
 def synthetic_run(out: Path, n: int = 60, seed: int = 0, latency: bool = False,
@@ -49,7 +49,7 @@ def synthetic_run(out: Path, n: int = 60, seed: int = 0, latency: bool = False,
     if standalone:
         rows = df.head(2)
         summary = pd.DataFrame({
-            "name": [arch_key(a) for a in rows["arch"].map(lambda k: k.split("-"))],
+            "name": list(rows["arch"]),  # retrain folders are named by arch key
             "arch": rows["arch"], "init": "scratch", "params": rows["params"],
             "inherited_clean_err": rows["clean_err"], "inherited_adv_err": rows["adv_err"],
             "retrained_clean_err": [0.2, 0.25], "retrained_adv_err": [0.5, 0.45],
