@@ -42,16 +42,22 @@ def start(width: int = 1400, height: int = 1000):
     return driver
 
 
-def load(driver, page: Path) -> float:
-    """Open the page and wait until its front is drawn; the seconds it took."""
-    t0 = time.perf_counter()
+EXPLORE_READY = ("const done = arguments[arguments.length - 1];"
+                 "window.tamnasExplore.ready.then(() => done(performance.now()), (e) => done(String(e)));")
+PLOTLY_READY = ("const done = arguments[arguments.length - 1], t0 = Date.now();"
+                "(function wait() { const gd = document.querySelector('.plotly-graph-div');"
+                " if (gd && gd._fullLayout && gd.querySelector('.gl-canvas-context')) done(performance.now());"
+                " else if (Date.now() - t0 > 60000) done('timeout'); else setTimeout(wait, 10); })();")
+
+
+def load(driver, page: Path, ready: str = EXPLORE_READY) -> float:
+    """Open the page and wait until its front is drawn (`ready`: a script that calls back with
+    `performance.now()` when it is); the seconds from navigation start to then."""
     driver.get(Path(page).resolve().as_uri())
-    result = driver.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "window.tamnasExplore.ready.then(() => done('ok'), (e) => done(String(e)));")
-    if result != "ok":
-        raise AssertionError(f"the page failed to draw its front: {result}")
-    return time.perf_counter() - t0
+    result = driver.execute_async_script(ready)
+    if not isinstance(result, (int, float)):
+        raise AssertionError(f"the page failed to draw its front: {result}")  # noqa: TRY004
+    return result / 1000
 
 
 def severe(driver) -> list[str]:

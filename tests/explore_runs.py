@@ -17,9 +17,9 @@ from tamnas.search.archive import Archive
 
 
 def synthetic_run(out: Path, n: int = 60, seed: int = 0, latency: bool = False,
-                  standalone: bool = True) -> Path:
-    """A run of the quickstart space whose archive holds `n` archs of three strategies."""
-    cfg = tamnas.load_config("quickstart")
+                  standalone: bool = True, preset: str = "quickstart") -> Path:
+    """A run of the preset's space whose archive holds `n` archs of three strategies."""
+    cfg = tamnas.load_config(preset)
     space = tamnas.build_space(cfg)
     run = RunDir(out)
     run.root.mkdir(parents=True, exist_ok=True)

@@ -309,9 +309,11 @@
   document.querySelectorAll("#budget input").forEach((el) => el.addEventListener("input", applyBudget));
   document.querySelectorAll("#standalone button.arch-link").forEach((b) =>
     b.addEventListener("click", () => showDetail(b.dataset.arch)));
-  const ready = applyBudget().then(() => { gd.on("plotly_click", onClick); });
-  if (F.hv) Plotly.newPlot($("hv-plot"), F.hv.data, F.hv.layout, CONFIG);
-  F.heatmaps.forEach((h, k) => Plotly.newPlot($("heatmap-" + k), h.data, h.layout, CONFIG));
+  const ready = applyBudget().then(() => {  // the front first; the figures below it after
+    gd.on("plotly_click", onClick);
+    if (F.hv) Plotly.newPlot($("hv-plot"), F.hv.data, F.hv.layout, CONFIG);
+    F.heatmaps.forEach((h, k) => Plotly.newPlot($("heatmap-" + k), h.data, h.layout, CONFIG));
+  });
   window.tamnasExplore = { ready: ready, applyBudget: applyBudget, showDetail: showDetail,
     filteredCsv: filteredCsv, state: state };
 })();
