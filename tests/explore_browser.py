@@ -80,7 +80,7 @@ def requested_urls(driver) -> list[str]:
 
 
 def hover_point(driver, trace: int, point: int) -> float:
-    """Move the mouse onto one point of the front plot; seconds until its hover label shows."""
+    """Move the mouse onto one point of the front plot; seconds until its hover box shows."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -98,5 +98,5 @@ def hover_point(driver, trace: int, point: int) -> float:
         plot, int(x - origin["x"] - origin["width"] / 2),
         int(y - origin["y"] - origin["height"] / 2)).perform()
     WebDriverWait(driver, 30, poll_frequency=0.02).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, "#front-plot .hovertext"))
+        lambda d: d.find_element(By.ID, "hover-box").is_displayed())
     return time.perf_counter() - t0

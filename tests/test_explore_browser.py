@@ -135,7 +135,7 @@ def test_hover_and_the_3d_view_answer_without_errors(browser):
         "return document.getElementById('front-plot').data.findIndex(t => t.meta.role === 'front')")
     browser.execute_script("window.scrollTo(0, 0)")
     hover_point(browser, trace, 0)
-    label = browser.find_element(By.CSS_SELECTOR, "#front-plot .hovertext").text
+    label = browser.find_element(By.ID, "hover-box").text
     assert label.startswith("arch:") and "clean acc" in label and "params" in label
     browser.find_element(By.ID, "show-3d").click()
     browser.execute_async_script(

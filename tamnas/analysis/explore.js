@@ -61,11 +61,34 @@
     return r.source + " (" + r.label + "): clean acc " + acc(r.clean_err, r.clean_err_se)
       + ", adv acc " + acc(r.adv_err, r.adv_err_se);
   }
-  const hoverCache = new Map();
   function hover(role, i) {
     if (role === "standalone") return "<b>arch:" + D.standalone[i].arch + "</b><br>" + standaloneText(i);
-    if (!hoverCache.has(i)) hoverCache.set(i, hoverText(i));
-    return hoverCache.get(i);
+    return hoverText(i);
+  }
+  // The 2-D view's hover box: text made for the one point under the mouse, not for every point
+  // up front (20,000 labels cost more than drawing the points).
+  const tip = document.createElement("div");
+  tip.id = "hover-box";
+  document.body.appendChild(tip);
+  const mouse = { x: 0, y: 0 };
+  gd.addEventListener("mousemove", (e) => { mouse.x = e.clientX; mouse.y = e.clientY; });
+  function onHover(ev) {
+    const pt = ev && ev.points && ev.points[0];
+    if (!pt) return;
+    const role = (pt.data && pt.data.meta && pt.data.meta.role) || "archive";
+    const idx = pt.customdata !== undefined ? pt.customdata : shown[pt.curveNumber][pt.pointNumber];
+    if (idx === undefined || role === "link") return;
+    tip.textContent = "";
+    hover(role, idx).split("<br>").forEach((line, k) => {
+      const el = document.createElement(k === 0 ? "b" : "div");
+      el.textContent = line.replace(/<\/?b>/g, "");
+      tip.appendChild(el);
+    });
+    const e = ev.event || {};
+    const x = e.clientX !== undefined ? e.clientX : mouse.x, y = e.clientY !== undefined ? e.clientY : mouse.y;
+    tip.style.left = Math.min(x + 14, window.innerWidth - 380) + "px";
+    tip.style.top = (y + 14) + "px";
+    tip.style.display = "block";
   }
 
   // --- budget -----------------------------------------------------------------------------
@@ -156,8 +179,7 @@
       out.customdata = idx;
       out.x = idx.map((i) => get(i, state.x));
       out.y = idx.map((i) => get(i, state.y));
-      out.text = idx.map((i) => hover(tr.role, i));
-      out.hoverinfo = "text";
+      out.hoverinfo = "none";  // the hover box answers instead (onHover)
       for (const [axis, key] of [["x", "error_x"], ["y", "error_y"]]) {
         const col = state[axis] + "_se";
         out[key] = state.errors && (state[axis] === "clean_err" || state[axis] === "adv_err")
@@ -311,6 +333,8 @@
     b.addEventListener("click", () => showDetail(b.dataset.arch)));
   const ready = applyBudget().then(() => {  // the front first; the figures below it after
     gd.on("plotly_click", onClick);
+    gd.on("plotly_hover", onHover);
+    gd.on("plotly_unhover", () => { tip.style.display = "none"; });
     if (F.hv) Plotly.newPlot($("hv-plot"), F.hv.data, F.hv.layout, CONFIG);
     F.heatmaps.forEach((h, k) => Plotly.newPlot($("heatmap-" + k), h.data, h.layout, CONFIG));
   });

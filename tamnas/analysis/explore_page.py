@@ -73,13 +73,13 @@ def front_figure(info: Mapping, x: str | None = None, y: str | None = None) -> g
             x=_values(info, idx, x), y=_values(info, idx, y), customdata=idx, mode="markers",
             name=f"{s} samples", meta={"role": "archive", "strategy": s},
             marker={"symbol": symbol, "color": light, "size": 5, "opacity": 0.55},
-            hoverinfo="text"))
+            hoverinfo="none"))
     for k, (s, idx) in enumerate(fronts.items()):
         symbol, _, dark = _style(s, strategies.index(s) if s in strategies else k)
         fig.add_trace(go.Scattergl(
             x=_values(info, idx, x), y=_values(info, idx, y), customdata=idx, mode="markers",
             name=f"{s} front" + (" (the run's)" if s == info["strategy"] else ""),
-            meta={"role": "front", "strategy": s}, hoverinfo="text",
+            meta={"role": "front", "strategy": s}, hoverinfo="none",
             marker={"symbol": symbol, "color": dark, "size": 9, "line": {"width": 1,
                                                                       "color": "white"}}))
     lego = info.get("lego")
@@ -89,7 +89,7 @@ def front_figure(info: Mapping, x: str | None = None, y: str | None = None) -> g
             x=[_values(info, [i], x)[0] if i is not None else lego["scores"].get(x)],
             y=[_values(info, [i], y)[0] if i is not None else lego["scores"].get(y)],
             customdata=[-1 if i is None else i], mode="markers", name="LEGO net",
-            meta={"role": "lego"}, hoverinfo="text",
+            meta={"role": "lego"}, hoverinfo="none",
             marker={"symbol": "star", "color": "#F0E442", "size": 18,
                     "line": {"width": 1.5, "color": "black"}}))
     for source, color in SOURCE_COLORS.items():
@@ -99,7 +99,7 @@ def front_figure(info: Mapping, x: str | None = None, y: str | None = None) -> g
                 x=[info["standalone"][j].get(x) for j in idx],
                 y=[info["standalone"][j].get(y) for j in idx], customdata=idx, mode="markers",
                 name=f"{source} (standalone)", meta={"role": "standalone", "source": source},
-                hoverinfo="text", marker={"symbol": "x", "color": color, "size": 10}))
+                hoverinfo="none", marker={"symbol": "x", "color": color, "size": 10}))
     if info["standalone"]:
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name="inherited -> standalone",
                                  meta={"role": "link"}, hoverinfo="skip",
@@ -193,7 +193,10 @@ def render_html(info: Mapping) -> str:
     """The page: plotly.js, the data, the figures and the script, in one HTML string."""
     x, y = default_axes(info)
     z = next((a for a in info["axes"] if a not in (x, y)), x)
-    figures = {"front": json.loads(front_figure(info, x, y).to_json()),
+    front = json.loads(front_figure(info, x, y).to_json())
+    for trace in front["data"]:  # the script draws x and y from the data of the chosen axes
+        trace.pop("x", None), trace.pop("y", None)
+    figures = {"front": front,
                "hv": json.loads(hv_figure(info).to_json()) if info.get("hv") else None,
                "heatmaps": [json.loads(heatmap_figure(e).to_json()) for e in info["heatmaps"]]}
     script = resources.files("tamnas.analysis").joinpath("explore.js").read_text("utf-8")
@@ -252,6 +255,8 @@ input[type=number]{width:8em}
 #detail table,#standalone table{border-collapse:collapse}
 #detail td,#detail th,#standalone td,#standalone th{border:1px solid #ddd;padding:2px 6px}
 pre{background:#f4f4f4;padding:4px 6px;white-space:pre-wrap;word-break:break-all;margin:2px 0}
+#hover-box{position:fixed;display:none;z-index:10;pointer-events:none;background:#fff;
+border:1px solid #999;padding:4px 6px;font-size:.8em;max-width:360px;box-shadow:1px 1px 4px #0003}
 .hint{color:#777}button.arch-link{font-family:monospace;cursor:pointer}
 """
 
