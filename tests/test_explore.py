@@ -245,3 +245,39 @@ def test_explore_refuses_a_run_without_a_search(tmp_path, capsys):
     assert main(["explore", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no search results" in err
+
+
+def test_validate_evaluate_and_compare_results_reach_the_page(run, frame, cfg, tmp_path):
+    import shutil
+
+    from tamnas.analysis.robustness import save_grid
+
+    copy = RunDir(tmp_path / "run")
+    shutil.copytree(run.root, copy.root)
+    a, b, c = frame["arch"].iloc[3], frame["arch"].iloc[4], frame["arch"].iloc[5]
+    copy.validate_dir.mkdir()
+    pd.DataFrame({"arch": [a], "standalone_clean_err": [0.15], "standalone_adv_err": [0.4],
+                  "standalone_clean_err_se": [0.01], "standalone_adv_err_se": [0.02],
+                  "inherited_clean_err": [0.2], "inherited_adv_err": [0.5]}
+                 ).to_csv(copy.validate_dir / "summary.csv", index=False)
+    eps, steps = cfg.attack.eps, cfg.attack.steps
+    grid = pd.DataFrame({"clean": [0.9, 0.8], "fgsm": [0.7, 0.6], f"pgd-{steps}": [0.65, 0.55]},
+                        index=pd.Index([eps / 2, eps], name="eps"))
+    grid.attrs.update({"n": 400, "weights": "retrained:abc"})
+    save_grid(grid, copy.retrain_dir(b) / "robustness")
+    copy.compare_dir.mkdir()
+    pd.DataFrame({"arch": [c], "group": ["front"], "standalone_clean_err": [0.3],
+                  "standalone_adv_err": [0.6]}).to_csv(copy.compare_dir / "archs.csv", index=False)
+    (copy.compare_dir / "verdict.json").write_text(json.dumps(
+        {"verdicts": {"front vs random": "the front wins by 3.1 points (2.2 SE)"}}))
+    got = run_info(cfg, copy)
+    by_label = {r["label"]: r for r in got["standalone"]}
+    assert by_label["validate (mean of seeds)"]["arch"] == a
+    evaluated = [r for r in got["standalone"] if r["source"] == "evaluated"]
+    assert [(r["arch"], r["clean_err"], r["adv_err"]) for r in evaluated] == \
+        [(b, pytest.approx(0.2), pytest.approx(0.45))]  # the row of the search's eps
+    assert evaluated[0]["adv_err_se"] == pytest.approx(np.sqrt(0.45 * 0.55 / 400), rel=ROUNDING)
+    assert by_label["compare (front)"]["arch"] == c
+    assert got["verdicts"] == ["front vs random: the front wins by 3.1 points (2.2 SE)"]
+    page = explore_page.render_html(got)
+    assert "compare&#x27;s verdicts" in page or "compare's verdicts" in page
