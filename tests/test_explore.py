@@ -132,7 +132,7 @@ def test_budget_filter_and_best_arch_match_a_row_by_row_loop(frame, caps):
 
 
 def test_a_budget_on_a_missing_cost_is_refused(frame):
-    with pytest.raises(ValueError, match="no latency column"):
+    with pytest.raises(ValueError, match="no latency column here; build a latency table"):
         explore.within_budget(frame.drop(columns="latency"), latency=1.0)
 
 

@@ -28,6 +28,7 @@ from explore_runs import synthetic_run
 
 import tamnas
 from tamnas.analysis import explore
+from tamnas.analysis.selector import best_under, parse_selector
 from tamnas.cli import main
 from tamnas.rundir import RunDir
 from tamnas.search.archive import Archive, parse_key
@@ -71,11 +72,6 @@ def browser(run):
 
 def resolve(selector: str) -> tuple[int, ...]:
     """The genes a `--arch` selector names, without opening the run's weights."""
-    try:
-        from tamnas.analysis.selector import parse_selector
-    except ImportError:  # FOLLOW-UP: drop this branch once the selector parser is on main
-        assert selector.startswith("arch:"), selector
-        return parse_key(selector.removeprefix("arch:"))
     parsed = parse_selector(selector)
     assert parsed.kind == "arch", selector
     return tuple(parsed.genes)
@@ -125,6 +121,14 @@ def test_a_budget_narrows_the_points_and_names_the_best_arch(browser, frame):
     assert sorted(drawn) == sorted(frame.index.get_indexer(keep.index).tolist())
     csv = browser.execute_script("return window.tamnasExplore.filteredCsv()").splitlines()
     assert sorted(line.split(",")[0] for line in csv[1:]) == sorted(keep["arch"])
+    assert browser.find_elements(By.ID, "budget-rule") == []  # a clean floor is no selector rule
+    browser.find_element(By.ID, "min-clean-acc").clear()
+    rule = browser.find_element(By.ID, "budget-rule").text
+    assert rule == f"best:adv,params<={int(cap)}"
+    parsed = parse_selector(rule)
+    expected = best_under(frame, parsed.objective, parsed.constraints)
+    assert browser.find_element(By.CSS_SELECTOR, "#budget-best button").text == \
+        f"arch:{frame.loc[expected, 'arch']}"
     browser.find_element(By.ID, "clear-budget").click()
     assert browser.find_element(By.ID, "budget-count").text.startswith(f"{len(frame)} archs")
     assert severe(browser) == []

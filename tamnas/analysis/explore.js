@@ -141,6 +141,13 @@
     if (active && best >= 0) {
       el.appendChild(document.createTextNode("Best under the budget (lowest adversarial error): "));
       el.appendChild(archButton(P.arch[best]));
+      if (b.minAcc === null) {  // costs only: the same choice as a selector rule
+        const rule = cell("code", "best:adv," + Object.entries(b.caps).map(([k, v]) => k + "<=" + v
+          + (k === "latency" ? "ms" : "")).join(","));
+        rule.id = "budget-rule";
+        el.appendChild(document.createTextNode(" = "));
+        el.appendChild(rule);
+      }
     } else if (active) {
       el.textContent = "Nothing meets this budget.";
     }
@@ -328,7 +335,10 @@
     document.querySelectorAll("#budget input").forEach((el) => { el.value = ""; });
     applyBudget();
   });
-  document.querySelectorAll("#budget input").forEach((el) => el.addEventListener("input", applyBudget));
+  document.querySelectorAll("#budget input").forEach((el) => {
+    el.addEventListener("input", applyBudget);
+    el.addEventListener("change", applyBudget);
+  });
   document.querySelectorAll("#standalone button.arch-link").forEach((b) =>
     b.addEventListener("click", () => showDetail(b.dataset.arch)));
   const ready = applyBudget().then(() => {  // the front first; the figures below it after

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 from tamnas.analysis import stats
+from tamnas.analysis.selector import Constraint, best_under
+from tamnas.analysis.selector import within_budget as selector_budget
 from tamnas.metrics import binomial_se
 from tamnas.search.archive import arch_key, non_dominated, parse_key
 
@@ -219,29 +221,29 @@ def heatmap_info(space, front: pd.DataFrame, top: int, by: str,
     return out
 
 
+def budget_constraints(*, params: float | None = None, flops: float | None = None,
+                       latency: float | None = None) -> tuple[Constraint, ...]:
+    """The page's cost caps as the selector grammar's constraints (COST<=VALUE)."""
+    caps = (("params", params), ("flops", flops), ("latency", latency))
+    return tuple(Constraint(cost, "<=", float(v)) for cost, v in caps if v is not None)
+
+
 def within_budget(df: pd.DataFrame, *, params: float | None = None, flops: float | None = None,
                   latency: float | None = None, min_clean_acc: float | None = None) -> pd.Series:
     """Rows meeting every given cap (costs at most the cap, clean accuracy at least the floor);
     a row missing a capped value does not meet the cap."""
-    mask = pd.Series(True, index=df.index)
-    for name, cap in (("params", params), ("flops", flops), ("latency", latency)):
-        if cap is not None:
-            if name not in df.columns:
-                raise ValueError(f"budget on {name}: the archive has no {name} column")
-            mask &= pd.to_numeric(df[name], errors="coerce") <= cap
+    mask = selector_budget(df, budget_constraints(params=params, flops=flops, latency=latency))
     if min_clean_acc is not None:
         mask &= (1 - pd.to_numeric(df["clean_err"], errors="coerce")) >= min_clean_acc
     return mask
 
 
 def best_row(df: pd.DataFrame) -> int | None:
-    """Position of the best row: lowest adv error, ties by clean error, params, archive order."""
-    if not len(df):
+    """Position of the best row (the selector's `best:adv`): lowest adversarial error, ties by
+    clean error, params, archive order; None when no row has an adversarial error."""
+    if df.empty or df["adv_err"].notna().sum() == 0:
         return None
-    keys = [df[c].to_numpy(dtype=float) for c in ("adv_err", "clean_err", "params")
-            if c in df.columns]
-    order = np.lexsort([np.arange(len(df)), *reversed(keys)])
-    return int(order[0])
+    return int(df.index.get_loc(best_under(df, "adv_err")))
 
 
 def command_lines(run_root: str | Path) -> dict[str, str]:
@@ -279,6 +281,6 @@ def explore_info(space, archive_df: pd.DataFrame, *, objectives: Sequence[str], 
             "heatmaps": heatmap_info(space, df.iloc[own], top, top_by, lego_arch)}
 
 
-__all__ = ["ACTIONS", "AXES", "axes_of", "best_row", "command_lines", "explore_info", "gene_info",
+__all__ = ["ACTIONS", "AXES", "axes_of", "best_row", "budget_constraints", "command_lines", "explore_info", "gene_info",
            "grid_scores", "heatmap_info", "hv_info", "layer_table", "lego_info", "points_info",
            "selector", "standalone_rows", "strategy_fronts", "within_budget"]
