@@ -281,3 +281,12 @@ def test_validate_evaluate_and_compare_results_reach_the_page(run, frame, cfg, t
     assert got["verdicts"] == ["front vs random: the front wins by 3.1 points (2.2 SE)"]
     page = explore_page.render_html(got)
     assert "compare&#x27;s verdicts" in page or "compare's verdicts" in page
+
+
+def test_a_space_of_one_gene_per_layer_names_its_rows_by_gene():
+    space = tamnas.build_space(tamnas.load_config("quickstart-darts"))
+    arch = space.sample(np.random.default_rng(0))
+    table = explore.layer_table(space, arch)
+    assert list(table.index) == [g.name for g in space.genes]
+    assert list(table["op"]) == [stats.gene_label(space, i, v) for i, v in enumerate(arch)]
+    assert [g["layer"] for g in explore.gene_info(space)] == list(table.index)
