@@ -23,14 +23,13 @@ from tamnas.analysis import stats
 from tamnas.analysis.selector import Constraint, best_under
 from tamnas.analysis.selector import within_budget as selector_budget
 from tamnas.metrics import binomial_se
-from tamnas.search.archive import arch_key, non_dominated, parse_key
+from tamnas.search.archive import arch_key, non_dominated
 
 AXES = ("clean_err", "adv_err", "params", "flops", "latency")
 AXIS_LABELS = {"clean_err": "clean error", "adv_err": "adversarial error", "params": "parameters",
                "flops": "multiply-adds (FLOPs)", "latency": "latency (ms)"}
 POINT_COLUMNS = (*AXES, "clean_err_se", "adv_err_se")
 BUDGETS = ("params", "flops", "latency")   # the costs a user caps; min clean accuracy besides
-ACTIONS = ("retrain", "evaluate", "export")
 SIGNIFICANT = 6   # digits kept per number: far below any score's noise, and it keeps pages small
 
 
@@ -261,12 +260,6 @@ def command_lines(run_root: str | Path) -> dict[str, str]:
             "export": f"tamnas export {run} --arch {{arch}}"}
 
 
-def selector(key: str) -> str:
-    """The `--arch` selector naming an arch of any archive row."""
-    parse_key(key)  # a key that is no gene list is refused here, not on the user's command line
-    return f"arch:{key}"
-
-
 def explore_info(space, archive_df: pd.DataFrame, *, objectives: Sequence[str], run_root: str,
                  strategy: str, title: str = "", lego_arch: Sequence[int] | None = None,
                  lego_scores: Mapping | None = None, generations: pd.DataFrame | None = None,
@@ -288,6 +281,6 @@ def explore_info(space, archive_df: pd.DataFrame, *, objectives: Sequence[str], 
             "heatmaps": heatmap_info(space, df.iloc[own], top, top_by, lego_arch)}
 
 
-__all__ = ["ACTIONS", "AXES", "axes_of", "best_row", "budget_constraints", "command_lines", "explore_info", "gene_info",
+__all__ = ["AXES", "axes_of", "best_row", "budget_constraints", "command_lines", "explore_info", "gene_info",
            "grid_scores", "heatmap_info", "hv_info", "layer_table", "lego_info", "points_info",
-           "selector", "standalone_rows", "strategy_fronts", "within_budget"]
+           "standalone_rows", "strategy_fronts", "within_budget"]
