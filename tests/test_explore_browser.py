@@ -29,7 +29,7 @@ from explore_runs import synthetic_run
 import tamnas
 from tamnas.analysis import explore
 from tamnas.analysis.selector import best_under, parse_selector
-from tamnas.cli import main
+from tamnas.cli import build_parser, main
 from tamnas.rundir import RunDir
 from tamnas.search.archive import Archive, parse_key
 
@@ -94,10 +94,12 @@ def test_a_click_on_a_front_point_shows_its_arch_and_commands(browser, run, fram
         " customdata: arguments[0]}]});", pos)
     assert browser.find_element(By.ID, "detail-name").text == f"arch:{key}"
     retrain = browser.find_element(By.ID, "cmd-retrain").text.split()
-    assert retrain[:3] == ["tamnas", "retrain", str(run.root)] and retrain[3] == "--arch"
+    assert retrain[:3] == ["tamnas", "retrain", str(run.root.resolve())] and retrain[3] == "--arch"
     assert resolve(retrain[4]) == space.validate(parse_key(key))
-    for what in ("evaluate", "export"):
-        assert browser.find_element(By.ID, f"cmd-{what}").text.split()[1] == what
+    for what in ("retrain", "evaluate", "export"):  # each line is one the CLI accepts
+        words = browser.find_element(By.ID, f"cmd-{what}").text.split()
+        args = build_parser().parse_args(words[1:])
+        assert (args.command, args.run, args.arch) == (what, str(run.root.resolve()), f"arch:{key}")
     cells = [[c.text for c in r.find_elements(By.TAG_NAME, "td")]
              for r in browser.find_elements(By.CSS_SELECTOR, "#detail-layers tr")[1:]]
     table = explore.layer_table(space, parse_key(key))

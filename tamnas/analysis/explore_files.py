@@ -94,7 +94,8 @@ def run_info(cfg, run: RunDir) -> dict:
     standalone = standalone_rows(retrained=retrained, validated=validated,
                                  evaluated=_evaluated(run, cfg.attack.eps, cfg.attack.steps),
                                  compared=compared)
-    return explore_info(space, df, objectives=cfg.search.objectives, run_root=str(run.root),
+    return explore_info(space, df, objectives=cfg.search.objectives,
+                        run_root=str(run.root.resolve()),  # commands that work from any folder
                         strategy=cfg.search.strategy, title=f"{run.root.name} ({cfg.preset})",
                         lego_arch=lego_arch, lego_scores=lego_scores, generations=gens,
                         standalone=standalone, verdicts=verdicts, top=cfg.output.top_k,
