@@ -33,6 +33,8 @@ from tamnas.cli import build_parser, main
 from tamnas.rundir import RunDir
 from tamnas.search.archive import Archive, parse_key
 
+ROUNDING = 0.5 * 10.0 ** (1 - explore.SIGNIFICANT)  # the page keeps SIGNIFICANT digits
+
 if missing():
     if os.environ.get("CI"):
         pytest.fail(f"CI needs a browser for explore.html: {', '.join(missing())} missing; "
@@ -153,7 +155,29 @@ def test_hover_and_the_3d_view_answer_without_errors(browser):
     assert severe(browser) == []
 
 
-def test_the_page_requests_nothing_from_the_network(browser):
+def test_axis_selectors_and_error_bars_redraw_from_the_data(browser, frame):
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element(By.ID, "axis-x")).select_by_value("latency")
+    browser.find_element(By.ID, "error-bars").click()
+    traces = browser.execute_script(
+        "return document.getElementById('front-plot').data.filter(t => t.meta.role === 'front')"
+        ".map(t => ({idx: Array.from(t.customdata), x: Array.from(t.x), y: Array.from(t.y),"
+        " se: t.error_y && t.error_y.visible ? Array.from(t.error_y.array) : null,"
+        " sex: t.error_x && t.error_x.visible}))")
+    assert traces
+    for t in traces:
+        rows = frame.iloc[t["idx"]]
+        np.testing.assert_allclose(t["x"], rows["latency"], rtol=ROUNDING)
+        np.testing.assert_allclose(t["y"], rows["adv_err"], rtol=ROUNDING)
+        np.testing.assert_allclose(t["se"], rows["adv_err_se"], rtol=ROUNDING)
+        assert not t["sex"]  # latency has no standard error to draw
+    Select(browser.find_element(By.ID, "axis-x")).select_by_value("clean_err")
+    browser.find_element(By.ID, "error-bars").click()
+    assert severe(browser) == []
+
+
+def test_the_page_requests_nothing_from_the_network(browser):  # last: after every action
     urls = requested_urls(browser)
     assert urls, "the network log recorded nothing, not even the page itself"
     assert [u for u in urls if not u.startswith(LOCAL)] == []
