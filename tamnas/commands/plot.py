@@ -88,7 +88,11 @@ def plot(cfg: Config, run_dir: str | Path, *, quiet: bool = False) -> list[Path]
         board.figure("search/front", plots.front_figure(df, front, lego=lego_row,
                                                         objectives=cfg.search.objectives))
         board.close()
-    say(f"plot: wrote {len(written)} files to {figs}", quiet)
+    from tamnas.analysis.explore_files import write_explore
+
+    with writing(run.root, "tamnas plot", "explore"):  # the same run in a browser
+        written.append(write_explore(cfg, run))
+    say(f"plot: wrote {len(written)} files to {figs} and {run.explore_html.name}", quiet)
     return written
 
 
