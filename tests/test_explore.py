@@ -290,3 +290,14 @@ def test_a_space_of_one_gene_per_layer_names_its_rows_by_gene():
     assert list(table.index) == [g.name for g in space.genes]
     assert list(table["op"]) == [stats.gene_label(space, i, v) for i, v in enumerate(arch)]
     assert [g["layer"] for g in explore.gene_info(space)] == list(table.index)
+
+
+def test_a_strategy_front_counts_the_archs_it_revisited():
+    """An arch first scored by random search and later visited by NSGA-II (a cache hit) is
+    one of NSGA-II's archs, as the archive's `strategies` column records."""
+    frame = pd.DataFrame({"arch": ["0", "1", "2"], "strategy": ["random", "nsga2", "nsga2"],
+                          "strategies": ["random,nsga2", "nsga2", "nsga2"],
+                          "adv_err": [0.1, 0.3, 0.2], "clean_err": [0.1, 0.3, 0.4],
+                          "order": [0, 1, 2]})
+    fronts = explore.strategy_fronts(frame, ["adv_err", "clean_err"])
+    assert fronts["nsga2"] == [0] and fronts["random"] == [0]

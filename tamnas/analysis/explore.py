@@ -24,6 +24,7 @@ from tamnas.analysis.selector import Constraint, best_under
 from tamnas.analysis.selector import within_budget as selector_budget
 from tamnas.metrics import binomial_se
 from tamnas.search.archive import arch_key, non_dominated
+from tamnas.search.fronts import visited_by
 
 AXES = ("clean_err", "adv_err", "params", "flops", "latency")
 AXIS_LABELS = {"clean_err": "clean error", "adv_err": "adversarial error", "params": "parameters",
@@ -81,8 +82,11 @@ def strategy_fronts(df: pd.DataFrame, objectives: Sequence[str]) -> dict[str, li
     if "strategy" not in df.columns or len(objectives) < 2:
         groups = {"archive": np.arange(len(df))}
     else:
-        names = [s for s in dict.fromkeys(df["strategy"].dropna().astype(str)) if s != "lego"]
-        groups = {s: np.flatnonzero(df["strategy"].astype(str).to_numpy() == s) for s in names}
+        seen = df["strategy"].dropna().astype(str).tolist()
+        if "strategies" in df.columns:  # every strategy that visited a row, not only the first
+            seen += [n for v in df["strategies"].dropna() for n in str(v).split(",") if n]
+        names = [s for s in dict.fromkeys(seen) if s != "lego"]
+        groups = {s: np.flatnonzero(visited_by(df, s).to_numpy()) for s in names}
     fronts = {}
     for name, pos in groups.items():
         sub = df.iloc[pos]

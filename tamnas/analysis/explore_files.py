@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from tamnas.analysis.explore import explore_info, grid_scores, standalone_rows
+from tamnas.analysis.export_labels import inherited_scores
 from tamnas.analysis.explore_page import write_page
 from tamnas.files import read_json, read_table
 from tamnas.rundir import RunDir
@@ -81,7 +82,7 @@ def run_info(cfg, run: RunDir) -> dict:
     lego_arch, lego_scores = None, None
     if run.export_json("lego").is_file():
         _, lego_arch, meta = read_arch_json(run.export_json("lego"))
-        lego_scores = meta.get("scores") if isinstance(meta.get("scores"), dict) else {}
+        lego_scores = inherited_scores(meta)
     retrained = read_table(run.retrain_summary, ("name", "arch", "retrained_clean_err",
                                                  "retrained_adv_err"),
                            f"delete it and run `tamnas retrain {run.root}` again") \
