@@ -13,7 +13,9 @@ A run directory holds what one preset produced, stage by stage:
     retrain/NAME/                one standalone training: recipe.json, checkpoint, log, scores,
                                  robustness grids; retrain/summary.csv over all of them
     validate/                    rank fidelity: one folder per arch and seed, summary, correlation
+    compare/                     front picks vs size-matched random archs vs a plain net
     report.md
+    explore.html                 the run in a browser, self-contained
     previous/N/                  results moved aside by --no-resume or a changed supernet
 
 Path properties never create folders: writers create what they write.
@@ -48,7 +50,7 @@ SETTINGS_NAME = "settings.json"
 FINGERPRINT_KEY = "supernet_fingerprint"
 STAMP_NAME = "fingerprint.json"
 RESULT_NAMES = ("supernet", "search", "figures", "stats", "exports", "retrain", "validate",
-                "latency", "report.md")
+                "compare", "latency", "report.md", "explore.html")
 TRAINING_SECTIONS = ("data", "space", "train")
 NOT_TRAINING_KEYS = ("root", "download", "num_workers")  # where the data lives, not what it is
 
@@ -177,8 +179,17 @@ class RunDir:
         return sorted(self.latency_dir.glob("*.json"))
 
     @property
+    def compare_dir(self) -> Path:
+        return self.root / "compare"
+
+    @property
     def report(self) -> Path:
         return self.root / "report.md"
+
+    @property
+    def explore_html(self) -> Path:
+        """The run in a browser: one self-contained page (`tamnas explore`)."""
+        return self.root / "explore.html"
 
     @property
     def previous_root(self) -> Path:

@@ -142,9 +142,21 @@ class Session:
             raise FileNotFoundError(f"{self.run.root} has no search results; run `tamnas search "
                                     f"{self.run.root}` first")
 
-    def front(self) -> pd.DataFrame:
-        """The front table whose row K is `front:K` (search.objectives, then archive order)."""
-        return front_table(self.archive, self.cfg.search.objectives)
+    def front(self, strategy: str | None = None) -> pd.DataFrame:
+        """The front table whose row K is `front:K` (search.objectives, then archive order).
+
+        The front of `strategy`, by default the run's own (search.strategy): the archs
+        that strategy visited, so a one-off random search never moves `front:K`, `lego`
+        or `--all-front`. One line when that strategy has scored nothing here.
+        """
+        strategy = strategy or self.cfg.search.strategy
+        front = front_table(self.archive, self.cfg.search.objectives, strategy=strategy)
+        if len(self.archive) and not len(front):
+            names = ", ".join(self.archive.strategy_names()) or "none"
+            raise ValueError(f"{self.run.root}: the {strategy} front is empty (this run's archive "
+                             f"holds archs of: {names}); run `tamnas search {self.run.root}`, or "
+                             "pick another strategy's front with --set search.strategy=NAME")
+        return front
 
     def lego(self, top: int | None = None) -> Arch:
         """The LEGO arch of the current front: per layer, the top-k's most frequent choice."""
@@ -156,10 +168,13 @@ class Session:
         return lego_arch(self.space, top_df)
 
     def candidates(self) -> pd.DataFrame:
-        """The archive rows a `best:` rule chooses from: those the run's strategy scored."""
+        """The archive rows a `best:` rule chooses from: those the run's strategy visited
+        (scored or met in the archive), as its front; all rows when none records a strategy."""
+        from tamnas.search.archive import visited_by
+
         df = self.archive.frame()
-        if "strategy" in df.columns:
-            df = df[df["strategy"] == self.cfg.search.strategy]
+        if self.archive.strategy_names():
+            df = df[visited_by(df, self.cfg.search.strategy)]
         return df
 
     def resolve_arch(self, spec: str) -> tuple[Arch, str]:

@@ -304,8 +304,12 @@ def test_report_gathers_sections_tables_and_figure_links(tmp_path, space):
     assert "![hypervolume](figures/hypervolume.png)" in text
     assert text.index("figures/front.png") < text.index("figures/hypervolume.png")
     df = pd.read_csv(run / "search" / "archive.csv")
-    n_front = brute_force_front_size(df, ["adv_err", "clean_err", "params"])
+    # the run's strategy's front (quickstart: nsga2); the archive's mgda rows never enter it
+    mine = df[df["strategies"].str.split(",").apply(lambda names: "nsga2" in names)]
+    assert 0 < len(mine) < len(df)
+    n_front = brute_force_front_size(mine, ["adv_err", "clean_err", "params"])
     assert f"### Non-dominated front ({n_front} archs" in text
+    assert "The front of the run's strategy, nsga2" in text
     front_section = text.split("### Non-dominated front")[1].split("## Figures")[0]
     table_lines = [line for line in front_section.splitlines() if line.startswith("| ")]
     assert len(table_lines) == n_front + 2  # header, rule, one line per arch
@@ -454,7 +458,10 @@ def test_plot_stars_the_exported_lego_net_and_outlines_its_choices(tmp_path, mon
 def test_front_tables_show_layers_by_name_next_to_the_arch_string(tmp_path):
     from tamnas.search.nsga2 import format_front_table
 
-    _, space, run, front = quickstart_run(tmp_path)
+    _, space, run, _ = quickstart_run(tmp_path)
+    # the front the report shows: the run's strategy's (nsga2), in front:K order
+    front = report.front_table(pd.read_csv(run / "search" / "archive.csv"),
+                               ["adv_err", "clean_err", "params"], "nsga2")
     labels = stats.arch_labels(space, front)
     assert labels[0] == space.arch_label(tuple(front.loc[0, [f"g{i}" for i in range(12)]]))
     assert len(labels[0].split(", ")) == 6 and labels[0].split(", ")[0] in {

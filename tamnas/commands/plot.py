@@ -51,7 +51,9 @@ def plot(cfg: Config, run_dir: str | Path, *, quiet: bool = False) -> list[Path]
     if run.retrain_summary.exists():
         retrained = read_table(run.retrain_summary, SUMMARY_COLUMNS,
                                f"delete it and run `tamnas retrain {run.root}` again")
-    df, front = archive.frame(), front_table(archive, cfg.search.objectives)
+    # the run's own strategy's front; the archive scatter shows every strategy's archs
+    df = archive.frame()
+    front = front_table(archive, cfg.search.objectives, strategy=cfg.search.strategy)
     lego_arch, lego_row = load_lego(run)
     fix = f"delete it and run `tamnas search {run.root}` to write it again"
     reference = read_json(run.search_dir / "reference_point.json", fix) \
@@ -86,7 +88,11 @@ def plot(cfg: Config, run_dir: str | Path, *, quiet: bool = False) -> list[Path]
         board.figure("search/front", plots.front_figure(df, front, lego=lego_row,
                                                         objectives=cfg.search.objectives))
         board.close()
-    say(f"plot: wrote {len(written)} files to {figs}", quiet)
+    from tamnas.analysis.explore_files import write_explore
+
+    with writing(run.root, "tamnas plot", "explore"):  # the same run in a browser
+        written.append(write_explore(cfg, run))
+    say(f"plot: wrote {len(written)} files to {figs} and {run.explore_html.name}", quiet)
     return written
 
 

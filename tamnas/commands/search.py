@@ -48,13 +48,14 @@ def search(cfg: Config, run_dir: str | Path, *, strategy: str | None = None,
                 say(f"note: --no-resume: moved the previous search results to {moved}")
         runner = strategy_cls(session.space, session.evaluator, cfg, run.search_dir,
                               seed=cfg.seed, quiet=quiet, resume=resume)
+        runner.run_strategy = recorded.search.strategy  # another one writes its own front file
         runner.check_resume()  # a refused resume rewrites nothing, not even search/config.toml
         if dist.is_main():
             save_config(cfg, run.search_config)  # this call's settings, beside its results
         say(f"search: {cfg.search.strategy} over {session.space.name} -> {run.search_dir}", quiet)
         front = runner.run()
         if dist.is_main():
-            stamp(run.front, session.fingerprint)
+            stamp(runner.front_path, session.fingerprint)
             record_sections(run.config, recorded, SEARCH_SECTIONS)
     s = session.evaluator.stats
     say(f"search: {len(session.archive)} archs in the archive, {s['evaluations']} scored now, "

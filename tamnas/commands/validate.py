@@ -166,8 +166,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--archs", type=int, default=10, metavar="N",
                    help="archs drawn by parameter count, 3 or more (default: 10)")
     p.add_argument("--seeds", type=int, default=1, metavar="S",
-                   help="standalone trainings per arch: 1 or 2 (2 measures the seed-to-seed "
-                        "ceiling; default: 1)")
+                   help="standalone trainings per arch, 1 or more: 2 or more measure the "
+                        "training noise, the seed ceiling and the seeds a readable ranking needs; "
+                        "with 1 the readability stays unknown (default: 1)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="B",
                    help="resamples for the 95%% intervals (default: 1000)")
 

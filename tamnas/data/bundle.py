@@ -53,10 +53,11 @@ class DataBundle:
 
 
 def _ood_dataset(kind: str, data_cfg: DataConfig, seed: int, info: DatasetInfo,
-                 test: ImageTensorDataset
+                 train: ImageTensorDataset
                  ) -> tuple[ImageTensorDataset, ImageTensorDataset] | tuple[None, None]:
     """The OoD set `kind` as float images at the run's resolution and channel count, in two
-    disjoint halves (train, eval) of up to `ood_size` images each."""
+    disjoint halves (train, eval) of up to `ood_size` images each. Permuted pixels come from
+    the training split, so no test image ever shapes a search or its OoD score."""
     res, c, n = data_cfg.resolution, info.in_channels, data_cfg.ood_size
     if kind == "none":
         return None, None
@@ -65,9 +66,9 @@ def _ood_dataset(kind: str, data_cfg: DataConfig, seed: int, info: DatasetInfo,
     if kind == "noise":   # two independent draws: disjoint with probability one
         x = torch.rand(2 * n, c, res, res, generator=torch.Generator().manual_seed(mix_seed(seed, 2)))
     elif kind == "permuted":
-        k = min(2 * n, len(test))
+        k = min(2 * n, len(train))
         gen = torch.Generator().manual_seed(mix_seed(seed, 3))
-        x, _ = test.with_augment(False).fetch(torch.randperm(len(test), generator=gen)[:k])
+        x, _ = train.with_augment(False).fetch(torch.randperm(len(train), generator=gen)[:k])
         perms = torch.rand(k, res * res, generator=gen).argsort(dim=1)   # one permutation per image
         flat = x.reshape(k, c, res * res)
         x = flat.gather(2, perms[:, None, :].expand(-1, c, -1)).reshape(k, c, res, res)
@@ -138,7 +139,7 @@ def load_data(data_cfg: DataConfig, seed: int, splits: Splits | None = None) -> 
                                seed=mix_seed(seed, 1))
     val = ImageTensorDataset(images[val_idx], labels[val_idx], res)
     test = ImageTensorDataset(test_images, test_labels, res)
-    ood_train, ood_eval = _ood_dataset(data_cfg.ood, data_cfg, seed, info, test)
+    ood_train, ood_eval = _ood_dataset(data_cfg.ood, data_cfg, seed, info, train)
     return DataBundle(train=train, train_plain=train.with_augment(False), val=val, test=test,
                       ood_train=ood_train, ood_eval=ood_eval, info=info, resolution=res,
                       name=name)

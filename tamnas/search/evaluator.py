@@ -148,6 +148,9 @@ class Evaluator:
                 self.archive.add(arch, scores, weights=self.weights, **meta, **self.cost_meta)
             self.stats["evaluations"] += len(todo)
             self.stats["seconds"] += time.perf_counter() - tic
+        if meta.get("strategy") is not None:  # a cache hit is a visit too: it joins that front
+            for a in archs:
+                self.archive.visit(a, meta["strategy"], weights=self.weights)
         return [{**self.archive.get(a, weights=self.weights), **measured_costs(self.space, a)}
                 for a in archs]
 

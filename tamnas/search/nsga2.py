@@ -254,7 +254,6 @@ class NSGA2Search(Strategy):
         super().__init__(space, evaluator, cfg, run_dir, seed=seed, quiet=quiet, resume=resume)
         self.generations = int(cfg.search.generations)
         self.algorithm: NSGA2 | None = None
-        self.hv: Hypervolume | None = None
         self.population_rows: list[dict[str, Any]] = []
 
     def settings(self) -> dict[str, Any]:
@@ -306,9 +305,7 @@ class NSGA2Search(Strategy):
             scores = dict(zip(self.objectives, map(float, f)))
             self.population_rows.append({"generation": generation, "arch": arch_key(x),
                                          "rank": int(r), **scores})
-        archive_front = self.archive.front(self.objectives)
-        return {"generation": generation, "hv": self.hv(F),
-                "hv_archive": self.hv(archive_front[self.objectives].to_numpy(dtype=float)),
+        return {"generation": generation, "hv": self.front_hv(), "hv_population": self.hv(F),
                 "pop_size": len(pop), "offspring": len(algo.off) if algo.off is not None else 0,
                 "front_size": int(np.sum(rank == 0))}
 
