@@ -221,10 +221,10 @@ class Archive:
         table) on every entry, with `meta` recording its source; the entries changed."""
         changed = 0
         for key, scores in self._scores.items():
-            value = _plain(value_of(key[0]))
+            value = plain_value(value_of(key[0]))
             if scores.get(name) != value or any(self._meta[key].get(k) != v for k, v in meta.items()):
                 scores[name] = value
-                self._meta[key].update({str(k): _plain(v) for k, v in meta.items()})
+                self._meta[key].update({str(k): plain_value(v) for k, v in meta.items()})
                 changed += 1
         return changed
 
