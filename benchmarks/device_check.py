@@ -21,6 +21,11 @@ Parts (each can be picked with --only):
 (c) the evaluator at the paper's settings (PGD-10, 2,000 validation images,
     2,000 BatchNorm images): archs per second, random supernet weights.
 (d) peak device memory (torch.cuda.max_memory_allocated) of each part.
+(e) latency: a latency table of the quickstart and fashion spaces at batch 1
+    and 32 built on the device, checked against whole standalone nets
+    (benchmarks/latency_check.py: each call timed with CUDA events after a
+    synchronisation; RMSE %, share within +-10 %, tau vs the repeat ceiling,
+    params and a constant beside them).
 Every timing is bracketed by torch.cuda.synchronize. Writes
 benchmarks/results/device_check_<device>.json and prints a markdown table
 (append it to benchmarks/RESULTS.md).
@@ -244,7 +249,7 @@ def run(args) -> dict:
     device = torch.device(args.device)
     result = {"device": str(device), "device_name": _device_name(device), "torch": torch.__version__,
               "tiny": args.tiny, "parts": {}}
-    parts = args.only or ["quickstart", "paper_epoch", "evaluator"]
+    parts = args.only or ["quickstart", "paper_epoch", "evaluator", "latency"]
     with tempfile.TemporaryDirectory() as tmp:
         if "quickstart" in parts:
             _reset_peak(device)
@@ -267,7 +272,27 @@ def run(args) -> dict:
     if "evaluator" in parts:
         result["parts"]["evaluator"] = time_evaluator(device, args.tiny, args.archs)
         _say(args, f"evaluator: {result['parts']['evaluator']['archs_per_second']} archs/s")
+    if "latency" in parts:
+        result["parts"]["latency"] = time_latency(device, args.tiny)
+        _say(args, "latency: " + ", ".join(
+            f"{r['preset']} b{r['batch']} {r['statistic']} tau {r['table_tau']:.2f}"
+            for r in result["parts"]["latency"]))
     return result
+
+
+def time_latency(device: torch.device, tiny: bool) -> list[dict]:
+    """Part (e): latency_check.measure on this device (torch backend; CUDA events on a GPU)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("latency_check",
+                                                  Path(__file__).with_name("latency_check.py"))
+    latency_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(latency_check)
+    presets, batches, archs = (["quickstart"], [1], 4) if tiny else (["quickstart", "fashion"],
+                                                                      [1, 32], 20)
+    _reset_peak(device)
+    return [row for preset in presets for batch in batches
+            for row in latency_check.measure(preset, batch, "torch", str(device), archs, tiny)]
 
 
 def _say(args, message: str) -> None:
@@ -299,6 +324,12 @@ def table(result: dict) -> str:
         lines.append(f"| paper-width supernet epoch, {r['precision']}, batch {r['batch']} x "
                      f"{r['batches_per_epoch']} ({r['images']} images) | {r['epoch_seconds']} s "
                      f"({r['images_per_second']} img/s{note}) | {mem} |")
+    for r in p.get("latency", []):
+        lines.append(f"| latency, {r['preset']} batch {r['batch']} ({r['statistic']}): table RMSE % / "
+                     f"tau (+ correction), ceiling tau, params tau | {r['table_rmse_pct']:.1f} / "
+                     f"{r['table_tau']:.2f} ({r['table_corrected_rmse_pct']:.1f} / "
+                     f"{r['table_corrected_tau']:.2f}), {r['ceiling_tau']:.2f}, "
+                     f"{r['params_tau']:.2f} | |")
     if "evaluator" in p:
         e = p["evaluator"]
         mem = "" if e["peak_memory_mib"] is None else e["peak_memory_mib"]
@@ -311,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--tiny", action="store_true", help="the same checks at seconds-long sizes")
-    p.add_argument("--only", nargs="*", choices=("quickstart", "paper_epoch", "evaluator"))
+    p.add_argument("--only", nargs="*", choices=("quickstart", "paper_epoch", "evaluator", "latency"))
     p.add_argument("--epoch-seconds", type=float, default=75.0,
                    help="time at most this long per precision, then extrapolate to the epoch")
     p.add_argument("--archs", type=int, default=8, help="archs the evaluator scores (timed)")

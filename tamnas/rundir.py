@@ -50,7 +50,7 @@ SETTINGS_NAME = "settings.json"
 FINGERPRINT_KEY = "supernet_fingerprint"
 STAMP_NAME = "fingerprint.json"
 RESULT_NAMES = ("supernet", "search", "figures", "stats", "exports", "retrain", "validate",
-                "compare", "report.md", "explore.html")
+                "compare", "latency", "report.md", "explore.html")
 TRAINING_SECTIONS = ("data", "space", "train")
 NOT_TRAINING_KEYS = ("root", "download", "num_workers")  # where the data lives, not what it is
 
@@ -161,6 +161,22 @@ class RunDir:
     @property
     def validate_dir(self) -> Path:
         return self.root / "validate"
+
+    # latency tables measured on devices (tamnas latency)
+    @property
+    def latency_dir(self) -> Path:
+        return self.root / "latency"
+
+    def latency_table(self, device: str) -> Path:
+        """latency/<device>.json; `device` is a slug of the device fingerprint (checked)."""
+        return self.latency_dir / f"{path_part(device, 'latency device name')}.json"
+
+    def latency_check_dir(self, device: str) -> Path:
+        return self.latency_dir / f"check-{path_part(device, 'latency device name')}"
+
+    def latency_tables(self) -> list[Path]:
+        """The latency tables of the run, sorted by name."""
+        return sorted(self.latency_dir.glob("*.json"))
 
     @property
     def compare_dir(self) -> Path:

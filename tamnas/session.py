@@ -127,6 +127,7 @@ class Session:
         archive = _open_archive(run, space, fingerprint, not fresh_archive, stale)
         evaluator = Evaluator.from_config(cfg, space, supernet, data, device, archive=archive,
                                           quiet=quiet)
+        attach_run_latency(cfg, run, space, evaluator)
         if searched_weights is not None:  # scores made now name the weights really loaded
             evaluator.weights = searched_weights
         return cls(cfg, run, device, quiet, space, supernet, fingerprint, data, evaluator)
@@ -294,6 +295,25 @@ class Session:
         return error_counts(net, x, y, attack, self.cfg.data.eval_batch_size, self.device)
 
 
+def attach_run_latency(cfg: Config, run: RunDir, space: SearchSpace, evaluator) -> None:
+    """Give the space the run's latency table (`latency.run_table`), if any: archive rows get
+    their predicted latency and the table's device, batch and digest."""
+    from tamnas.latency.table import attach_latency, run_table, table_record
+
+    table = run_table(cfg, run)
+    if table is None:
+        return
+    try:
+        attach_latency(space, table)
+    except ValueError as err:
+        if cfg.search.latency_table or "latency" in cfg.search.objectives:
+            raise
+        say(f"note: the run's latency table is not used: {err}")  # nothing asked for latency
+        return
+    evaluator.cost_meta = table_record(table)
+    evaluator.archive.set_cost("latency", lambda a: space.cost("latency", a), **evaluator.cost_meta)
+
+
 def _open_archive(run: RunDir, space: SearchSpace, fingerprint: str, resume: bool,
                   stale: str) -> Archive:
     """The run's archive if scored on these weights; a stale one is refused or moved aside."""
@@ -317,5 +337,5 @@ def _open_archive(run: RunDir, space: SearchSpace, fingerprint: str, resume: boo
     return archive
 
 
-__all__ = ["Session", "one_shot_epochs", "open_run", "require_finished", "say",
+__all__ = ["Session", "attach_run_latency", "one_shot_epochs", "open_run", "require_finished", "say",
            "supernet_epochs_done"]

@@ -33,6 +33,17 @@ def test_quickstart_comparison_flags_a_difference_beyond_binomial_noise(device_c
     assert not device_check.compare_quickstart(_run(896, 0.8, 0.6, 0.05, 0.32), ref)["within_noise"]
 
 
+def test_latency_part_runs_on_cpu_at_tiny_size(device_check, tmp_path):
+    out = tmp_path / "latency.json"
+    result = device_check.main(["--device", "cpu", "--tiny", "--only", "latency", "--out", str(out),
+                                "--quiet"])
+    rows = result["parts"]["latency"]
+    assert json.loads(out.read_text()) == result
+    assert [r["statistic"] for r in rows] == ["median", "min"] and rows[0]["batch"] == 1
+    assert all(0 <= r["table_within10"] <= 1 and r["archs"] == 4 for r in rows)
+    assert "latency, quickstart batch 1" in device_check.table(result)
+
+
 def test_paper_epoch_and_evaluator_parts_run_on_cpu(device_check, tmp_path):
     out = tmp_path / "check.json"
     result = device_check.main(["--device", "cpu", "--tiny", "--only", "paper_epoch", "evaluator",

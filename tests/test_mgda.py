@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -573,3 +574,24 @@ def test_mgda_points_name_their_weights_and_cache_hits_never_cross_weights(tmp_p
     assert load_searched(tmp_path, net) == searched
     front = s.archive.front(["adv_err", "clean_err"])
     assert front.attrs["mixed_weights"] == (front["weights"].nunique() > 1)
+
+
+def test_mgda_logs_the_expected_latency_of_its_relaxed_choices_when_a_table_is_attached(tmp_path,
+                                                                                        data):
+    from test_latency import synthetic_table
+
+    from tamnas.latency.table import attach_latency
+
+    cfg = tiny_cfg(**REAL_SPACES["shufflenet"], mgda_variant="e2rnas", mgda_epochs=1,
+                   mgda_batches_per_epoch=1, **{"data.batch_size": 8})
+    space = tamnas.build_space(cfg)
+    attach_latency(space, synthetic_table(space, np.random.default_rng(0)))
+    s = MGDASearch(space, make_evaluator(cfg, space, data), cfg, tmp_path, quiet=True,
+                   resume=False, data=data)
+    s.run()
+    row = s.epoch_rows[0]
+    probs = s.probs(s.final_alpha[0])
+    assert row["expected_latency"] == pytest.approx(float(space.expected_cost("latency", probs)),
+                                                    rel=1e-12)
+    lo, hi = space.cost_bounds("latency")
+    assert lo <= row["expected_latency"] <= hi

@@ -79,6 +79,14 @@ class ToySpace(SearchSpace):
             lo, hi = lo + min(vals), hi + max(vals)
         return lo, hi
 
+    def decision_shapes(self) -> list[tuple[int, ...]]:
+        """One (block x ratio) decision per layer, as measured cost tables are shaped."""
+        return [(N_BLOCKS, N_RATIOS)] * N_LAYERS
+
+    def decision_index(self, arch: Arch) -> list[tuple[int, ...]]:
+        arch = self.validate(arch)
+        return [(arch[2 * layer], arch[2 * layer + 1]) for layer in range(N_LAYERS)]
+
     def describe(self, arch: Arch) -> dict:
         arch = self.validate(arch)
         return {"layers": [{"block": arch[2 * i], "ratio": arch[2 * i + 1]}

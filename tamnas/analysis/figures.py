@@ -29,7 +29,8 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 KNOWN_MARKERS = {"nsga2": "o", "mgda": "s", "lego": "*", "scratch": "o", "supernet": "s"}
 FORMATS = ("png", "svg", "pdf")
 LABELS = {"adv_err": "adversarial error", "clean_err": "clean error", "params": "parameters",
-          "flops": "multiply-adds", "ood_aupr_err": "OoD AUPR error"}
+          "flops": "multiply-adds", "latency": "latency (ms, predicted)",
+          "ood_aupr_err": "OoD AUPR error"}
 MAX_AREA = 240.0      # marker area (pt^2) of the largest net
 FADED = "#B0B0B0"
 LABEL_GAP_PT = 1.5    # between a marker's edge and its label

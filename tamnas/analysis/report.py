@@ -149,7 +149,7 @@ def _search_section(run: RunDir, cfg: dict | None) -> list[str]:
     objectives = (cfg or {}).get("search", {}).get("objectives", ["adv_err", "clean_err", "params"])
     front = front_table(archive, objectives, (cfg or {}).get("search", {}).get("strategy"))
     shown = ("arch", "adv_err", "adv_err_se", "clean_err", "clean_err_se", "params", "flops",
-             "ood_aupr_err", "strategy", "generation")
+             "latency", "ood_aupr_err", "strategy", "generation")
     cols = [c for c in shown if c in front.columns]
     table = percent_table(front[cols])
     space = _space(run) if cfg is not None else None

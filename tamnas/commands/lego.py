@@ -41,7 +41,8 @@ def lego(cfg: Config, run_dir: str | Path, *, top: int | None = None, device: to
         if dist.is_main():
             atomic_write_text(run.per_class("lego", retrained=False),
                               per_class.to_csv(index=False, float_format="%.10g"))
-    say(f"lego: {'-'.join(map(str, arch))}  params {scores['params']:,}  clean err "
+    latency = f"  latency {scores['latency']:.3f} ms" if "latency" in scores else ""
+    say(f"lego: {'-'.join(map(str, arch))}  params {scores['params']:,}{latency}  clean err "
         f"{scores['clean_err']:.3f}  adv err {scores['adv_err']:.3f} -> {paths['json']}")
     return paths["json"]
 

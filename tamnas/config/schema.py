@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCORE_NAMES = ("adv_err", "clean_err", "params", "flops", "ood_aupr_err")
+from tamnas.cost_kinds import COST_NAMES
+
+SCORE_NAMES = ("adv_err", "clean_err", *COST_NAMES, "ood_aupr_err")
 FIGURE_FORMATS = ("png", "svg", "pdf")
 RATIOS = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
 
@@ -218,9 +220,12 @@ class SearchConfig:
                               help="parents per tournament (2: pymoo's binary NSGA-II tournament)")
     objectives: list = _f(["adv_err", "clean_err", "params"], item=str, choices=SCORE_NAMES,
                           help='what the front minimises: adv_err, clean_err, params, flops, '
-                               'ood_aupr_err')
+                               'latency (needs search.latency_table), ood_aupr_err')
     params_range: list = _f([0, 0], item=int, low=0, help="[low, high]; [0, 0]: the phase-2 "
                                                           "training range")
+    latency_table: str = _f("", help="latency table (JSON from `tamnas latency build/import`) "
+                                     "behind the latency cost kind; empty: the run's only "
+                                     "table in RUN/latency/, when a latency objective needs one")
     bn_images: int = _f(2000, low=1, help="training images used to recalibrate BatchNorm")
     eval_images: int = _f(2000, low=1, help="validation images every candidate is scored on")
     ood: bool = _f(False, help="also score OoD AUPR")

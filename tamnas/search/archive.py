@@ -216,6 +216,18 @@ class Archive:
                 out._visits[(arch, kw)] = list(self._visits[(arch, kw)])
         return out
 
+    def set_cost(self, name: str, value_of, **meta: Any) -> int:
+        """Set a derived cost column (a pure function of the arch, e.g. latency read from a
+        table) on every entry, with `meta` recording its source; the entries changed."""
+        changed = 0
+        for key, scores in self._scores.items():
+            value = plain_value(value_of(key[0]))
+            if scores.get(name) != value or any(self._meta[key].get(k) != v for k, v in meta.items()):
+                scores[name] = value
+                self._meta[key].update({str(k): plain_value(v) for k, v in meta.items()})
+                changed += 1
+        return changed
+
     def update(self, other: Archive) -> int:
         """Add the entries of `other` not yet here, keeping their weights and metadata."""
         if other.n_genes != self.n_genes or other.space_name != self.space_name:

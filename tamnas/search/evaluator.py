@@ -27,8 +27,15 @@ import torch
 from torch import nn
 
 from tamnas import distributed as dist
-from tamnas.attacks import (Attack, error_masks, eval_mode, modules_run, preserved_bn_state,
-                            train_mode)
+from tamnas.attacks import (
+    Attack,
+    error_masks,
+    eval_mode,
+    modules_run,
+    preserved_bn_state,
+    train_mode,
+)
+from tamnas.cost_kinds import COST_KINDS
 from tamnas.metrics import ood_aupr, with_standard_errors
 from tamnas.progress import progress
 from tamnas.search.archive import Archive
@@ -41,6 +48,16 @@ def preserved_supernet(path: nn.Module) -> Iterator[None]:
     `path` runs (`attacks.modules_run`) as they were, on exit."""
     with preserved_bn_state(path), eval_mode(path):
         yield
+
+
+def measured_costs(space: SearchSpace, arch: Arch) -> dict[str, float]:
+    """The measured cost kinds (latency) the space holds a table for, of `arch`.
+
+    A pure function of the arch and the attached table, so cached rows get the
+    current table's values too (`Evaluator.evaluate`).
+    """
+    return {k: space.cost(k, arch) for k, kind in COST_KINDS.items()
+            if kind.measured and space.has_cost(k)}
 
 
 def check_image_counts(cfg, data) -> None:
@@ -82,6 +99,7 @@ class Evaluator:
         self.ood_x = ood_images.to(device) if ood_images is not None else None
         self.quiet = quiet
         self.stats = {"evaluations": 0, "cache_hits": 0, "seconds": 0.0}
+        self.cost_meta: dict[str, Any] = {}   # recorded with new rows: the latency table's digest
 
     @classmethod
     def from_config(cls, cfg, space: SearchSpace, supernet: Supernet, data, device: torch.device,
@@ -127,13 +145,14 @@ class Evaluator:
                                                      leave=False, unit="arch",
                                                      disable=self.quiet or not dist.is_main())]
             for arch, scores in zip(todo, dist.gather_sharded(local, len(todo))):
-                self.archive.add(arch, scores, weights=self.weights, **meta)
+                self.archive.add(arch, scores, weights=self.weights, **meta, **self.cost_meta)
             self.stats["evaluations"] += len(todo)
             self.stats["seconds"] += time.perf_counter() - tic
         if meta.get("strategy") is not None:  # a cache hit is a visit too: it joins that front
             for a in archs:
                 self.archive.visit(a, meta["strategy"], weights=self.weights)
-        return [dict(self.archive.get(a, weights=self.weights)) for a in archs]
+        return [{**self.archive.get(a, weights=self.weights), **measured_costs(self.space, a)}
+                for a in archs]
 
     def score(self, arch: Arch) -> dict[str, float]:
         """Score one arch now, bypassing the archive."""
@@ -166,7 +185,8 @@ class Evaluator:
         scores = with_standard_errors({"clean_err": int(clean.sum()) / n,
                                        "adv_err": int(adv.sum()) / n, "n_eval": n,
                                        "params": int(self.space.params(arch)),
-                                       "flops": int(self.space.flops(arch))})
+                                       "flops": int(self.space.flops(arch)),
+                                       **measured_costs(self.space, arch)})
         if per_image:
             scores["clean_wrong"], scores["adv_wrong"] = clean.cpu().numpy(), adv.cpu().numpy()
         return scores, logits

@@ -25,6 +25,8 @@ def format_front_table(df: pd.DataFrame, objectives: Sequence[str], max_rows: in
         cols.append(("params", lambda i, r: f"{int(r['params']):,}"))
     if "flops" in objectives and "flops" in df:
         cols.append(("flops", lambda i, r: f"{int(r['flops']):,}"))
+    if "latency" in df and not df["latency"].isna().all():
+        cols.append(("latency ms", lambda i, r: f"{float(r['latency']):.3f}"))
     labels = {"clean_err": "clean err %", "adv_err": "adv err %", "ood_aupr_err": "ood aupr err %"}
     for key, label in labels.items():
         if key in df and (key in objectives or key != "ood_aupr_err"):

@@ -39,6 +39,8 @@ def objective_bounds(space: SearchSpace, objectives: Sequence[str],
             lo, hi = float(p_lo), float(p_hi)
         elif name == "flops":
             lo, hi = (float(v) for v in space.flops_bounds())
+        elif name == "latency":
+            lo, hi = (float(v) for v in space.cost_bounds("latency"))
         else:
             raise ValueError(f"search.objectives: no bounds known for {name!r}")
         lows.append(lo)

@@ -284,12 +284,17 @@ class MGDASearch(BiLevelSteps, Strategy):
             with torch.no_grad():
                 probs = self.probs(run.alphas[t])
                 expected = {k: float(self.space.expected_cost(k, probs)) for k in COSTS}
+                if self.space.has_cost("latency"):   # a table is attached: E[latency] (ms) too
+                    sums_extra = {"expected_latency": float(self.space.expected_cost("latency", probs))}
+                else:
+                    sums_extra = {}
             row: dict[str, Any] = {
                 "target_index": t, "target": self.targets[t],
                 "flops_target": self.flops_targets[t], "epoch": epoch, "stage": stage,
                 "variant": self.variant_name, "batches": n, "weight_lr": lr,
                 **{k: v / n for k, v in sums[t].items()},
                 "expected_params": expected["params"], "expected_flops": expected["flops"],
+                **sums_extra,
                 "arch": arch_key(arch), "arch_params": int(self.space.params(arch)), **scores[t]}
             if self.variant.perturb:
                 row["sdarts_eps"] = eps

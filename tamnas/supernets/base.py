@@ -173,6 +173,53 @@ class SearchSpace:
         """Per decision the option costs: cost(arch) = cost_constant + the sum of the picks."""
         raise NotImplementedError
 
+    # Measured kinds (latency) attached from a table; spaces with their own tables override.
+    def decision_shapes(self) -> list[tuple[int, ...]]:
+        """The shape of each decision's option table (default: those of `cost_table("params")`)."""
+        return [tuple(np.shape(t)) for t in self.cost_table("params")]
+
+    def decision_index(self, arch: Arch) -> list[tuple[int, ...]]:
+        """Per decision, the index of `arch`'s option in that decision's table (default: one
+        decision per gene)."""
+        return [(int(v),) for v in self.validate(arch)]
+
+    def _attached(self) -> dict[str, tuple[float, list[np.ndarray]]]:
+        return self.__dict__.setdefault("_attached_costs", {})
+
+    def has_cost(self, kind: str) -> bool:
+        """Whether `cost(kind, arch)` works: counted kinds always, measured ones once attached."""
+        return kind in ("params", "flops") or kind in self._attached()
+
+    def cost(self, kind: str, arch: Arch) -> float:
+        """Any cost kind of `arch` (the column of that name in archive tables)."""
+        if kind == "params":
+            return self.params(arch)
+        if kind == "flops":
+            return self.flops(arch)
+        if kind in self._attached():
+            const, tables = self._attached()[kind]
+            return math.fsum([const, *(float(t[i]) for t, i in zip(tables, self.decision_index(arch)))])
+        raise ValueError(missing_cost_message(self.name, kind))
+
+    def cost_bounds(self, kind: str, allowed: Mapping[str, Sequence[int]] | None = None
+                    ) -> tuple[float, float]:
+        """Smallest and largest value of a cost kind over the space (attached kinds: the sums
+        of each decision's extremes)."""
+        if kind == "params":
+            return self.params_bounds(allowed)
+        if kind == "flops":
+            return self.flops_bounds(allowed)
+        if kind in self._attached():
+            const, tables = self._attached()[kind]
+            return (math.fsum([const, *(float(t.min()) for t in tables)]),
+                    math.fsum([const, *(float(t.max()) for t in tables)]))
+        raise ValueError(missing_cost_message(self.name, kind))
+
+    def attach_costs(self, kind: str, constant: float, tables: Sequence[np.ndarray]) -> None:
+        """Add a measured cost kind: per decision an option table shaped as `decision_shapes`."""
+        self._attached()[kind] = (float(constant),
+                                  check_attached(self.name, kind, tables, self.decision_shapes()))
+
     def expected_cost(self, kind: str, probs: Sequence[torch.Tensor]) -> torch.Tensor:
         """Differentiable expected params/flops under independent per-gene probabilities.
 
@@ -211,6 +258,27 @@ class SearchSpace:
     def gene_label(self, index: int, value: int) -> str:
         """The readable name of one gene value (default: the value)."""
         return str(int(value))
+
+
+def missing_cost_message(space_name: str, kind: str) -> str:
+    """The one line for a cost kind a space cannot give (unknown, or measured and not attached)."""
+    if kind == "latency":
+        return (f"{space_name}: no latency table is attached; build one with `tamnas latency build "
+                f"RUN` and name it with --set search.latency_table=PATH")
+    return f"{space_name}: cost kind {kind!r} is unknown; choose params, flops or latency"
+
+
+def check_attached(space_name: str, kind: str, tables: Sequence[np.ndarray],
+                   shapes_wanted: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+    """Measured tables as float64 arrays, refused in one line unless shaped as wanted."""
+    tables = [np.asarray(t, dtype=np.float64) for t in tables]
+    shapes, want = [t.shape for t in tables], [tuple(s) for s in shapes_wanted]
+    if shapes != want:
+        raise ValueError(f"{space_name}: the {kind} table does not cover this space (decision "
+                         f"shapes {shapes[:3]}... vs {want[:3]}...); build it for this run")
+    if not all(np.isfinite(t).all() for t in tables):
+        raise ValueError(f"{space_name}: the {kind} table holds non-finite entries")
+    return tables
 
 
 class Supernet(nn.Module):

@@ -20,12 +20,13 @@ from space_cases import ONE_HOT_EXACT, TOY, build_case, space_params
 from supernet_checks import assert_extract_matches_path, one_hot, randomize_bn, standalone_of
 from tolerances import assert_rounding_close, network_terms_and_depth
 
+from tamnas.cost_kinds import COUNTED_COSTS
 from tamnas.supernets import SPACES
 from tamnas.supernets.base import SearchSpace, Supernet
 
 NETWORK_CASES = space_params()
 ALL_CASES = space_params(with_toy=True)
-COST_KINDS = ("params", "flops")
+COST_KINDS = COUNTED_COSTS  # the kinds every space counts without a measured table
 
 
 @functools.cache

@@ -15,13 +15,15 @@ lookups and `expected_cost` is their exact relaxation (E2RNAS Eq. 5).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from tamnas.supernets.base import Arch, Gene, SearchSpace
+from tamnas.cost_kinds import COUNTED_COSTS
+from tamnas.supernets.base import Arch, Gene, SearchSpace, check_attached, missing_cost_message
 from tamnas.supernets.darts.layout import INPUTS_PER_NODE, Layout, Wiring, make_layout
 from tamnas.supernets.darts.ops import (
     NONE,
@@ -38,7 +40,6 @@ from tamnas.supernets.darts.supernet import DartsSupernet
 from tamnas.supernets.registry import register_space
 
 PLACEMENTS = ("standard", "dsara")
-COST_KINDS = ("params", "flops")
 _CONFIG_KEYS = ("name", "cells", "init_channels", "nodes", "placement", "num_classes",
                 "in_channels", "resolution", "mean", "std")
 
@@ -80,7 +81,7 @@ class DartsSpace(SearchSpace):
         self.genes = list(self.layout.genes)
         # node_genes[t][n]: the gene indices of the edges entering node n of cell type t.
         self.node_genes = [[list(genes) for genes in nodes] for nodes in self.layout.node_genes]
-        self._tables = {kind: self._cost_table(kind) for kind in COST_KINDS}
+        self._tables = {kind: self._cost_table(kind) for kind in COUNTED_COSTS}
         self._torch_tables: dict[str, torch.Tensor] = {}
 
     # --- encoding -------------------------------------------------------------------------------
@@ -210,13 +211,28 @@ class DartsSpace(SearchSpace):
         return int(const), table
 
     def _check_kind(self, kind: str) -> None:
-        if kind not in COST_KINDS:
-            raise ValueError(f"darts: cost kind {kind!r} is unknown; choose one of "
-                             f"{', '.join(COST_KINDS)}")
+        if kind not in self._tables:
+            raise ValueError(missing_cost_message(self.name, kind))
 
-    def _cost(self, kind: str, arch: Arch) -> int:
+    def attach_costs(self, kind: str, constant: float, tables: Sequence[np.ndarray]) -> None:
+        """Add a measured cost kind (latency): per gene one entry per op."""
+        rows = check_attached(self.name, kind, tables, [row.shape for row in self._tables["params"][1]])
+        self._tables[kind] = (float(constant), np.stack(rows))
+        self._torch_tables.pop(kind, None)
+
+    def has_cost(self, kind: str) -> bool:
+        return kind in self._tables
+
+    def cost(self, kind: str, arch: Sequence[int]) -> int | float:
+        """Any cost kind of `arch`: constant + the sum of its picks (int for counted kinds)."""
+        self._check_kind(kind)
+        return self._cost(kind, arch)
+
+    def _cost(self, kind: str, arch: Arch) -> int | float:
         arch = self.validate(arch)
         const, table = self._tables[kind]
+        if table.dtype.kind == "f":
+            return math.fsum([const, *(float(table[g, v]) for g, v in enumerate(arch))])
         return const + int(table[np.arange(len(arch)), arch].sum())
 
     def params(self, arch: Arch) -> int:
@@ -252,13 +268,15 @@ class DartsSpace(SearchSpace):
     def _bounds(self, kind: str, allowed: Mapping[str, Sequence[int]] | None) -> tuple[int, int]:
         """Exact extremes: per node the two cheapest (dearest) edges with their cheapest
         (dearest) allowed op; nodes and cell types are independent."""
+        self._check_kind(kind)
         const, table = self._tables[kind]
+        num = float if table.dtype.kind == "f" else int
         lo = hi = const
         for nodes in self.node_genes:
             for genes in nodes:
-                mins = sorted(int(table[g, self.op_choices(self.genes[g], allowed)].min())
+                mins = sorted(num(table[g, self.op_choices(self.genes[g], allowed)].min())
                               for g in genes)
-                maxs = sorted(int(table[g, self.op_choices(self.genes[g], allowed)].max())
+                maxs = sorted(num(table[g, self.op_choices(self.genes[g], allowed)].max())
                               for g in genes)
                 lo += sum(mins[:INPUTS_PER_NODE])
                 hi += sum(maxs[-INPUTS_PER_NODE:])
@@ -266,6 +284,11 @@ class DartsSpace(SearchSpace):
 
     def params_bounds(self, allowed: Mapping[str, Sequence[int]] | None = None) -> tuple[int, int]:
         return self._bounds("params", allowed)
+
+    def cost_bounds(self, kind: str, allowed: Mapping[str, Sequence[int]] | None = None
+                    ) -> tuple[float, float]:
+        """Exact smallest and largest cost of any kind."""
+        return self._bounds(kind, allowed)
 
     def flops_bounds(self, allowed: Mapping[str, Sequence[int]] | None = None) -> tuple[int, int]:
         return self._bounds("flops", allowed)
@@ -348,4 +371,4 @@ class DartsSpace(SearchSpace):
                    resolution=config["resolution"], mean=config["mean"], std=config["std"])
 
 
-__all__ = ["COST_KINDS", "PLACEMENTS", "DartsSpace"]
+__all__ = ["PLACEMENTS", "DartsSpace"]

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from tamnas.config import SpaceConfig
-from tamnas.supernets.base import Arch, SearchSpace
+from tamnas.supernets.base import Arch, SearchSpace, check_attached, missing_cost_message
 from tamnas.supernets.registry import register_space
 from tamnas.supernets.shufflenet.costs import cost_tables, nl_macs, nl_params, se_params
 from tamnas.supernets.shufflenet.layout import (
@@ -73,7 +73,8 @@ class ShuffleNetSpace(SearchSpace):
     # -- cost tables ----------------------------------------------------------------------------------
     def cost_constant(self, kind: str) -> int:
         """The cost outside the choice layers (stem, head)."""
-        return int(self._const[self._kind(kind)])
+        value = self._const[self._kind(kind)]
+        return value if isinstance(value, float) else int(value)
 
     def cost_table(self, kind: str) -> list[torch.Tensor]:
         """Per choice layer a (blocks x ratios) cost table: cost(arch) = constant + sum of picks."""
@@ -81,12 +82,33 @@ class ShuffleNetSpace(SearchSpace):
 
     def _kind(self, kind: str) -> str:
         if kind not in self._tables:
-            raise ValueError(f"cost kind {kind!r} is unknown; choose params or flops")
+            raise ValueError(missing_cost_message(self.name, kind))
         return kind
 
-    def _cost(self, kind: str, arch: Sequence[int]) -> int:
+    def attach_costs(self, kind: str, constant: float, tables: Sequence[np.ndarray]) -> None:
+        """Add a measured cost kind (latency): per choice layer a (blocks x ratios) table."""
+        tables = check_attached(self.name, kind, tables, [t.shape for t in self._tables["params"]])
+        self._const[kind], self._tables[kind] = float(constant), tables
+        self._torch_tables[kind] = [torch.from_numpy(t) for t in tables]
+
+    def decision_index(self, arch: Arch) -> list[tuple[int, ...]]:
+        """Per choice layer, (block, ratio): the cell of that layer's cost table."""
+        arch = self.validate(arch)
+        return [(arch[2 * i], arch[2 * i + 1]) for i in range(len(self.layers))]
+
+    def has_cost(self, kind: str) -> bool:
+        return kind in self._tables
+
+    def cost(self, kind: str, arch: Sequence[int]) -> float:
+        """Any cost kind of `arch`: constant + the sum of its picks (int for counted kinds)."""
+        return self._cost(self._kind(kind), arch)
+
+    def _cost(self, kind: str, arch: Sequence[int]) -> int | float:
         arch = self.validate(arch)
         t = self._tables[kind]
+        if t[0].dtype.kind == "f":
+            return math.fsum([self._const[kind], *(float(t[i][arch[2 * i], arch[2 * i + 1]])
+                                                   for i in range(len(self.layers)))])
         return int(self._const[kind] + sum(int(t[i][arch[2 * i], arch[2 * i + 1]])
                                            for i in range(len(self.layers))))
 
@@ -103,12 +125,17 @@ class ShuffleNetSpace(SearchSpace):
         return total
 
     def _bounds(self, kind: str, allowed: Mapping[str, Sequence[int]] | None) -> tuple[int, int]:
-        lo = hi = self._const[kind]
+        lo = hi = self._const[self._kind(kind)]
         for i, t in enumerate(self._tables[kind]):
             sub = t[np.ix_(self.allowed_values(self.genes[2 * i], allowed),
                            self.allowed_values(self.genes[2 * i + 1], allowed))]
-            lo, hi = lo + int(sub.min()), hi + int(sub.max())
-        return int(lo), int(hi)
+            lo, hi = lo + sub.min().item(), hi + sub.max().item()
+        return (int(lo), int(hi)) if self._tables[kind][0].dtype.kind != "f" else (float(lo), float(hi))
+
+    def cost_bounds(self, kind: str, allowed: Mapping[str, Sequence[int]] | None = None
+                    ) -> tuple[float, float]:
+        """Exact smallest and largest cost of any kind (tables are additive)."""
+        return self._bounds(kind, allowed)
 
     def params_bounds(self, allowed: Mapping[str, Sequence[int]] | None = None) -> tuple[int, int]:
         return self._bounds("params", allowed)
