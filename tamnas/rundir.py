@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tamnas.config.loading import RUN_CONFIG_NAME, load_run_config
 from tamnas.files import atomic_write_bytes, atomic_write_json, file_digest, json_safe
 from tamnas.locks import LOCK_NAME, RUN_SCOPE, RunLock, lock_path
 from tamnas.run_paths import check_no_links, check_out, is_run, path_part
@@ -66,7 +67,7 @@ class RunDir:
 
     @property
     def config(self) -> Path:
-        return self.root / "config.toml"
+        return self.root / RUN_CONFIG_NAME
 
     @property
     def data_record(self) -> Path:
@@ -209,14 +210,16 @@ def training_settings(cfg: Any) -> dict:
     return json_safe(out)
 
 
-def settings_diff(saved: Mapping, now: Mapping) -> list[str]:
-    """Differences between two `training_settings` dicts, as `section.key: old -> new`."""
+def settings_diff(saved: Mapping, now: Mapping, added_are_edits: bool = True) -> list[str]:
+    """Differences between two `training_settings` dicts, as `section.key: old -> new`;
+    keys missing from `saved` (a newer version added them) count unless told otherwise."""
     diff = [f"seed: {saved.get('seed')!r} -> {now['seed']!r}"] if saved.get("seed") != now["seed"] \
         else []
     for s in TRAINING_SECTIONS:
         old = saved.get(s, {})
         diff += [f"{s}.{k}: {old.get(k)!r} -> {v!r}" for k, v in now[s].items()
-                 if k not in NOT_TRAINING_KEYS and old.get(k) != v]
+                 if k not in NOT_TRAINING_KEYS and old.get(k) != v
+                 and (added_are_edits or k in old)]
     return diff
 
 
@@ -238,8 +241,6 @@ def recorded_training_settings(run: RunDir) -> dict | None:
                              "again")
         return saved
     if run.config.is_file():
-        from tamnas.config import load_run_config
-
         return training_settings(load_run_config(run.config))
     return None
 
@@ -249,14 +250,8 @@ def check_run_record(run: RunDir) -> None:
     space or training keys): its results would be reused as if nothing had changed."""
     if not (run.supernet_settings.is_file() and run.config.is_file()):
         return
-    from tamnas.config import load_run_config
-
-    saved = recorded_training_settings(run)
-    now = training_settings(load_run_config(run.config))
-    diff = [f"seed: {saved['seed']!r} -> {now['seed']!r}"] if saved["seed"] != now["seed"] else []
-    for s in TRAINING_SECTIONS:   # keys a newer version added are not edits
-        diff += [f"{s}.{k}: {saved[s][k]!r} -> {v!r}" for k, v in now[s].items()
-                 if k in saved[s] and saved[s][k] != v]
+    diff = settings_diff(recorded_training_settings(run),
+                         training_settings(load_run_config(run.config)), added_are_edits=False)
     if diff:
         raise ValueError(f"{run.config} was edited after the supernet was trained "
                          f"({'; '.join(diff[:3])}{' ...' if len(diff) > 3 else ''}); restore it, "

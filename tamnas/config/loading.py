@@ -177,15 +177,16 @@ def load_config(source: str | Path = "quickstart", overrides: Mapping[str, Any] 
     return from_dict(values, preset=name)
 
 
+RUN_CONFIG_NAME = "config.toml"   # a run's record; RunDir.config names it with this constant
+
+
 def load_run_config(path: str | Path, overrides: Mapping[str, Any] | None = None,
                     extra_files: list[str | Path] | None = None) -> Config:
     """A run's config (the run folder or its config.toml), which must be complete: a run never
     falls back to defaults."""
     path = Path(path).expanduser()
     if path.is_dir():
-        from tamnas.rundir import RunDir
-
-        path = RunDir(path).config
+        path = path / RUN_CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(f"{path.parent} is not a tamnas run directory (no "
                                     f"{path.name}); make one with `tamnas run PRESET --out DIR`")

@@ -7,7 +7,7 @@ archive, the strategies, the session and the report share one definition.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -16,8 +16,15 @@ from tamnas.config import SCORE_NAMES
 from tamnas.metrics import BINOMIAL_ERRORS
 from tamnas.supernets.base import Arch
 
-if TYPE_CHECKING:  # the archive imports this module, never the other way at run time
-    from tamnas.search.archive import Archive
+
+class Archive(Protocol):
+    """What `front_table` needs of `search.archive.Archive` (which imports this module)."""
+
+    def __len__(self) -> int: ...
+    def frame(self) -> pd.DataFrame: ...
+    def front(self, objectives: Sequence[str], strategy: str | None = None) -> pd.DataFrame: ...
+    def strategy_names(self) -> list[str]: ...
+
 
 WEIGHTS = "weights"       # the column naming the weights a row was scored on
 STRATEGIES = "strategies"  # the column listing every strategy that visited a row ("nsga2,random")
