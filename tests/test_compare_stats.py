@@ -1,0 +1,122 @@
+"""compare's statistics against independent computations and simulated groups with known truth.
+
+The simulation: per-image correctness p = base + arch effect + seed effect + image
+difficulty (shared by every net, as the test images are), Bernoulli per net and image.
+The truth a group difference estimates is base_a - base_b, plus the arch effect of a
+group that has a single arch (its comparison is about that arch). Over TRIALS
+simulated comparisons a 95% interval must cover the truth 95% +- TOL of the time:
+TOL = 3.5 binomial standard errors of a coverage rate over TRIALS trials.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from tamnas.analysis.compare import (corrected_level, group_noise, interaction_variance,
+                                     outcome, paired_difference, verdict_line)
+
+TRIALS = 300
+TOL = 3.5 * math.sqrt(0.95 * 0.05 / TRIALS)
+
+
+def simulate(rng, archs_a, archs_b, seeds, n, delta, arch_sd=0.02, seed_sd=0.01):
+    beta = rng.uniform(-0.25, 0.25, n)
+    truth, groups = delta, []
+    for base, archs, sign in ((0.6 + delta, archs_a, 1), (0.6, archs_b, -1)):
+        arch = rng.normal(0, arch_sd, archs)
+        if archs == 1:
+            truth += sign * arch[0]
+        seed = rng.normal(0, seed_sd, (archs, seeds))
+        p = np.clip(base + arch[:, None, None] + seed[:, :, None] + beta, 0, 1)
+        groups.append(rng.random(p.shape) < p)
+    return groups[0], groups[1], truth
+
+
+def test_group_noise_is_the_unbiased_spread_of_arch_or_seed_means():
+    acc = np.array([[0.8, 0.6], [0.7, 0.5], [0.9, 0.9]])  # (archs, seeds) accuracies
+    correct = np.zeros((3, 2, 10), bool)
+    for a in range(3):
+        for s in range(2):
+            correct[a, s, : int(round(10 * acc[a, s]))] = True
+    var, df = group_noise(correct)
+    means = acc.mean(axis=1)
+    assert var == pytest.approx(np.sum((means - means.mean()) ** 2) / 2 / 3)
+    assert df == 2
+    var1, df1 = group_noise(correct[:1])
+    assert var1 == pytest.approx(((0.8 - 0.7) ** 2 + (0.6 - 0.7) ** 2) / 1 / 2) and df1 == 1
+    assert math.isnan(group_noise(correct[:1, :1])[0])
+
+
+def test_interaction_variance_is_the_two_way_residual_mean_square():
+    rng = np.random.default_rng(1)
+    c = rng.random((2, 3, 40)) < 0.7
+    units = c.reshape(6, 40).astype(float)
+    # statsmodels-free reference: residual SS of an additive two-way fit / (u-1)(n-1)
+    fit = units.mean(1, keepdims=True) + units.mean(0, keepdims=True) - units.mean()
+    ref = ((units - fit) ** 2).sum() / (5 * 39)
+    assert interaction_variance(c) == pytest.approx(ref)
+
+
+def test_one_unit_a_side_with_no_archs_or_seeds_to_spread_is_unknown():
+    a = np.ones((1, 1, 50), bool)
+    d = paired_difference(a, a)
+    assert not d.known and outcome(d) == "unknown"
+    assert "cannot tell" in verdict_line("params<=2000", {"plain": d})
+
+
+def test_without_arch_and_seed_noise_the_interval_is_the_paired_t_interval():
+    # every arch and seed identical: only the images vary, so the interval is the paired
+    # t interval of the per-image differences (scipy's t on n - 1 df).
+    rng = np.random.default_rng(2)
+    base_a, base_b = rng.random(200) < 0.7, rng.random(200) < 0.6
+    a = np.broadcast_to(base_a, (3, 2, 200))
+    b = np.broadcast_to(base_b, (2, 2, 200))
+    d = paired_difference(a, b)
+    diff = base_a.astype(float) - base_b
+    half = stats.t.ppf(0.975, 199) * diff.std(ddof=1) / math.sqrt(200)
+    assert d.diff == pytest.approx(diff.mean())
+    assert d.low == pytest.approx(diff.mean() - half, rel=1e-6)
+    assert d.high == pytest.approx(diff.mean() + half, rel=1e-6)
+
+
+@pytest.mark.parametrize("archs_a,archs_b,seeds", [(2, 5, 2), (1, 1, 3), (2, 1, 2), (3, 5, 3)])
+def test_intervals_cover_the_truth_at_about_their_nominal_rate(archs_a, archs_b, seeds):
+    rng = np.random.default_rng([archs_a, archs_b, seeds])
+    hits = 0
+    for _ in range(TRIALS):
+        a, b, truth = simulate(rng, archs_a, archs_b, seeds, 300, 0.03)
+        d = paired_difference(a, b, 0.95)
+        hits += d.low <= truth <= d.high
+    assert abs(hits / TRIALS - 0.95) <= TOL, hits / TRIALS
+
+
+def test_the_verdict_flips_with_the_sign_and_size_of_the_difference():
+    rng = np.random.default_rng(5)
+    found = {}
+    for delta in (-0.15, 0.0, 0.15):
+        a, b, _ = simulate(rng, 3, 5, 3, 1000, delta, arch_sd=0.005, seed_sd=0.005)
+        found[delta] = outcome(paired_difference(a, b))
+    assert found == {-0.15: "worse", 0.0: "tie", 0.15: "better"}
+    line = verdict_line("params<=2000", {"random archs": paired_difference(
+        *simulate(rng, 3, 5, 3, 1000, 0.15, 0.005, 0.005)[:2])})
+    assert line.startswith("at params<=2000: the search pays off against random archs PGD +")
+
+
+def test_bonferroni_widens_each_interval():
+    assert corrected_level(1) == pytest.approx(0.95)
+    assert corrected_level(6) == pytest.approx(1 - 0.05 / 6)
+    rng = np.random.default_rng(3)
+    a, b, _ = simulate(rng, 2, 5, 2, 300, 0.0)
+    narrow, wide = paired_difference(a, b, 0.95), paired_difference(a, b, corrected_level(6))
+    assert wide.low < narrow.low and wide.high > narrow.high
+    with pytest.raises(ValueError, match="at least 1"):
+        corrected_level(0)
+
+
+def test_groups_scored_on_different_images_are_refused():
+    with pytest.raises(ValueError, match="same images"):
+        paired_difference(np.ones((1, 2, 10), bool), np.ones((1, 2, 11), bool))
