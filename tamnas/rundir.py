@@ -39,7 +39,7 @@ SETTINGS_NAME = "settings.json"
 FINGERPRINT_KEY = "supernet_fingerprint"
 STAMP_NAME = "fingerprint.json"
 RESULT_NAMES = ("supernet", "search", "figures", "stats", "exports", "retrain", "validate",
-                "report.md")
+                "compare", "report.md")
 TRAINING_SECTIONS = ("data", "space", "train")
 NOT_TRAINING_KEYS = ("root", "download", "num_workers")  # where the data lives, not what it is
 
@@ -138,6 +138,10 @@ class RunDir:
     @property
     def validate_dir(self) -> Path:
         return self.root / "validate"
+
+    @property
+    def compare_dir(self) -> Path:
+        return self.root / "compare"
 
     @property
     def report(self) -> Path:

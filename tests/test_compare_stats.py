@@ -16,8 +16,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tamnas.analysis.compare import (corrected_level, group_noise, interaction_variance,
-                                     outcome, paired_difference, verdict_line)
+from tamnas.analysis.compare import (
+    corrected_level,
+    group_noise,
+    interaction_variance,
+    outcome,
+    paired_difference,
+    verdict_line,
+)
 
 TRIALS = 300
 TOL = 3.5 * math.sqrt(0.95 * 0.05 / TRIALS)
@@ -41,7 +47,7 @@ def test_group_noise_is_the_unbiased_spread_of_arch_or_seed_means():
     correct = np.zeros((3, 2, 10), bool)
     for a in range(3):
         for s in range(2):
-            correct[a, s, : int(round(10 * acc[a, s]))] = True
+            correct[a, s, : round(10 * acc[a, s])] = True
     var, df = group_noise(correct)
     means = acc.mean(axis=1)
     assert var == pytest.approx(np.sum((means - means.mean()) ** 2) / 2 / 3)

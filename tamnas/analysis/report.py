@@ -351,6 +351,12 @@ def _robustness_section(run: RunDir) -> list[str]:
     return lines
 
 
+def _compare_section(run: RunDir) -> list[str]:
+    from tamnas.analysis.compare_report import report_section
+
+    return report_section(run)
+
+
 def write_report(run: RunDir | str | Path, out: str | Path | None = None,
                  title: str | None = None) -> Path:
     """Gather a run directory into `report.md` (or `out`) with relative links to its figures."""
@@ -363,7 +369,7 @@ def write_report(run: RunDir | str | Path, out: str | Path | None = None,
     for section in (_config_section(cfg), _training_section(run), _search_section(run, cfg),
                     _figures_section(run, path.parent), _stats_section(run, cfg),
                     _lego_section(run), _retrain_section(run),
-                    _validate_section(run), _robustness_section(run)):
+                    _validate_section(run), _compare_section(run), _robustness_section(run)):
         lines += section
     atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
     return path
