@@ -56,6 +56,13 @@ def test_compare_trains_every_group_then_reuses_them(run_copy, capsys):
     assert _trained(run_copy) == before
     assert json.loads((out / "compare.json").read_text())["budgets"] == blob["budgets"]
 
+    # --no-resume moves the comparison aside and trains afresh (one seed, to stay quick)
+    fresh = [*ARGS[:3], "1", *ARGS[4:]]  # --seeds 1
+    assert main(on_cpu("compare", str(run_copy), *fresh, "--no-resume")) == 0
+    assert (run_copy / "previous" / "1" / "compare" / "compare.json").is_file()
+    assert len(_trained(run_copy)) == len(set(table["key"]))
+    assert json.loads((out / "compare.json").read_text())["seeds"] == 1
+
 
 def test_the_compare_folder_is_a_run_result():
     assert "compare" in RESULT_NAMES  # train-supernet --no-resume moves it aside with the rest

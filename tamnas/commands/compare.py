@@ -235,9 +235,13 @@ def compare(cfg: Config, run_dir: str | Path, *, budgets: list[str], seeds: int 
     if not partial:
         require_finished(cfg, run)
     with writing(run.root, "tamnas compare", DIR_NAME):
-        if not resume and run.compare_dir.exists():
-            say(f"note: --no-resume: moved the old comparison to {move_aside(run, (DIR_NAME,))}")
         session = Session.open(cfg, run, device, quiet=quiet, partial=partial)
+        front = run_front(session)
+        for text in budgets:  # every budget refused before anything is written
+            front_picks(front, parse_budget(text), picks, session.space.n_genes)
+        if not resume and run.compare_dir.exists():
+            say(f"note: --no-resume: moved the old comparison to {move_aside(run, (DIR_NAME,))}",
+                quiet)
         n_evals = search_evaluations(session)
         random_frame, source = random_search_frame(session, n_evals, run.compare_dir /
                                                    "random-search", quiet)
