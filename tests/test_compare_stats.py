@@ -17,6 +17,7 @@ import pytest
 from scipy import stats
 
 from tamnas.analysis.compare import (
+    Difference,
     corrected_level,
     group_noise,
     interaction_variance,
@@ -121,6 +122,15 @@ def test_bonferroni_widens_each_interval():
     assert wide.low < narrow.low and wide.high > narrow.high
     with pytest.raises(ValueError, match="at least 1"):
         corrected_level(0)
+
+
+def test_a_wide_tie_is_too_noisy_to_tell_and_a_narrow_one_is_no_difference():
+    narrow = Difference(0.01, -0.01, 0.03, 0.01, 10.0, 0.95)
+    wide = Difference(0.01, -0.08, 0.10, 0.04, 1.0, 0.95)
+    assert outcome(narrow) == outcome(wide) == "tie"
+    line = verdict_line("params<=2000", {"plain": narrow, "random search": wide})
+    assert "no difference beyond noise against plain PGD +1.0 [-1.0, 3.0]" in line
+    assert "too few seeds or archs to tell" in line and "random search PGD +1.0 [-8.0, 10.0]" in line
 
 
 def test_groups_scored_on_different_images_are_refused():

@@ -33,6 +33,7 @@ from scipy import stats
 
 LEVEL = 0.95            # the family-wise level all verdicts together hold at
 MIN_UNITS = 2           # a group needs two archs or two seeds for its own noise
+WIDE = 0.05             # a tie whose interval reaches 5 points either way tells nothing
 
 
 @dataclass(frozen=True)
@@ -141,10 +142,14 @@ def points(d: Difference) -> str:
 
 def verdict_line(budget: str, diffs: dict[str, Difference], metric: str = "PGD") -> str:
     """One sentence per budget that follows from `diffs` (name -> front minus that group)
-    by `outcome`; names the noise when nothing can be told."""
-    parts = {"better": [], "worse": [], "tie": [], "unknown": []}
+    by `outcome`; a tie whose interval reaches beyond WIDE either way is reported as too
+    noisy to tell, not as no difference."""
+    parts = {"better": [], "worse": [], "tie": [], "wide": [], "unknown": []}
     for name, d in diffs.items():
-        parts[outcome(d)].append(f"{name} {metric} {points(d)}")
+        kind = outcome(d)
+        if kind == "tie" and max(d.high - d.diff, d.diff - d.low) > WIDE:
+            kind = "wide"
+        parts[kind].append(f"{name} {metric} {points(d)}")
     said = []
     if parts["better"]:
         said.append("the search pays off against " + "; ".join(parts["better"]))
@@ -152,11 +157,14 @@ def verdict_line(budget: str, diffs: dict[str, Difference], metric: str = "PGD")
         said.append("the search loses against " + "; ".join(parts["worse"]))
     if parts["tie"]:
         said.append("no difference beyond noise against " + "; ".join(parts["tie"]))
+    if parts["wide"]:
+        said.append(f"too few seeds or archs to tell (the interval reaches beyond "
+                    f"{100 * WIDE:.0f} points; use more --seeds) against " + "; ".join(parts["wide"]))
     if parts["unknown"]:
         said.append("cannot tell (a group with one arch and one seed has no noise estimate: "
                     "use --seeds 2 or more) against " + "; ".join(parts["unknown"]))
     return f"at {budget}: " + "; ".join(said) if said else f"at {budget}: nothing to compare"
 
 
-__all__ = ["LEVEL", "Difference", "corrected_level", "group_noise", "interaction_variance",
+__all__ = ["LEVEL", "WIDE", "Difference", "corrected_level", "group_noise", "interaction_variance",
            "outcome", "paired_difference", "points", "verdict_line"]
