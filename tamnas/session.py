@@ -136,43 +136,67 @@ class Session:
         top_df = stats.top_k(self.front(), top or self.cfg.output.top_k, by=self.cfg.output.top_by)
         return lego_arch(self.space, top_df)
 
+    def candidates(self) -> pd.DataFrame:
+        """The archive rows a `best:` rule chooses from: those the run's strategy scored."""
+        df = self.archive.frame()
+        if "strategy" in df.columns:
+            df = df[df["strategy"] == self.cfg.search.strategy]
+        return df
+
     def resolve_arch(self, spec: str) -> tuple[Arch, str]:
-        """`front:K` (row K of the front), `lego`, or an arch JSON file -> (arch, name).
+        """An arch selector (`analysis/selector.py`) -> (arch, name); the name is the arch's
+        key, so output folders never depend on the rule that chose the arch.
 
         `lego` is the exported LEGO net when it is fresh (it may have been built
         with another --top), else the LEGO arch of the current front.
         """
         from tamnas.analysis.export import read_arch_json
+        from tamnas.analysis.selector import best_under, knee_position, parse_selector
+        from tamnas.search.archive import arch_key
 
-        if spec.startswith("front:"):
+        sel = parse_selector(spec)
+        if sel.kind in ("front", "knee"):
             self.require_search()
             front = self.front()
-            try:
-                k = int(spec.split(":", 1)[1])
-                if k < 0:
-                    raise IndexError(k)
-                row = front.iloc[k]
-            except (ValueError, IndexError):
-                raise ValueError(f"--arch {spec}: the front has rows 0..{len(front) - 1}") \
-                    from None
-            genes = (int(row[f"g{i}"]) for i in range(self.space.n_genes))
+            k = knee_position(front, self.cfg.search.objectives) if sel.kind == "knee" \
+                else sel.index
+            if k >= len(front):
+                raise ValueError(f"--arch {spec}: the front has rows 0..{len(front) - 1}")
+            row = front.iloc[k]
             self.use_weights(row.get("weights"))  # the weights that row was scored on
-            return self.space.validate(genes), f"front-{k}"
-        if spec == "lego":
-            path = self.run.export_json("lego")
-            if not (path.exists() and is_fresh(path, self.fingerprint)
-                    and read_json(path, "export it again").get("weights_fingerprint")
-                    in (None, self.evaluator.weights)):
-                return self.lego(), "lego"
+            arch = self.space.validate(int(row[f"g{i}"]) for i in range(self.space.n_genes))
+        elif sel.kind == "best":
+            self.require_search()
+            rows = self.candidates()
+            try:
+                row = rows.loc[best_under(rows, sel.objective, sel.constraints)]
+            except ValueError as err:
+                raise ValueError(f"--arch {spec}: {err}") from None
+            self.use_weights(row.get("weights"))
+            arch = self.space.validate(int(row[f"g{i}"]) for i in range(self.space.n_genes))
+        elif sel.kind == "arch":
+            try:
+                arch = self.space.validate(sel.genes)
+            except ValueError as err:
+                raise ValueError(f"--arch {spec}: {err}") from None
+        elif sel.kind == "lego" and not self._fresh_lego_export():
+            arch = self.lego()
         else:
-            path = Path(spec)
-        if not path.exists():
-            raise FileNotFoundError(f"--arch {spec}: no such file; use front:K, lego or an arch "
-                                    "JSON")
-        space, arch, meta = read_arch_json(path)
-        if space.config() != self.space.config():
-            raise ValueError(f"--arch {spec}: {path} belongs to another space than this run's")
-        return arch, meta.get("name") or path.stem
+            path = self.run.export_json("lego") if sel.kind == "lego" else Path(sel.path)
+            if not path.exists():
+                raise FileNotFoundError(f"--arch {spec}: no such file; use front:K, lego, knee, "
+                                        "arch:<genes>, best:adv,params<=N or an arch JSON")
+            space, arch, _ = read_arch_json(path)
+            if space.config() != self.space.config():
+                raise ValueError(f"--arch {spec}: {path} belongs to another space than this "
+                                 "run's")
+        return arch, arch_key(arch)
+
+    def _fresh_lego_export(self) -> bool:
+        path = self.run.export_json("lego")
+        return (path.exists() and is_fresh(path, self.fingerprint)
+                and read_json(path, "export it again").get("weights_fingerprint")
+                in (None, self.evaluator.weights))
 
     def use_weights(self, fingerprint: str | None) -> None:
         """Load the weights a score was made on (the one-shot checkpoint, or an MGDA search's

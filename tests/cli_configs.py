@@ -30,3 +30,18 @@ def snapshot(root: Path) -> dict[str, str]:
     """Every file under `root` (relative path -> sha256), the byte-for-byte state of a run."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def front_key(run: Path, k: int = 0) -> str:
+    """The arch key (the output folder name) of `front:K` of a run, from its front.json."""
+    import json
+
+    arch = json.loads((run / "search" / "front.json").read_text())["front"][k]["arch"]
+    return "-".join(map(str, arch))
+
+
+def lego_key(run: Path) -> str:
+    """The arch key of the run's exported LEGO net."""
+    import json
+
+    return "-".join(map(str, json.loads((run / "exports" / "lego.json").read_text())["genes"]))

@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 import pytest
-from cli_configs import on_cpu, set_args, snapshot
+from cli_configs import front_key, on_cpu, set_args, snapshot
 
 import tamnas
 from tamnas.cli import main
@@ -27,16 +27,20 @@ def test_a_one_off_set_on_retrain_leaves_the_run_config_and_is_kept_with_the_ret
     assert cli("retrain", str(run_copy), "--arch", "front:0", "--set", "retrain.epochs=2",
                "--set", "train.lr=0.2") == 0
     assert (run_copy / "config.toml").read_bytes() == config     # the supernet's lr stays 0.1
-    recipe = json.loads((run_copy / "retrain" / "front-0" / "recipe.json").read_text())
+    front0 = front_key(run_copy)
+    recipe = json.loads((run_copy / "retrain" / front0 / "recipe.json").read_text())
     assert recipe["retrain"]["epochs"] == 2 and recipe["init"] == "scratch"
     assert "lr" not in recipe["train"]                          # a supernet-only key
     summary = pd.read_csv(run_copy / "retrain" / "summary.csv")
     assert list(summary["epochs"]) == [2] and summary["recipe"].str.len().tolist() == [8]
     # a later plain retrain of another arch uses the run's recipe, not the earlier one-off
-    assert cli("retrain", str(run_copy), "--arch", "lego") == 0
+    assert cli("retrain", str(run_copy), "--arch", "front:1") == 0
     summary = pd.read_csv(run_copy / "retrain" / "summary.csv").set_index("name")
-    assert summary.loc["lego", "epochs"] == 1 and summary.loc["front-0", "epochs"] == 2
-    assert summary.loc["lego", "recipe"] != summary.loc["front-0", "recipe"]
+    front1 = front_key(run_copy, 1)
+    assert summary.loc[front1, "epochs"] == 1 and summary.loc[front0, "epochs"] == 2
+    assert summary.loc[front1, "recipe"] != summary.loc[front0, "recipe"]
+    assert summary.loc[front1, "selector"] == "front:1"
+    assert summary.loc[front0, "selector"] == "front:0"
 
 
 def test_resuming_a_retrain_under_another_recipe_is_refused_unless_no_resume(run_copy, capsys):
@@ -49,8 +53,8 @@ def test_resuming_a_retrain_under_another_recipe_is_refused_unless_no_resume(run
     assert "--no-resume" in err and snapshot(run_copy) == before
     assert cli("retrain", str(run_copy), "--arch", "front:0", "--set", "retrain.epochs=3",
                "--no-resume") == 0
-    assert len(pd.read_csv(run_copy / "retrain" / "front-0" / "train_log.csv")) == 3
-    kept = run_copy / "previous" / "1" / "retrain" / "front-0"
+    assert len(pd.read_csv(run_copy / "retrain" / front_key(run_copy) / "train_log.csv")) == 3
+    kept = run_copy / "previous" / "1" / "retrain" / front_key(run_copy)
     assert json.loads((kept / "recipe.json").read_text())["retrain"]["epochs"] == 1
 
 
@@ -84,7 +88,7 @@ def test_evaluate_keeps_every_setting_and_a_cell_alone_equals_the_grid(run_copy)
     grid = ["--set", "output.eval_eps=[0.025,0.05]", "--set", "output.eval_steps=[2,3]",
             "--set", "attack.eps=0.05", "--set", "attack.steps=3"]
     assert cli("evaluate", str(run_copy), "--arch", "front:0", *grid) == 0
-    path = run_copy / "retrain" / "front-0" / "robustness.csv"
+    path = run_copy / "retrain" / front_key(run_copy) / "robustness.csv"
     full = robustness.read_grid(path)
     assert full.shape == (2, 4)
     assert cli("evaluate", str(run_copy), "--arch", "front:0", "--no-grid", *grid) == 0

@@ -55,7 +55,7 @@ RUN_CASES = [  # (argv after the command's run dir, fragments of the one line)
     (["search", "--set", "search.params_range=[-10,5]"], ["search.params_range[0]"]),
     (["search", "--set", "search.params_range=[1,5]"], ["search.params_range", "holds no arch"]),
     (["search", "--set", "search.objectives=[\"adv_err\",\"speed\"]"], ["search.objectives[1]"]),
-    (["export", "--arch", "front:-1"], ["--arch front:-1", "the front has rows 0.."]),
+    (["export", "--arch", "front:-1"], ["front:-1", "front:K takes a row number"]),
     (["retrain", "--arch", "front:99"], ["--arch front:99"]),
     (["lego", "--top", "0"], ["--top 0"]),
     (["lego", "--top", "-3"], ["--top -3"]),

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 import torch
-from cli_configs import on_cpu, set_args
+from cli_configs import front_key, lego_key, on_cpu, set_args
 
 import tamnas
 from tamnas.analysis import robustness
@@ -62,8 +62,8 @@ def test_exported_front_member_reproduces_its_archived_clean_error(run_dir):
     """The export carries the arch's recalibrated BN statistics, so the standalone module
     scores exactly what the search archived for it on the search's validation images."""
     cli("export", str(run_dir), "--arch", "front:0")
-    exported = sorted((run_dir / "exports").glob("front*.json"))
-    assert exported
+    exported = [run_dir / "exports" / f"{front_key(run_dir, 0)}.json"]
+    assert exported[0].is_file()
     record = json.loads(exported[0].read_text())
     net = tamnas.load_arch(exported[0], weights=True).eval()
     cfg = tamnas.load_config(run_dir / "config.toml")
@@ -83,7 +83,7 @@ def test_retrain_then_evaluate_writes_logs_and_a_monotone_grid(run_dir):
     logs = list((run_dir / "retrain").glob("*/train_log.csv"))
     assert logs and len(pd.read_csv(logs[0])) == 1
     cli("evaluate", str(run_dir), "--arch", "lego")
-    grid = robustness.read_grid(run_dir / "retrain" / "lego" / "robustness.csv")
+    grid = robustness.read_grid(run_dir / "retrain" / lego_key(run_dir) / "robustness.csv")
     assert list(grid.index) == [0.025, 0.05]
     assert {"clean", "fgsm", "pgd-2", "pgd-4"} <= set(grid.columns)
     assert robustness.sanity_checks(grid) == []

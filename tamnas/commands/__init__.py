@@ -65,10 +65,20 @@ def command(name: str, help: str, target: str, *,
 
 
 def add_arch_argument(p: argparse.ArgumentParser, default: str | None = "lego") -> None:
-    """`--arch SPEC`, the way every command names an arch of the run."""
+    """`--arch SPEC`, the way every command names an arch of the run (analysis/selector.py)."""
+    from tamnas.analysis.selector import SELECTOR_HELP
+
     p.add_argument("--arch", default=default, metavar="SPEC",
-                   help="front:K (row K of the front table), lego, or an arch JSON file "
-                        f"(default: {default or 'every retrained net'})")
+                   help=f"{SELECTOR_HELP} (default: {default or 'every retrained net'}); quote "
+                        "rules with < in them")
+
+
+def check_arch_argument(args: argparse.Namespace) -> None:
+    """A malformed --arch is one line before any work."""
+    from tamnas.analysis.selector import parse_selector
+
+    if getattr(args, "arch", None) is not None:
+        parse_selector(args.arch)
 
 
 def write_export(session, arch, name: str, weights: str = "inherited", fmt: str = "torch",
@@ -106,5 +116,5 @@ def load_commands() -> dict[str, Command]:
 
 
 __all__ = ["ALL_OPTIONS", "COMMANDS", "COMPUTE", "CONFIG", "DATA", "ON_WEIGHTS", "PARTIAL", "RESUME", "Call", "Command",
-           "add_arch_argument", "command", "load_commands",
+           "add_arch_argument", "check_arch_argument", "command", "load_commands",
            "write_export"]

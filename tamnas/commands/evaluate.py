@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from tamnas import distributed as dist
-from tamnas.commands import ON_WEIGHTS, Call, add_arch_argument, command
+from tamnas.commands import ON_WEIGHTS, Call, add_arch_argument, check_arch_argument, command
 from tamnas.config import Config
 from tamnas.files import atomic_write_json, load_checkpoint, read_json
 from tamnas.rundir import writing
@@ -105,7 +105,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 
 @command("evaluate", "robustness of an exported or retrained net: PGD grid, FGSM, AutoAttack",
-         "run", arguments=_arguments, options=ON_WEIGHTS)
+         "run", arguments=_arguments, options=ON_WEIGHTS, check=check_arch_argument)
 def main(call: Call) -> list[pd.DataFrame]:
     return evaluate(call.cfg, call.args.run, arch=call.args.arch, grid=call.args.grid,
                     autoattack=call.args.autoattack, device=call.device, quiet=call.quiet,

@@ -15,6 +15,7 @@ from tamnas.commands import (
     PARTIAL,
     Call,
     add_arch_argument,
+    check_arch_argument,
     command,
     write_export,
 )
@@ -26,7 +27,7 @@ from tamnas.session import Session, open_run, say
 def export(cfg: Config, run_dir: str | Path, *, arch: str, fmt: str = "torch",
            weights: str | None = None, device: torch.device, quiet: bool = False,
            partial: bool = False) -> dict:
-    """Export `arch` (front:K, lego or a JSON file) to exports/; the paths written."""
+    """Export the arch `arch` selects to exports/KEY; the paths written."""
     run = open_run(run_dir)
     session = Session.open(cfg, run, device, quiet=quiet, partial=partial)
     a, name = session.resolve_arch(arch)
@@ -35,7 +36,8 @@ def export(cfg: Config, run_dir: str | Path, *, arch: str, fmt: str = "torch",
     elif weights == "retrained":
         session.check_retrained(name)
     with writing(run.root, "tamnas export", f"exports/{name}", enabled=dist.is_main()):
-        paths = write_export(session, a, name, weights=weights, fmt=fmt)
+        paths = write_export(session, a, name, weights=weights, fmt=fmt,
+                             extra={"selector": arch})
     say("export: " + ", ".join(str(p) for p in paths.values()))
     return paths
 
@@ -51,7 +53,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 
 @command("export", "arch JSON + standalone PyTorch weights (+ ONNX)", "run", arguments=_arguments,
-         options=(CONFIG, COMPUTE, DATA, PARTIAL))
+         options=(CONFIG, COMPUTE, DATA, PARTIAL), check=check_arch_argument)
 def main(call: Call) -> dict:
     return export(call.cfg, call.args.run, arch=call.args.arch, fmt=call.args.format,
                   weights=call.args.weights, device=call.device, quiet=call.quiet,

@@ -1,6 +1,7 @@
 """`tamnas retrain`: front members or the LEGO net trained alone, scored on the test images.
 
-Each net has its folder retrain/NAME with the recipe that trained it
+Each net has its folder retrain/NAME, NAME the arch's key (`KEY.finetune`
+when initialised from the supernet), with the recipe that trained it
 (recipe.json): resuming under another recipe is refused, `--no-resume`
 starts that net afresh. retrain/summary.csv is rebuilt from every folder's
 scores.json, so two retrains of different archs may run at once.
@@ -18,7 +19,7 @@ import torch
 
 from tamnas import distributed as dist
 from tamnas.analysis.rank_fidelity import CHANCE_MARGIN, near_chance
-from tamnas.commands import ON_WEIGHTS, Call, add_arch_argument, command
+from tamnas.commands import ON_WEIGHTS, Call, add_arch_argument, check_arch_argument, command
 from tamnas.config import Config
 from tamnas.files import atomic_write_json, atomic_write_text, read_json, save_checkpoint
 from tamnas.rundir import RunDir, is_fresh, move_aside, stamp, writing
@@ -26,7 +27,7 @@ from tamnas.session import Session, open_run, say
 
 SUMMARY_COLUMNS = ("name", "arch", "init", "recipe", "epochs", "params", "inherited_clean_err",
                    "inherited_adv_err", "retrained_clean_err", "retrained_adv_err")
-EXTRA_COLUMNS = ("n_test", "near_chance")
+EXTRA_COLUMNS = ("n_test", "near_chance", "selector")
 
 
 def recipe_id(recipe: dict) -> str:
@@ -54,8 +55,9 @@ def _prepare_folder(session: Session, name: str, recipe: dict, resume: bool) -> 
     return out
 
 
-def retrain_one(session: Session, arch, name: str, init: str, resume: bool) -> dict:
-    """Retrain one arch in retrain/NAME; its summary row."""
+def retrain_one(session: Session, arch, name: str, init: str, resume: bool,
+                selector: str | None = None) -> dict:
+    """Retrain one arch in retrain/NAME; its summary row (with the `selector` that chose it)."""
     from tamnas.train import retrain as train_standalone
     from tamnas.train import standalone_recipe
 
@@ -80,7 +82,8 @@ def retrain_one(session: Session, arch, name: str, init: str, resume: bool) -> d
            "params": inherited["params"], "inherited_clean_err": inherited["clean_err"],
            "inherited_adv_err": inherited["adv_err"], "retrained_clean_err": test["clean_err"],
            "retrained_adv_err": test["adv_err"], "n_test": test["n"],
-           "near_chance": bool(near_chance([test["clean_err"]], num_classes)[0])}
+           "near_chance": bool(near_chance([test["clean_err"]], num_classes)[0]),
+           "selector": selector}
     if dist.is_main():
         atomic_write_json(out / "scores.json", stamp(row, session.fingerprint))
     return row
@@ -110,10 +113,11 @@ def retrain(cfg: Config, run_dir: str | Path, *, arch: str = "lego", init: str =
         specs = [f"front:{k}" for k in range(len(session.front()))]
     else:
         specs = [arch]
-    targets = [session.resolve_arch(spec) for spec in specs]  # every spec checked before training
-    for a, name in targets:
+    targets = [(*session.resolve_arch(spec), spec) for spec in specs]  # all checked before work
+    for a, key, spec in targets:
+        name = key if init == "scratch" else f"{key}.finetune"  # both may live side by side
         with writing(run.root, "tamnas retrain", f"retrain/{name}", enabled=dist.is_main()):
-            retrain_one(session, a, name, init, resume)
+            retrain_one(session, a, name, init, resume, selector=spec)
     table = summary_table(run)
     if dist.is_main():
         atomic_write_text(run.retrain_summary, table.to_csv(index=False))
@@ -138,7 +142,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 
 @command("retrain", "train a front member or the LEGO net as a standalone network", "run",
-         arguments=_arguments, options=ON_WEIGHTS)
+         arguments=_arguments, options=ON_WEIGHTS, check=check_arch_argument)
 def main(call: Call) -> pd.DataFrame:
     return retrain(call.cfg, call.args.run, arch=call.args.arch, init=call.args.init,
                    all_front=call.args.all_front, device=call.device, quiet=call.quiet,
