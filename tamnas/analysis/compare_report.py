@@ -13,7 +13,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tamnas.analysis.compare import LEVEL, corrected_level, paired_difference, points, verdict_line
+from tamnas.analysis.compare import (
+    LEVEL,
+    WIDE,
+    corrected_level,
+    paired_difference,
+    points,
+    verdict_line,
+)
 from tamnas.analysis.compare_groups import GROUPS, Member
 from tamnas.files import atomic_write_json, atomic_write_text, json_safe
 from tamnas.rundir import RunDir
@@ -83,7 +90,8 @@ def summarise(groups: dict[str, list[Member]], results: dict, seeds: int, settin
     rule = (f"intervals: difference +- t(df) x SE (seed/arch spread of each group plus the paired "
             f"image variance), each at {100 * level:.2f}% (Bonferroni over {n_intervals} PGD "
             f"comparisons, {100 * LEVEL:.0f}% together); better/worse when the interval excludes "
-            "0, else no difference beyond noise")
+            f"0, else no difference beyond noise, or too few seeds/archs to tell when it reaches "
+            f"beyond {100 * WIDE:.0f} points")
     spent = cost.get("total_hours")
     lines += [rule, "the search cost " + (
         f"{spent:.2f} core-hours (supernet {cost['supernet_seconds']} s, search "
