@@ -77,3 +77,17 @@ def test_bad_budgets_are_one_line(run_copy, capsys, budget, message):
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (RunDir(run_copy).compare_dir / "train").exists()
+
+
+def test_a_random_search_scored_on_other_weights_is_moved_aside_and_run_again(run_copy):
+    args = ("--budget", "params<=1000000", "--seeds", "1", "--picks", "1", "--random-archs", "0",
+            "--test-images", "20")
+    assert main(on_cpu("compare", str(run_copy), *args)) == 0
+    path = RunDir(run_copy).compare_dir / "random-search" / "archive.json"
+    blob = json.loads(path.read_text())
+    blob["supernet_fingerprint"] = "0000000000000000"
+    path.write_text(json.dumps(blob))
+    assert main(on_cpu("compare", str(run_copy), *args)) == 0
+    moved = run_copy / "previous" / "1" / "compare" / "random-search" / "archive.json"
+    assert json.loads(moved.read_text())["supernet_fingerprint"] == "0000000000000000"
+    assert json.loads(path.read_text())["supernet_fingerprint"] != "0000000000000000"

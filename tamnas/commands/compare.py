@@ -83,6 +83,12 @@ def random_search_frame(session: Session, n_evals: int, root: Path,
         own = frame[(frame["strategy"] == "random") & (frame["weights"] == session.fingerprint)]
         if len(own) >= n_evals:
             return own.sort_values("order").head(n_evals), "the run's random search"
+    if (root / "archive.json").is_file() and Archive.load(root).fingerprint not in (
+            None, session.fingerprint):
+        from tamnas.rundir import move_aside
+
+        moved = move_aside(session.run, (f"{DIR_NAME}/{root.name}",))
+        say(f"note: {root} was scored on another supernet checkpoint; moved it to {moved}", quiet)
     cfg = copy.deepcopy(session.cfg)
     cfg.search.strategy = "random"
     archive = Archive(session.space.name, session.space.n_genes, session.fingerprint)
