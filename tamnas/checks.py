@@ -134,5 +134,34 @@ def check_data(cfg: Config, data) -> None:
     check_image_counts(cfg, data)
 
 
-__all__ = ["check_data", "check_memory", "check_names", "registered_names", "machine_memory", "memory_estimates", "preflight",
-           "supernet_params_bound"]
+def fit_to_data(cfg: Config, sources=None, quiet: bool = False):
+    """(cfg, data) for a run being created: the data read once, the image counts fitted to it
+    (a capped preset default is one printed line; an explicit setting that does not fit is
+    refused) and everything the data must allow checked, all before any file is written."""
+    import sys
+
+    from tamnas import distributed as dist
+    from tamnas.data import load_data, load_splits
+    from tamnas.data.counts import fit_image_counts
+
+    splits = load_splits(cfg.data)
+    cfg, notes = fit_image_counts(cfg, len(splits.train[1]), len(splits.test[1]), sources)
+    if dist.is_main():
+        for note in notes:       # printed even with --quiet: the run is not what was asked
+            print(note, file=sys.stderr, flush=True)
+    data = load_data(cfg.data, cfg.seed, splits=splits)
+    check_data(cfg, data)
+    return cfg, data
+
+
+__all__ = [
+    "check_data",
+    "check_memory",
+    "check_names",
+    "fit_to_data",
+    "machine_memory",
+    "memory_estimates",
+    "preflight",
+    "registered_names",
+    "supernet_params_bound",
+]

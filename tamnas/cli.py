@@ -21,6 +21,14 @@ class UserError(Exception):
     """An error whose message is the whole story for the user (exit 2)."""
 
 
+class _ResumeFlag(argparse.BooleanOptionalAction):
+    """--resume / --no-resume, refused when both are given (the last one would win silently)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.resume_flags = [*getattr(namespace, "resume_flags", []), option_string]
+        super().__call__(parser, namespace, values, option_string)
+
+
 def _options(p: argparse.ArgumentParser, groups: Sequence[str]) -> None:
     from tamnas.commands import COMPUTE, CONFIG, DATA, PARTIAL, RESUME
 
@@ -49,7 +57,7 @@ def _options(p: argparse.ArgumentParser, groups: Sequence[str]) -> None:
                        help="use the run's supernet although its training has not finished "
                             "(refused otherwise); the results record how far it got")
     if RESUME in groups:
-        g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+        g.add_argument("--resume", action=_ResumeFlag, default=True,
                        help="continue from the state in the run directory (default: on); "
                             "--no-resume moves earlier results to previous/N first")
 
@@ -98,6 +106,23 @@ def resolve_config(args: argparse.Namespace, target: str):
     return check_names(load_config(args.preset, overrides, files))
 
 
+def resolve_sources(args: argparse.Namespace, target: str) -> dict[str, str]:
+    """Where each config value of this call comes from: default, preset or run, --config, --set
+    (or --data, --seed, --download, which stand for one key each)."""
+    from tamnas.config import parse_override
+    from tamnas.config.sources import PRESET, RUN, config_sources
+    from tamnas.rundir import RunDir
+
+    overrides = dict(parse_override(s) for s in getattr(args, "overrides", []))
+    labels = {}
+    for key, option in (("seed", "seed"), ("data.root", "data"), ("data.download", "download")):
+        if getattr(args, option, None) not in (None, False):
+            overrides[key], labels[key] = True, f"--{option}"
+    base = RunDir(args.run).config if target == "run" else args.preset
+    return config_sources(base, overrides, getattr(args, "config_files", []),
+                          base_kind=RUN if target == "run" else PRESET, labels=labels)
+
+
 def resolve_device(name: str):
     import torch
 
@@ -129,13 +154,16 @@ def dispatch(args: argparse.Namespace) -> int:
     from tamnas.commands import COMMANDS, Call
 
     cmd = COMMANDS[args.command]
+    if len(set(getattr(args, "resume_flags", []))) > 1:
+        raise ValueError("--resume and --no-resume contradict each other; give one")
     if cmd.check is not None:
         cmd.check(args)
     if cmd.name == "space-info" and args.list:  # needs no config
         cmd.main(Call(cfg=None, args=args))
         return 0
     cfg = resolve_config(args, cmd.target) if cmd.target != "none" else None
-    call = Call(cfg=cfg, args=args, quiet=args.quiet, resume=getattr(args, "resume", True))
+    call = Call(cfg=cfg, args=args, quiet=args.quiet, resume=getattr(args, "resume", True),
+                sources=resolve_sources(args, cmd.target) if cmd.target != "none" else None)
     if hasattr(args, "device"):
         set_threads(args.threads)
         device = resolve_device(args.device)

@@ -3,6 +3,8 @@
 A run directory holds what one preset produced, stage by stage:
 
     config.toml                  the run as created (run / train-supernet)
+    data.json                    what it was trained on: classes, images per class and split,
+                                 size, channels, the test files, the image folder's digest
     supernet/                    checkpoint.pt, train_log.csv, settings.json
     search/                      archive.{json,csv}, front.json, generations.csv, per-strategy
                                  state and logs, config.toml of the search call
@@ -11,7 +13,9 @@ A run directory holds what one preset produced, stage by stage:
     retrain/NAME/                one standalone training: recipe.json, checkpoint, log, scores,
                                  robustness grids; retrain/summary.csv over all of them
     validate/                    rank fidelity: one folder per arch and seed, summary, correlation
+    compare/                     front picks vs size-matched random archs vs a plain net
     report.md
+    explore.html                 the run in a browser, self-contained
     previous/N/                  results moved aside by --no-resume or a changed supernet
 
 Path properties never create folders: writers create what they write.
@@ -19,6 +23,12 @@ Every derived result records the fingerprint of the weights it came from
 (`stamp`), so a result of older or other weights is recognised as stale.
 Locks are as fine as the work: a whole-run command locks the run, any other
 writer locks only its own output, and two writers of one output never meet.
+
+Nothing is written outside the run: a name (an arch's, a label) becomes a
+path part only through `path_part`, which refuses separators, `..`, absolute
+paths, NUL and empty names; a run holding a symbolic link is not written to;
+and `--out` is a new folder, an empty one, or a tamnas run (one whose
+`config.toml` tamnas reads back as a run record).
 """
 
 from __future__ import annotations
@@ -34,12 +44,13 @@ from typing import Any
 
 from tamnas.files import atomic_write_bytes, atomic_write_json, file_digest, json_safe
 from tamnas.locks import LOCK_NAME, RUN_SCOPE, RunLock, lock_path
+from tamnas.run_paths import check_no_links, check_out, is_run, path_part
 
 SETTINGS_NAME = "settings.json"
 FINGERPRINT_KEY = "supernet_fingerprint"
 STAMP_NAME = "fingerprint.json"
 RESULT_NAMES = ("supernet", "search", "figures", "stats", "exports", "retrain", "validate",
-                "compare", "report.md")
+                "compare", "report.md", "explore.html")
 TRAINING_SECTIONS = ("data", "space", "train")
 NOT_TRAINING_KEYS = ("root", "download", "num_workers")  # where the data lives, not what it is
 
@@ -56,6 +67,11 @@ class RunDir:
     @property
     def config(self) -> Path:
         return self.root / "config.toml"
+
+    @property
+    def data_record(self) -> Path:
+        """data.json: what the run was trained on (classes, counts, test files, folder digest)."""
+        return self.root / "data.json"
 
     # supernet training
     @property
@@ -114,14 +130,21 @@ class RunDir:
         return self.root / "exports"
 
     def export_json(self, name: str) -> Path:
-        return self.exports_dir / f"{name}.json"
+        return self.exports_dir / f"{path_part(name, 'export name')}.json"
+
+    def per_class(self, name: str, retrained: bool = True) -> Path:
+        """Errors per class on the test images: of retrain/NAME's net (`tamnas evaluate`), or of
+        an export's inherited weights (exports/NAME.per_class.csv, the LEGO stage)."""
+        if retrained:
+            return self.retrain_dir(name) / "per_class.csv"
+        return self.exports_dir / f"{path_part(name, 'export name')}.per_class.csv"
 
     @property
     def retrain_root(self) -> Path:
         return self.root / "retrain"
 
     def retrain_dir(self, name: str) -> Path:
-        return self.retrain_root / name
+        return self.retrain_root / path_part(name, "arch name")
 
     def retrained_names(self) -> list[str]:
         """Names of the retrained nets (folders with scores.json), sorted."""
@@ -146,6 +169,11 @@ class RunDir:
     @property
     def report(self) -> Path:
         return self.root / "report.md"
+
+    @property
+    def explore_html(self) -> Path:
+        """The run in a browser: one self-contained page (`tamnas explore`)."""
+        return self.root / "explore.html"
 
     @property
     def previous_root(self) -> Path:
@@ -184,15 +212,40 @@ def recorded_training_settings(run: RunDir) -> dict | None:
     path = run.supernet_settings
     if path.is_file():
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            saved = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ValueError(f"{path} is corrupt; delete it and pass --no-resume to train the "
-                             "supernet again") from None
+            saved = None
+        if not isinstance(saved, dict) or not isinstance(saved.get("seed"), int) \
+                or not all(isinstance(saved.get(s), dict) for s in TRAINING_SECTIONS):
+            raise ValueError(f"{path} is corrupt (not the settings object tamnas writes); "
+                             "restore it from a copy, or pass --no-resume to train the supernet "
+                             "again")
+        return saved
     if run.config.is_file():
         from tamnas.config import load_run_config
 
         return training_settings(load_run_config(run.config))
     return None
+
+
+def check_run_record(run: RunDir) -> None:
+    """Refuse a run whose config.toml was edited after its supernet was trained (seed, data,
+    space or training keys): its results would be reused as if nothing had changed."""
+    if not (run.supernet_settings.is_file() and run.config.is_file()):
+        return
+    from tamnas.config import load_run_config
+
+    saved = recorded_training_settings(run)
+    now = training_settings(load_run_config(run.config))
+    diff = [f"seed: {saved['seed']!r} -> {now['seed']!r}"] if saved["seed"] != now["seed"] else []
+    for s in TRAINING_SECTIONS:   # keys a newer version added are not edits
+        diff += [f"{s}.{k}: {saved[s][k]!r} -> {v!r}" for k, v in now[s].items()
+                 if k in saved[s] and saved[s][k] != v]
+    if diff:
+        raise ValueError(f"{run.config} was edited after the supernet was trained "
+                         f"({'; '.join(diff[:3])}{' ...' if len(diff) > 3 else ''}); restore it, "
+                         "give a change for one call with --set, or train again with "
+                         f"`tamnas train-supernet PRESET --out {run.root} --no-resume`")
 
 
 def record_training_settings(run: RunDir, cfg: Any) -> None:
@@ -295,6 +348,11 @@ def writing(root: str | Path, command: str, scope: str = RUN_SCOPE,
                          "--out") from None
     if run.root.exists() and not run.root.is_dir():
         raise ValueError(f"{run.root} is a file, not a run directory; choose another --out")
+    for part in scope.split("/", 1):   # a scope names an output: exports/NAME, retrain/NAME
+        path_part(part, "output name")
+    if scope == RUN_SCOPE:
+        check_out(run.root)
+    check_no_links(run.root)
     if not enabled:
         yield run
         return
@@ -304,7 +362,8 @@ def writing(root: str | Path, command: str, scope: str = RUN_SCOPE,
 
 
 def move_aside(run: RunDir, names: tuple[str, ...] = RESULT_NAMES) -> Path | None:
-    """Move a run's results into `previous/N/` (with a copy of its config); the new folder or None."""
+    """Move a run's results into `previous/N/` (with a copy of its config and data record); the
+    new folder or None."""
     present = [n for n in names if (run.root / n).exists()]
     if not present:
         return None
@@ -316,12 +375,14 @@ def move_aside(run: RunDir, names: tuple[str, ...] = RESULT_NAMES) -> Path | Non
     for name in present:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         os.replace(run.root / name, dest / name)
-    if run.config.is_file():
-        atomic_write_bytes(dest / run.config.name, run.config.read_bytes())
+    for record in (run.config, run.data_record):
+        if record.is_file():
+            atomic_write_bytes(dest / record.name, record.read_bytes())
     return dest
 
 
 __all__ = ["FINGERPRINT_KEY", "LOCK_NAME", "RESULT_NAMES", "RUN_SCOPE", "RunDir", "RunLock",
-           "check_fresh", "is_fresh", "move_aside", "record_training_settings",
-           "recorded_training_settings", "settings_diff", "stamp", "stamped_fingerprint",
-           "supernet_fingerprint", "training_settings", "weights_fingerprint", "writing"]
+           "check_fresh", "check_no_links", "check_out", "check_run_record", "is_fresh", "is_run", "move_aside",
+           "path_part", "record_training_settings", "recorded_training_settings",
+           "settings_diff", "stamp", "stamped_fingerprint", "supernet_fingerprint",
+           "training_settings", "weights_fingerprint", "writing"]

@@ -20,7 +20,14 @@ from torch import nn
 from tamnas import distributed as dist
 from tamnas.config import Config
 from tamnas.files import read_json
-from tamnas.rundir import RunDir, check_fresh, is_fresh, move_aside, supernet_fingerprint
+from tamnas.rundir import (
+    RunDir,
+    check_fresh,
+    check_run_record,
+    is_fresh,
+    move_aside,
+    supernet_fingerprint,
+)
 from tamnas.search.archive import Archive, front_table
 from tamnas.supernets.base import Arch, SearchSpace
 
@@ -29,6 +36,15 @@ def say(message: str, quiet: bool = False) -> None:
     """A line for the user, from rank 0 only."""
     if dist.is_main() and not quiet:
         print(message, flush=True)
+
+
+def check_run_data(run: RunDir, cfg: Config) -> None:
+    """One line if the run's image folder no longer holds the files it was made from."""
+    from tamnas.data.record import check_data_record
+
+    if run.data_record.is_file():
+        check_data_record(read_json(run.data_record, fix="delete it to skip the data check"),
+                          cfg.data)
 
 
 def one_shot_epochs(cfg: Config) -> int:
@@ -96,6 +112,7 @@ class Session:
         from tamnas.search.evaluator import Evaluator
         from tamnas.train import load_trained_supernet
 
+        check_run_record(run)
         if not partial:
             require_finished(cfg, run)
         space, supernet = load_trained_supernet(cfg, run, device)
@@ -105,6 +122,7 @@ class Session:
             from tamnas.search.searched_weights import load_searched
 
             searched_weights = load_searched(run.search_dir, supernet)
+        check_run_data(run, cfg)  # a changed image folder is one line, before it is read
         data = data if data is not None else load_data(cfg.data, cfg.seed)
         archive = _open_archive(run, space, fingerprint, not fresh_archive, stale)
         evaluator = Evaluator.from_config(cfg, space, supernet, data, device, archive=archive,
@@ -123,9 +141,21 @@ class Session:
             raise FileNotFoundError(f"{self.run.root} has no search results; run `tamnas search "
                                     f"{self.run.root}` first")
 
-    def front(self) -> pd.DataFrame:
-        """The front table whose row K is `front:K` (search.objectives, then archive order)."""
-        return front_table(self.archive, self.cfg.search.objectives)
+    def front(self, strategy: str | None = None) -> pd.DataFrame:
+        """The front table whose row K is `front:K` (search.objectives, then archive order).
+
+        The front of `strategy`, by default the run's own (search.strategy): the archs
+        that strategy visited, so a one-off random search never moves `front:K`, `lego`
+        or `--all-front`. One line when that strategy has scored nothing here.
+        """
+        strategy = strategy or self.cfg.search.strategy
+        front = front_table(self.archive, self.cfg.search.objectives, strategy=strategy)
+        if len(self.archive) and not len(front):
+            names = ", ".join(self.archive.strategy_names()) or "none"
+            raise ValueError(f"{self.run.root}: the {strategy} front is empty (this run's archive "
+                             f"holds archs of: {names}); run `tamnas search {self.run.root}`, or "
+                             "pick another strategy's front with --set search.strategy=NAME")
+        return front
 
     def lego(self, top: int | None = None) -> Arch:
         """The LEGO arch of the current front: per layer, the top-k's most frequent choice."""
@@ -137,10 +167,13 @@ class Session:
         return lego_arch(self.space, top_df)
 
     def candidates(self) -> pd.DataFrame:
-        """The archive rows a `best:` rule chooses from: those the run's strategy scored."""
+        """The archive rows a `best:` rule chooses from: those the run's strategy visited
+        (scored or met in the archive), as its front; all rows when none records a strategy."""
+        from tamnas.search.archive import visited_by
+
         df = self.archive.frame()
-        if "strategy" in df.columns:
-            df = df[df["strategy"] == self.cfg.search.strategy]
+        if self.archive.strategy_names():
+            df = df[visited_by(df, self.cfg.search.strategy)]
         return df
 
     def resolve_arch(self, spec: str) -> tuple[Arch, str]:
@@ -238,6 +271,18 @@ class Session:
         from tamnas.data import stack
 
         return stack(self.data.test, n, generator_seed=self.cfg.seed + 21)
+
+    def per_class_on_test(self, net: nn.Module, attack=None) -> pd.DataFrame:
+        """Clean and attacked error of a standalone net per class of the test images."""
+        from tamnas.analysis.per_class import per_class_table
+        from tamnas.attacks import Attack, error_masks
+
+        attack = attack or Attack.from_config(self.cfg.attack)
+        x, y = self.test_tensors()
+        clean, adv, _ = error_masks(net.to(self.device), x, y, attack,
+                                    self.cfg.data.eval_batch_size, self.device)
+        return per_class_table(y.cpu().numpy(), clean.cpu().numpy(), adv.cpu().numpy(),
+                               self.data.info.classes or None)
 
     def scores_on_test(self, net: nn.Module, attack=None) -> dict:
         """Clean and attacked error of a standalone net on the test images."""

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from tamnas import distributed as dist
 from tamnas.adversarial import build_objective
 from tamnas.config import Config, TrainConfig
 from tamnas.data import DataBundle, load_data, make_loader, resident
 from tamnas.files import json_safe, load_checkpoint, require_keys, save_checkpoint
+from tamnas.progress import progress
 from tamnas.rundir import NOT_TRAINING_KEYS, RunDir
 from tamnas.sampling import SamplingSchedule
 from tamnas.supernets import SearchSpace, build_space
@@ -120,8 +120,8 @@ def run_epochs(*, model_for_batch: Callable[[int, int], nn.Module | list[nn.Modu
         start = state["epoch"]
     if dist.is_main():
         log.truncate_after(start)
-    bar = tqdm(range(start, epochs), desc=desc, disable=quiet or not dist.is_main(),
-               initial=start, total=epochs)
+    bar = progress(range(start, epochs), desc=desc, disable=quiet or not dist.is_main(),
+                   initial=start, total=epochs, unit="epoch")
     for epoch in bar:
         lr = lr_for_epoch(epoch)
         for group in optimizer.param_groups:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -25,10 +26,10 @@ class FakeShuffleSpace(SearchSpace):
     """
 
     name = "fake"
-    BLOCKS = [0, 4, 15, 18, 20]
-    RATIOS = [0.4, 1.0, 2.0]
-    STRIDES = [2, 1, 1, 1]
-    CHANNELS = [16, 16, 32, 32]
+    BLOCKS: ClassVar[list[int]] = [0, 4, 15, 18, 20]
+    RATIOS: ClassVar[list[float]] = [0.4, 1.0, 2.0]
+    STRIDES: ClassVar[list[int]] = [2, 1, 1, 1]
+    CHANNELS: ClassVar[list[int]] = [16, 16, 32, 32]
 
     def __init__(self):
         self.genes = []
@@ -223,7 +224,8 @@ def search_frames(space, n: int = 40, seed: int = 0):
     while len(archive) < n:
         arch = space.sample(rng)
         adv = float(rng.uniform(0.4, 0.9))
-        archive.add(arch, {"clean_err": round(1.1 - adv - rng.uniform(0, 0.3), 4), "adv_err": adv,
+        archive.add(arch, {"clean_err": round(max(0.0, 1.1 - adv - rng.uniform(0, 0.3)), 4),
+                           "adv_err": adv,
                            "params": space.params(arch), "flops": 10 * space.params(arch)},
                     strategy="nsga2" if len(archive) % 3 else "mgda", generation=len(archive) // 10)
     df = archive.frame()
@@ -302,8 +304,12 @@ def test_report_gathers_sections_tables_and_figure_links(tmp_path, space):
     assert "![hypervolume](figures/hypervolume.png)" in text
     assert text.index("figures/front.png") < text.index("figures/hypervolume.png")
     df = pd.read_csv(run / "search" / "archive.csv")
-    n_front = brute_force_front_size(df, ["adv_err", "clean_err", "params"])
+    # the run's strategy's front (quickstart: nsga2); the archive's mgda rows never enter it
+    mine = df[df["strategies"].str.split(",").apply(lambda names: "nsga2" in names)]
+    assert 0 < len(mine) < len(df)
+    n_front = brute_force_front_size(mine, ["adv_err", "clean_err", "params"])
     assert f"### Non-dominated front ({n_front} archs" in text
+    assert "The front of the run's strategy, nsga2" in text
     front_section = text.split("### Non-dominated front")[1].split("## Figures")[0]
     table_lines = [line for line in front_section.splitlines() if line.startswith("| ")]
     assert len(table_lines) == n_front + 2  # header, rule, one line per arch
@@ -452,7 +458,10 @@ def test_plot_stars_the_exported_lego_net_and_outlines_its_choices(tmp_path, mon
 def test_front_tables_show_layers_by_name_next_to_the_arch_string(tmp_path):
     from tamnas.search.nsga2 import format_front_table
 
-    _, space, run, front = quickstart_run(tmp_path)
+    _, space, run, _ = quickstart_run(tmp_path)
+    # the front the report shows: the run's strategy's (nsga2), in front:K order
+    front = report.front_table(pd.read_csv(run / "search" / "archive.csv"),
+                               ["adv_err", "clean_err", "params"], "nsga2")
     labels = stats.arch_labels(space, front)
     assert labels[0] == space.arch_label(tuple(front.loc[0, [f"g{i}" for i in range(12)]]))
     assert len(labels[0].split(", ")) == 6 and labels[0].split(", ")[0] in {

@@ -96,8 +96,21 @@ def test_evaluate_keeps_every_setting_and_a_cell_alone_equals_the_grid(run_copy)
     pd.testing.assert_frame_equal(after, full)    # the one-cell call kept the grid, same number
 
 
+def _front_and_lego(run_dir):
+    import torch
+
+    from tamnas.rundir import RunDir
+    from tamnas.session import Session
+
+    cfg = tamnas.load_config(run_dir / "config.toml")
+    session = Session.open(cfg, RunDir(run_dir), torch.device("cpu"), quiet=True)
+    return list(session.front()["arch"]), session.resolve_arch("front:0")[0], session.lego()
+
+
 def test_random_search_joins_the_archive_on_the_same_budget_and_stays_one_off(run_copy):
     n_before = len(pd.read_csv(run_copy / "search" / "archive.csv"))
+    front_json = (run_copy / "search" / "front.json").read_text()
+    before = _front_and_lego(run_copy)
     assert cli("search", str(run_copy), "--strategy", "random") == 0
     archive = pd.read_csv(run_copy / "search" / "archive.csv")
     log = pd.read_csv(run_copy / "search" / "random_log.csv")
@@ -105,3 +118,8 @@ def test_random_search_joins_the_archive_on_the_same_budget_and_stays_one_off(ru
     assert "random" in set(archive["strategy"]) and len(archive) > n_before
     assert log["hv"].is_monotonic_increasing
     assert tamnas.load_config(run_copy / "config.toml").search.strategy == "nsga2"
+    # its own front: NSGA-II's front table, front:K and LEGO net stay as they were
+    assert _front_and_lego(run_copy) == before
+    assert (run_copy / "search" / "front.json").read_text() == front_json
+    assert json.loads((run_copy / "search" / "random_front.json").read_text())["strategy"] \
+        == "random"

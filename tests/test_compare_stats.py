@@ -19,8 +19,6 @@ from scipy import stats
 from tamnas.analysis.compare import (
     Difference,
     corrected_level,
-    group_noise,
-    interaction_variance,
     outcome,
     paired_difference,
     verdict_line,
@@ -43,29 +41,25 @@ def simulate(rng, archs_a, archs_b, seeds, n, delta, arch_sd=0.02, seed_sd=0.01)
     return groups[0], groups[1], truth
 
 
-def test_group_noise_is_the_unbiased_spread_of_arch_or_seed_means():
-    acc = np.array([[0.8, 0.6], [0.7, 0.5], [0.9, 0.9]])  # (archs, seeds) accuracies
-    correct = np.zeros((3, 2, 10), bool)
-    for a in range(3):
-        for s in range(2):
-            correct[a, s, : round(10 * acc[a, s])] = True
-    var, df = group_noise(correct)
-    means = acc.mean(axis=1)
-    assert var == pytest.approx(np.sum((means - means.mean()) ** 2) / 2 / 3)
-    assert df == 2
-    var1, df1 = group_noise(correct[:1])
-    assert var1 == pytest.approx(((0.8 - 0.7) ** 2 + (0.6 - 0.7) ** 2) / 1 / 2) and df1 == 1
-    assert math.isnan(group_noise(correct[:1, :1])[0])
-
-
-def test_interaction_variance_is_the_two_way_residual_mean_square():
-    rng = np.random.default_rng(1)
-    c = rng.random((2, 3, 40)) < 0.7
-    units = c.reshape(6, 40).astype(float)
-    # statsmodels-free reference: residual SS of an additive two-way fit / (u-1)(n-1)
-    fit = units.mean(1, keepdims=True) + units.mean(0, keepdims=True) - units.mean()
-    ref = ((units - fit) ** 2).sum() / (5 * 39)
-    assert interaction_variance(c) == pytest.approx(ref)
+def test_the_difference_is_the_accuracy_gap_with_a_welch_df_from_the_spreads():
+    # Nets that get the first k images right: every image pattern is explained by the net's
+    # accuracy, so no image noise is shared beyond the nets' own and the interval is Welch's
+    # on the arch means (group a) and the seeds (group b, one arch).
+    acc_a = np.array([[0.8, 0.6], [0.7, 0.5], [0.9, 0.9]])  # (archs, seeds)
+    acc_b = np.array([[0.5, 0.7]])                           # one arch, two seeds
+    def masks(acc):
+        c = np.zeros((*acc.shape, 10), bool)
+        for i, j in np.ndindex(acc.shape):
+            c[i, j, : round(10 * acc[i, j])] = True
+        return c
+    d = paired_difference(masks(acc_a), masks(acc_b))
+    assert d.diff == pytest.approx(acc_a.mean() - acc_b.mean())
+    va = np.var(acc_a.mean(axis=1), ddof=1) / 3
+    vb = np.var(acc_b[0], ddof=1) / 2
+    assert d.se ** 2 == pytest.approx(va + vb, rel=1e-9)
+    assert d.df == pytest.approx((va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 1), rel=1e-9)
+    half = stats.t.ppf(0.975, d.df) * d.se
+    assert (d.low, d.high) == pytest.approx((d.diff - half, d.diff + half), rel=1e-9)
 
 
 def test_one_unit_a_side_with_no_archs_or_seeds_to_spread_is_unknown():

@@ -310,19 +310,26 @@ def test_noise_ood_is_seeded_uniform_noise(disk, skip_md5):
     assert 0.0 <= xa.min() and xa.max() < 1.0 and abs(xa.mean().item() - 0.5) < 0.02
 
 
-def test_permuted_ood_permutes_pixel_positions_of_test_images(disk, skip_md5):
+def test_permuted_ood_permutes_pixel_positions_of_training_images(disk, skip_md5):
     root, c10, _ = disk
     data = load_data(cfg(root, ood="permuted", ood_size=10), seed=0)
     x, y = stack(data.ood)
     assert x.shape == (10, 3, 32, 32) and set(y.tolist()) == {-1}
-    # pixels (as RGB triples) are those of one test image, moved as a whole
-    src = {tuple(sorted(map(tuple, img.reshape(3, -1).T))): img for img in c10["test_x"]}
+
+    def pixels(img):
+        return tuple(sorted(map(tuple, img.reshape(3, -1).T)))
+
+    # pixels (as RGB triples) are those of one image of the training split, moved as a whole;
+    # never a test image's nor a validation image's (no held-out image shapes the search)
+    train = {pixels(img): img for img in _u8(stack(data.train)[0])}
+    held_out = {pixels(img) for img in c10["test_x"]} | {pixels(img)
+                                                           for img in _u8(stack(data.val)[0])}
     perms = []
-    for img in _u8(x):
-        key = tuple(sorted(map(tuple, img.reshape(3, -1).T)))
-        assert key in src and not np.array_equal(img, src[key])
+    for img in _u8(torch.cat([x, stack(data.ood_eval)[0]])):
+        key = pixels(img)
+        assert key in train and key not in held_out and not np.array_equal(img, train[key])
         perms.append(img.tobytes())
-    assert data.ood is not None and len(set(perms)) == 10
+    assert data.ood is not None and len(set(perms)) == 20
 
 
 @pytest.mark.parametrize("kind", ["auto", "noise", "permuted"])

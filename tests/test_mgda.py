@@ -211,9 +211,11 @@ def test_params_objective_pulls_the_arch_to_its_target(tmp_path, data):
     legal = space.legal_archs()
     found = {}
     for name, target in (("small", lo), ("large", hi)):
+        # a toy of hundreds of parameters: in the papers' millions its gradient would vanish
+        # under Adam's epsilon, so the scale-free unit (cost / target) as the tiny presets use
         s = search(tmp_path / name, data, space=space, objectives=["params"],
                    mgda_targets=[float(target)], mgda_arch_lr=0.3, mgda_epochs=3,
-                   mgda_batches_per_epoch=3)
+                   mgda_batches_per_epoch=3, mgda_cost_unit=0.0)
         s.run()
         found[name] = space.params(tuple(int(g) for g in s.epoch_rows[-1]["arch"].split("-")))
         probs = s.probs(s.final_alpha[0])
@@ -507,17 +509,20 @@ def test_workshop_params_objective_is_the_hinge_max_of_n_and_l(tmp_path, data):
     space = RelaxToySpace()
     lo, hi = space.params_bounds()
     target = 0.5 * (lo + hi)
-    for variant, form in (("e2rnas-2obj", "hinge"), ("e2rnas", "distance")):
-        s = search(tmp_path / variant, data, space=space, mgda_variant=variant,
-                   mgda_targets=[target])
+    # the papers' units (millions) by default; cost_unit 0 divides by the target instead
+    for (variant, form), unit in itertools.product(
+            (("e2rnas-2obj", "hinge"), ("e2rnas", "distance")), (-1.0, 0.0)):
+        s = search(tmp_path / f"{variant}{unit}", data, space=space, mgda_variant=variant,
+                   mgda_targets=[target], mgda_cost_unit=unit)
         s.setup()
+        scale = 1e6 if unit < 0 else target
         for logits in (torch.zeros(N_OPS), torch.tensor([0.0, 0.0, 4.0]),
                        torch.tensor([0.0, 4.0, -4.0])):
             alpha = [logits.clone() for _ in space.genes]
             probs = s.probs(alpha)
             n = float(space.expected_cost("params", probs))
             got = float(s.objective(s.state, "params", probs, {}, 0))
-            want = max(n, target) / target if form == "hinge" else abs(n - target) / target
+            want = max(n, target) / scale if form == "hinge" else abs(n - target) / scale
             assert got == pytest.approx(want, rel=1e-6)
     # Below L the hinge has zero gradient, so Eq. 11 puts all weight on it (gamma_val = 0)
     # and the step is zero: the workshop method stops moving alpha once E[N] < L.

@@ -215,9 +215,12 @@ def test_front_approaches_the_true_two_objective_front(tmp_path):
     assert hv(front[objectives].to_numpy(dtype=float)) >= 0.98 * hv(F)
     log = pd.read_csv(tmp_path / "generations.csv")
     # the true front (14 points) fits in the population, so elitism never loses volume
+    assert np.all(np.diff(log["hv_population"]) >= -1e-12)
+    # hv is that of every arch NSGA-II scored so far: it can only grow, and covers the population's
     assert np.all(np.diff(log["hv"]) >= -1e-12)
-    assert np.all(np.diff(log["hv_archive"]) >= -1e-12)
-    assert np.all(log["hv"] <= log["hv_archive"] + 1e-12)
+    assert np.all(log["hv_population"] <= log["hv"] + 1e-12)
+    assert log["hv"].iloc[-1] == pytest.approx(hv(front[objectives].to_numpy(dtype=float)),
+                                               abs=1e-12)
 
 
 def test_three_objective_hypervolume_near_the_true_front(tmp_path):
@@ -316,3 +319,14 @@ def test_resume_rules(tmp_path):
 def test_unknown_objective_and_missing_score_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="ood_aupr_err"):
         run_search(tmp_path, objectives=["adv_err", "ood_aupr_err"], generations=1)
+
+
+def test_the_console_front_table_names_rows_as_arch_specs_not_ranks():
+    front = pd.DataFrame({"params": [900, 500], "clean_err": [0.1, 0.3], "adv_err": [0.4, 0.5],
+                          "clean_err_se": [0.03, 0.046], "adv_err_se": [0.049, 0.05],
+                          "arch": ["0-1", "1-0"]})
+    lines = format_front_table(front, ["adv_err", "clean_err", "params"]).splitlines()
+    assert lines[0].split()[:2] == ["front", "params"] and "rank" not in lines[0]
+    assert "clean err % ± SE" in lines[0] and "adv err % ± SE" in lines[0]
+    assert lines[2].split()[:2] == ["front:0", "900"] and lines[3].split()[0] == "front:1"
+    assert "10.00 ± 3.00" in lines[2] and "50.00 ± 5.00" in lines[3]

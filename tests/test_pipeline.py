@@ -38,7 +38,7 @@ def test_run_writes_every_stage_and_a_consistent_front(run_dir):
     run = RunDir(run_dir)
     for rel in ("config.toml", "supernet/checkpoint.pt", "supernet/train_log.csv",
                 "search/archive.csv", "search/front.json", "search/generations.csv",
-                "exports/lego.json", "exports/lego.pt", "report.md"):
+                "exports/lego.json", "exports/lego.pt", "report.md", "explore.html"):
         assert (run_dir / rel).stat().st_size > 0, rel
     assert list((run_dir / "figures").glob("*.png"))
     front = json.loads((run_dir / "search" / "front.json").read_text())["front"]

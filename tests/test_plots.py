@@ -206,13 +206,13 @@ def test_retrained_figure_keeps_each_archs_front_colour(tmp_path, space):
 # --- hypervolume -------------------------------------------------------------------------------
 def test_hypervolume_figure_names_its_reference_point_and_normalisation(tmp_path):
     gens = pd.DataFrame({"generation": [0, 1, 2, 3], "hv": [0.1, 0.2, 0.25, 0.3],
-                         "hv_archive": [0.1, 0.22, 0.27, 0.31], "evaluations": [10, 18, 25, 30]})
+                         "hv_population": [0.1, 0.18, 0.24, 0.3], "evaluations": [10, 18, 25, 30]})
     fig = plots.hypervolume_figure(gens, reference=REFERENCE)
     assert len(fig.axes) == 1                          # no twin axis of archs scored
     ax = fig.axes[0]
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("generation", "hypervolume")
     np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), gens["hv"])
-    np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), gens["hv_archive"])
+    np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), gens["hv_population"])
     sub = ax.get_title(loc="left")
     assert "reference point (1.1, 1.1, 1.1)" in sub and "(f - low) / (high - low)" in sub
     assert "parameters [1.4k, 6.0k] -> ref 6.4k" in sub

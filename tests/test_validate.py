@@ -13,7 +13,7 @@ from cli_configs import on_cpu, set_args
 from scipy.stats import kendalltau, spearmanr
 
 import tamnas
-from tamnas.analysis import rank_fidelity
+from tamnas.analysis import noise, rank_fidelity
 from tamnas.analysis.validate import draw_archs
 from tamnas.cli import main
 from tamnas.data import load_data
@@ -82,10 +82,15 @@ def test_validate_correlations_agree_with_scipy_on_the_summary_columns(run_dir):
         assert s["ceiling_source"] == "seeds"
         if s0.nunique() > 1 and s1.nunique() > 1:
             assert s["ceiling"] == pytest.approx(kendalltau(s0, s1)[0], abs=1e-12)
+            lo, hi = s["ceiling_seeds_ci"]
+            assert -1 <= lo <= s["ceiling"] <= hi <= 1
+            images = s["ceiling_images"]
             assert s["ceiling_for_mean"] == pytest.approx(
-                rank_fidelity.ceiling_for_mean(s["ceiling"], 2), abs=1e-12)
-            assert s["readable"] == rank_fidelity.readability(s["ceiling_for_mean"],
-                                                              s["spread_to_noise"])
+                noise.reachable_tau(s["ceiling"], 2, images), abs=1e-12)
+            needed = noise.seeds_needed(s["ceiling"], 2, images)
+            assert s["seeds_needed"] == ("never" if needed == float("inf") else needed)
+            if not s.get("untrained"):
+                assert s["readable"] == rank_fidelity.readability(s["ceiling_for_mean"], True)
         assert s["standalone_std"] == pytest.approx(float(y.std(ddof=1)), abs=1e-12)
         assert s["standalone_range"] == pytest.approx(float(y.max() - y.min()), abs=1e-12)
     assert checked  # the tiny run's scores are not all tied
@@ -131,7 +136,7 @@ def test_resume_skips_finished_archs_and_a_killed_one_continues_from_its_checkpo
 
 def test_validate_user_errors_are_one_line_exit_2(run_dir, tmp_path, capsys):
     cases = [(["validate", str(run_dir), "--archs", "2"], "at least 3"),
-             (["validate", str(run_dir), "--seeds", "3"], "--seeds 3"),
+             (["validate", str(run_dir), "--seeds", "0"], "--seeds 0"),
              (["validate", str(run_dir), "--bootstrap", "10"], "--bootstrap 10"),
              (["validate", str(tmp_path / "nowhere")], "not a tamnas run directory")]
     bare = tmp_path / "bare"
@@ -167,10 +172,21 @@ def test_image_bootstrap_ceiling_separates_distinct_archs_from_equal_ones():
     # error gaps of 25+ points against a standard error of about 2.3: the order never changes
     assert high == pytest.approx(1.0, abs=1e-12)
     assert low < 0.7
-    spread = rank_fidelity.spread_and_noise([0.3, 0.31, 0.29, 0.3], [0.023] * 4)
-    assert rank_fidelity.readability(0.9, spread["spread_to_noise"]) == "no"
-    assert rank_fidelity.readability(0.9, 3.0) == "yes"
-    assert rank_fidelity.readability(0.5, 3.0) == "partly"
+    assert rank_fidelity.readability(0.9) == "yes"
+    assert rank_fidelity.readability(0.5) == "partly"
+    assert rank_fidelity.readability(0.3) == "no"
+    # one seed: the images' bound can still say no, never yes
+    assert rank_fidelity.readability(0.9, seed_noise_known=False) == "unknown"
+    assert rank_fidelity.readability(0.3, seed_noise_known=False) == "no"
+
+
+def test_any_number_of_seeds_from_one_is_accepted():
+    from tamnas.analysis.validate import check_request
+
+    for seeds in (1, 2, 3, 7):
+        check_request(5, seeds, 100)
+    with pytest.raises(ValueError, match="--seeds 0"):
+        check_request(5, 0, 100)
 
 
 # -- two ranks --------------------------------------------------------------------------------
@@ -307,3 +323,22 @@ def test_partial_tau_reads_size_out_of_a_tau_that_only_follows_size():
     assert abs(partial_tau(follows_size, standalone, size)) < 0.4 * plain
     assert partial_tau(knows_merit, standalone, size) > \
         partial_tau(follows_size, standalone, size) + 0.3
+
+
+def test_partial_tau_leaves_out_missing_values_as_kendall_tau_does():
+    from tamnas.analysis.rank_fidelity import kendall_tau, partial_tau
+
+    rng = np.random.default_rng(2)
+    x, y, z = rng.normal(size=(3, 25))
+    x[3], y[7], z[11] = np.nan, np.inf, np.nan
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+    assert partial_tau(x, y, z) == pytest.approx(partial_tau(x[ok], y[ok], z[ok]), abs=1e-12)
+    assert np.isfinite(partial_tau(x, y, z))
+    # the same archs left out as kendall_tau leaves out of its two lists
+    keep = np.isfinite(x) & np.isfinite(y)
+    assert kendall_tau(x, y) == pytest.approx(kendall_tau(x[keep], y[keep]), abs=1e-12)
+    # NaN where kendall_tau is NaN: one arch left, or a constant list
+    one = np.full(25, np.nan)
+    one[0] = 1.0
+    assert np.isnan(partial_tau(one, y, z)) and np.isnan(kendall_tau(one, y))
+    assert np.isnan(partial_tau(np.ones(25), y, z)) and np.isnan(kendall_tau(np.ones(25), y))

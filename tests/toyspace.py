@@ -128,4 +128,7 @@ class ToyEvaluator:
             self.archive.add(arch, toy_scores(self.space, arch), **meta)
         self.stats["evaluations"] += len(todo)
         self.stats["seconds"] += time.perf_counter() - tic
+        if meta.get("strategy") is not None:   # as the real evaluator: cache hits are visits
+            for a in archs:
+                self.archive.visit(a, meta["strategy"])
         return [dict(self.archive.get(a)) for a in archs]

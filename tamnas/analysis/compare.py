@@ -15,7 +15,9 @@ groups' mean accuracies has three sources of noise:
 - the arch-by-image interaction, which both terms above contain: it is
   estimated from the two-way residuals and counted once.
 
-The interval is difference +- t(df) * SE with df by Welch-Satterthwaite. A
+The interval is difference +- t(df) * SE with df by Welch-Satterthwaite
+(`analysis.noise.group_difference` computes it; this module turns it into
+accuracy differences, the corrected level and the verdict). A
 percentile bootstrap over 2 seeds or 1-5 archs sees a handful of distinct
 means and is far too narrow; a t interval on the few df is what keeps the
 stated coverage (tests/test_compare_stats.py simulates it). With several
@@ -29,10 +31,10 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats
+
+from tamnas.analysis.noise import bonferroni_level, group_difference
 
 LEVEL = 0.95            # the family-wise level all verdicts together hold at
-MIN_UNITS = 2           # a group needs two archs or two seeds for its own noise
 WIDE = 0.05             # a tie whose interval reaches 5 points either way tells nothing
 
 
@@ -63,58 +65,18 @@ def _as_units(correct: np.ndarray) -> np.ndarray:
     return c
 
 
-def group_noise(correct: np.ndarray) -> tuple[float, float]:
-    """(variance of the group's mean accuracy from its archs and seeds, its degrees of freedom).
-
-    Several archs: var(arch means) / archs, archs - 1 df (seed noise is inside
-    each arch mean). One arch: var(seed accuracies) / seeds, seeds - 1 df.
-    One arch and one seed: (nan, 0), nothing to estimate it from.
-    """
-    acc = _as_units(correct).mean(axis=2)  # (archs, seeds)
-    archs, seeds = acc.shape
-    if archs >= MIN_UNITS:
-        return float(np.var(acc.mean(axis=1), ddof=1) / archs), float(archs - 1)
-    if seeds >= MIN_UNITS:
-        return float(np.var(acc[0], ddof=1) / seeds), float(seeds - 1)
-    return math.nan, 0.0
-
-
-def interaction_variance(correct: np.ndarray) -> float:
-    """The unit-by-image residual variance of a two-way additive fit (units = arch x seed)."""
-    c = _as_units(correct)
-    units = c.reshape(-1, c.shape[2])
-    u, n = units.shape
-    if u < 2 or n < 2:
-        return 0.0
-    resid = (units - units.mean(axis=1, keepdims=True) - units.mean(axis=0, keepdims=True)
-             + units.mean())
-    return float((resid ** 2).sum() / ((u - 1) * (n - 1)))
-
-
 def paired_difference(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> Difference:
-    """Mean accuracy of `a` minus `b` with its `level` interval (module docstring)."""
+    """Mean accuracy of `a` minus `b` with its `level` interval (module docstring).
+
+    `noise.group_difference` does the arithmetic on error masks; the error of b
+    minus the error of a is the accuracy of a minus that of b.
+    """
     a, b = _as_units(a), _as_units(b)
-    if a.shape[2] != b.shape[2]:
-        raise ValueError(f"the groups were scored on {a.shape[2]} and {b.shape[2]} images; "
-                         "compare needs the same images for both")
-    n = a.shape[2]
-    diff = float(a.mean() - b.mean())
-    va, dfa = group_noise(a)
-    vb, dfb = group_noise(b)
-    d = a.mean(axis=(0, 1)) - b.mean(axis=(0, 1))  # paired per-image difference
-    v_img = float(np.var(d, ddof=1) / n) if n > 1 else 0.0
-    shared = (interaction_variance(a) / (a.shape[0] * a.shape[1])
-              + interaction_variance(b) / (b.shape[0] * b.shape[1])) / n
-    v_img = max(v_img - shared, 0.0)
-    if not (math.isfinite(va) and math.isfinite(vb)):
-        return Difference(diff, math.nan, math.nan, math.nan, 0.0, level)
-    total = va + vb + v_img
-    if total <= 0:
-        return Difference(diff, diff, diff, 0.0, math.inf, level)
-    parts = [(va, dfa), (vb, dfb), (v_img, max(n - 1, 1))]
-    df = total ** 2 / sum(v ** 2 / k for v, k in parts if v > 0)
-    half = float(stats.t.ppf(0.5 + level / 2, df)) * math.sqrt(total)
-    return Difference(diff, diff - half, diff + half, math.sqrt(total), float(df), level)
+    g = group_difference(1.0 - b, 1.0 - a, level)
+    if not g["noise_known"]:
+        return Difference(g["diff"], math.nan, math.nan, math.nan, 0.0, level)
+    low, high = g["ci"]
+    return Difference(g["diff"], float(low), float(high), float(g["se"]), float(g["df"]), level)
 
 
 def corrected_level(n_intervals: int, level: float = LEVEL) -> float:
@@ -122,7 +84,7 @@ def corrected_level(n_intervals: int, level: float = LEVEL) -> float:
     them cover together with probability at least `level`."""
     if n_intervals < 1:
         raise ValueError(f"corrected_level: {n_intervals} intervals; need at least 1")
-    return 1.0 - (1.0 - level) / n_intervals
+    return bonferroni_level(level, n_intervals)
 
 
 def outcome(d: Difference) -> str:
@@ -166,5 +128,5 @@ def verdict_line(budget: str, diffs: dict[str, Difference], metric: str = "PGD")
     return f"at {budget}: " + "; ".join(said) if said else f"at {budget}: nothing to compare"
 
 
-__all__ = ["LEVEL", "WIDE", "Difference", "corrected_level", "group_noise", "interaction_variance",
-           "outcome", "paired_difference", "points", "verdict_line"]
+__all__ = ["LEVEL", "WIDE", "Difference", "corrected_level", "outcome", "paired_difference",
+           "points", "verdict_line"]

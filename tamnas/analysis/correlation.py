@@ -77,9 +77,16 @@ def partial_tau(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> f
     (tau_xy - tau_xz tau_yz) / sqrt((1 - tau_xz^2)(1 - tau_yz^2)): how well x
     orders y beyond what both owe to z. With z the parameter count, it says
     whether inherited scores rank archs of similar size, which the search
-    needs, since params are known exactly without any supernet.
+    needs, since params are known exactly without any supernet. Missing values
+    as in `kendall_tau`: an arch with a non-finite x, y or z is left out, and
+    the result is NaN with fewer than two archs left or a constant list.
     """
-    return float(partial_tau_rows(*(np.asarray(v, dtype=float)[None, :] for v in (x, y, z)))[0])
+    x, y, z = (np.asarray(v, dtype=float) for v in (x, y, z))
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+    x, y, z = x[ok], y[ok], z[ok]
+    if len(x) < 2 or min(np.ptp(x), np.ptp(y), np.ptp(z)) == 0:
+        return math.nan
+    return float(partial_tau_rows(x[None, :], y[None, :], z[None, :])[0])
 
 
 def partial_tau_rows(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:

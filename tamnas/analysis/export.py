@@ -11,6 +11,11 @@ habit works: `net.load_state_dict(torch.load(path))` on the module
 and `load_arch` refuses a damaged or replaced file in one line. `load_arch`
 also accepts the tagged `standalone_weights` checkpoints that retraining writes.
 
+Arch JSON and weights are shared like pretrained weights, so opening them
+never runs code and never reaches outside the JSON's folder: weights load with
+`weights_only=True` only, the JSON's `weights` must name a file beside it, and
+sizes in `space_config` are checked before anything is built or allocated.
+
 ONNX uses the TorchScript-based exporter (`torch.onnx.export(...,
 dynamo=False)`): with torch 2.x the default dynamo exporter needs the extra
 package `onnxscript`, while the TorchScript path needs nothing beyond torch
@@ -35,20 +40,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from tamnas.errors import require
-from tamnas.files import (
-    LOAD_ERRORS,
-    atomic_write_bytes,
-    atomic_write_json,
-    file_digest,
-    json_safe,
-    load_checkpoint,
-    sha256_bytes,
+from tamnas.analysis.arch_files import (
+    WEIGHT_KIND,
+    check_config_sizes,
+    check_net_memory,
+    read_weights,
+    weights_beside,
 )
+from tamnas.analysis.export_labels import convention_text
+from tamnas.errors import require
+from tamnas.files import atomic_write_bytes, atomic_write_json, file_digest, json_safe, sha256_bytes
 
 log = logging.getLogger(__name__)
 
-WEIGHT_KINDS = ("standalone", "standalone_weights")
 ONNX_OPSET = 17
 ONNX_ATOL = 1e-4
 _REQUIRED_KEYS = ("space", "space_config")
@@ -132,22 +136,39 @@ def verify_onnx(path: str | Path, net: nn.Module, example_input_shape, atol: flo
     return diff
 
 
-def export_onnx(net: nn.Module, path: str | Path, example_input_shape) -> float | None:
-    """Write `net` (eval, CPU) as ONNX with a dynamic batch axis, verify it, return the max diff."""
-    onnx = require("onnx", "onnx", feature="ONNX export")
+def export_onnx(net: nn.Module, path: str | Path, example_input_shape,
+                metadata: Mapping[str, Any] | None = None, doc: str | None = None
+                ) -> float | None:
+    """Write `net` (eval, CPU) as ONNX with a dynamic batch axis, verify it, return the max diff.
+    `metadata` becomes the model's metadata_props (values as text), `doc` its doc_string."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    shape = tuple(int(s) for s in example_input_shape)
-    net = net.to("cpu").eval()
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        _torch_onnx_export(net, torch.zeros(shape), tmp)
-        onnx.checker.check_model(str(tmp))
-        diff = verify_onnx(tmp, net, shape)
+        diff = _write_onnx(net, tmp, example_input_shape, metadata, doc)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
     return diff
+
+
+def _write_onnx(net: nn.Module, tmp: Path, example_input_shape,
+                metadata: Mapping[str, Any] | None = None, doc: str | None = None
+                ) -> float | None:
+    """Export and verify `net` into `tmp`; the caller renames it into place when all is done."""
+    onnx = require("onnx", "onnx", feature="ONNX export")
+    shape = tuple(int(s) for s in example_input_shape)
+    net = net.to("cpu").eval()
+    _torch_onnx_export(net, torch.zeros(shape), tmp)
+    if metadata or doc:       # what the file is and the input it expects, for any ONNX reader
+        model = onnx.load(str(tmp))
+        onnx.helper.set_model_props(model, {str(k): v if isinstance(v, str) else
+                                            json.dumps(json_safe(v))
+                                            for k, v in (metadata or {}).items()})
+        model.doc_string = doc or ""
+        onnx.save(model, str(tmp))
+    onnx.checker.check_model(str(tmp))
+    return verify_onnx(tmp, net, shape)
 
 
 ARCH_FORMAT = "tamnas-arch-v1"
@@ -192,23 +213,39 @@ def export_arch(space, arch, out_dir: str | Path, name: str,
     out_dir.mkdir(parents=True, exist_ok=True)
     net = space.build_standalone(arch)
     paths: dict[str, Path] = {}
+    data = None
     if state_dict is not None:
         _load_weights_into(net, state_dict, f"export {name}")
-        weights = out_dir / f"{name}.pt"
         state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
         buf = io.BytesIO()
         torch.save(state, buf)  # a plain state dict: load_state_dict(torch.load(path)) works
-        atomic_write_bytes(weights, buf.getvalue())
-        paths["weights"] = weights
-        blob["weights"] = weights.name
-        blob["weights_sha256"] = sha256_bytes(buf.getvalue())
-    if onnx:
-        shape = _example_shape(space, example_input_shape)
-        onnx_path = out_dir / f"{name}.onnx"
-        diff = export_onnx(net, onnx_path, shape)
-        paths["onnx"] = onnx_path
-        blob["onnx"] = {"file": onnx_path.name, "opset": ONNX_OPSET, "input_shape": list(shape),
-                        "max_abs_diff": diff}
+        data = buf.getvalue()
+    # Everything is made and checked before a file changes: a failed ONNX export leaves the
+    # folder as it was (no new .pt beside an old JSON).
+    onnx_tmp = out_dir / f".{name}.onnx.tmp"
+    try:
+        if onnx:
+            shape = _example_shape(space, example_input_shape)
+            convention = blob.get("input")
+            metadata = {"tamnas_name": name, "genes": "-".join(map(str, arch))}
+            if isinstance(convention, Mapping):
+                metadata.update({f"input_{k}": v for k, v in convention.items()})
+            diff = _write_onnx(net, onnx_tmp, shape, metadata,
+                               convention_text(convention)
+                               if isinstance(convention, Mapping) else None)
+            blob["onnx"] = {"file": f"{name}.onnx", "opset": ONNX_OPSET,
+                            "input_shape": list(shape), "max_abs_diff": diff}
+        if data is not None:
+            weights = out_dir / f"{name}.pt"
+            atomic_write_bytes(weights, data)
+            paths["weights"] = weights
+            blob["weights"] = weights.name
+            blob["weights_sha256"] = sha256_bytes(data)
+        if onnx:
+            onnx_tmp.replace(out_dir / f"{name}.onnx")
+            paths["onnx"] = out_dir / f"{name}.onnx"
+    finally:
+        onnx_tmp.unlink(missing_ok=True)
     json_path = out_dir / f"{name}.json"
     atomic_write_json(json_path, blob)
     return {"json": json_path, **paths}
@@ -223,8 +260,9 @@ def _arch_blob(path: Path) -> dict:
         where = f" (line {err.lineno})" if isinstance(err, json.JSONDecodeError) else ""
         raise ValueError(f"{path} is not a tamnas arch file: not valid JSON{where}") from None
     if not isinstance(blob, dict):
-        raise ValueError(f"{path} is not a tamnas arch file: expected a JSON object with keys "
-                         f"format, space, space_config, genes")
+        raise ValueError(  # noqa: TRY004 (a user-facing one-line error)
+            f"{path} is not a tamnas arch file: expected a JSON object with keys "
+            f"format, space, space_config, genes")
     if "format" in blob and blob["format"] != ARCH_FORMAT:
         raise ValueError(f"{path} is not a tamnas arch file: format {blob['format']!r}, "
                          f"expected {ARCH_FORMAT!r}")
@@ -247,7 +285,8 @@ def _rebuild_space(path: Path, blob: dict):
     cls = SPACES[space_name]
     config = blob["space_config"]
     if not isinstance(config, dict):
-        raise ValueError(f"{path}: space_config must be a JSON object, got {type(config).__name__}")
+        raise ValueError(f"{path}: space_config must be a JSON object, got {type(config).__name__}")  # noqa: TRY004 (a user-facing one-line error)
+    check_config_sizes(path, config)
     try:
         return cls.from_config(config)
     except (ValueError, TypeError, KeyError, NotImplementedError) as err:
@@ -279,6 +318,7 @@ def read_arch_json(path: str | Path) -> tuple[Any, tuple[int, ...], dict]:
     except (ValueError, KeyError, TypeError) as err:
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{path}: illegal architecture: {msg}") from None
+    check_net_memory(path, space, arch)
     return space, arch, dict(blob)
 
 
@@ -293,7 +333,7 @@ def load_arch(path: str | Path, weights: bool = True,
     space, arch, meta = read_arch_json(path)
     net = space.build_standalone(arch)
     if weights:
-        weights_path = path.parent / (meta.get("weights") or f"{path.stem}.pt")
+        weights_path = weights_beside(path, meta.get("weights"))
         if not weights_path.is_file():
             raise FileNotFoundError(f"{path}: weights file {weights_path} not found; export with "
                                     "weights or call load_arch(path, weights=False)")
@@ -301,33 +341,25 @@ def load_arch(path: str | Path, weights: bool = True,
         if digest is not None and file_digest(weights_path) != digest:
             raise ValueError(f"{weights_path} is damaged or was replaced: its checksum does not "
                              f"match {path}; export it again (`tamnas export`)")
-        _load_weights_into(net, _read_weights(weights_path), str(weights_path))
+        _load_weights_into(net, read_weights(weights_path), str(weights_path))
+    convention = meta.get("input")
+    if isinstance(convention, Mapping):  # the instance says what it expects: help(net), net.__doc__
+        net.input_convention = dict(convention)
+        net.__doc__ = (f"tamnas export {meta.get('name', path.stem)} ({space.name}, genes "
+                       f"{'-'.join(map(str, arch))}).\n\n{convention_text(convention)}")
     return net.to(device).eval()
 
 
-def _read_weights(path: Path) -> Mapping[str, torch.Tensor]:
-    """State dict of an export (a plain state dict) or of a tagged checkpoint (a retrained net's
-    `standalone_weights`, or an export written by an earlier version)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except LOAD_ERRORS:  # not a plain tensor file: the tagged formats say what it is
-        state = None
-    if isinstance(state, Mapping) and "format" in state:  # a tagged checkpoint
-        state = None
-    if state is None:
-        first_error = None
-        for kind in WEIGHT_KINDS:
-            try:
-                state = load_checkpoint(path, kind=kind, map_location="cpu")
-                break
-            except ValueError as err:
-                first_error = first_error or err
-        else:
-            raise first_error
-    if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ValueError(f"weights file {path} does not hold a state dict of tensors")
-    return state
-
-
-__all__ = ["ARCH_FORMAT", "WEIGHT_KINDS", "arch_record", "export_arch", "export_onnx",
-           "load_arch", "read_arch_json", "verify_onnx", "write_arch_json"]
+__all__ = [
+    "ARCH_FORMAT",
+    "WEIGHT_KIND",
+    "arch_record",
+    "check_net_memory",
+    "export_arch",
+    "export_onnx",
+    "load_arch",
+    "read_arch_json",
+    "verify_onnx",
+    "weights_beside",
+    "write_arch_json",
+]

@@ -108,6 +108,9 @@ def validate_lines(s: dict, n: int) -> list[str]:
         more.append(f"ceiling τ = {s['ceiling']:.2f} ({s.get('ceiling_source', '?')})")
         if reach is not None and s.get("ceiling_source") == "seeds":
             more.append(f"reachable {reach:.2f}")
+            need = s.get("seeds_needed")
+            if need is not None:
+                more.append(f"seeds needed {need}")
     if s.get("mean_gap") is not None:
         more.append(f"mean gap {100 * s['mean_gap']:+.1f} points")
     size = []
@@ -121,6 +124,8 @@ def validate_lines(s: dict, n: int) -> list[str]:
         verdict.append(f"cannot be judged: {s['untrained']} of {n} standalone nets near chance")
     elif s.get("readable") == "no":
         verdict.append("cannot be read: the standalone order is noise")
+    elif s.get("readable") == "unknown":
+        verdict.append("readability unknown: one seed leaves the training noise unmeasured")
     return lines + ([", ".join(more)] if more else []) + size + verdict
 
 

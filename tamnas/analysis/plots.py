@@ -272,18 +272,19 @@ def hypervolume_figure(generations_df: pd.DataFrame, *, reference: Mapping | Non
     """Hypervolume per generation, against the run's fixed normalisation and reference point.
 
     The subtitle names both, so the number can be compared with another
-    run's only when they match. `hv_archive` (every arch scored so far),
-    when logged, is drawn next to the population's.
+    run's only when they match. `hv` is that of the strategy's own front (every
+    arch it scored so far), the same for every strategy; NSGA-II's current
+    population (`hv_population`), when logged, is drawn next to it.
     """
     need(generations_df, ["generation", "hv"], "plot_hypervolume")
     df = generations_df.sort_values("generation")
     fig = new_figure((7.4, 4.6))
     ax = fig.add_subplot()
     ax.plot(df["generation"], df["hv"], marker="o", ms=4, color=OKABE_ITO[4],
-            label="population")
-    if "hv_archive" in df and df["hv_archive"].notna().any():
-        ax.plot(df["generation"], df["hv_archive"], ls="--", color=OKABE_ITO[5],
-                label="all archs scored so far")
+            label="front of every arch scored so far")
+    if "hv_population" in df and df["hv_population"].notna().any():
+        ax.plot(df["generation"], df["hv_population"], ls="--", color=OKABE_ITO[5],
+                label="population")
         ax.legend(loc="lower right", fontsize="small")
     ax.set_xlabel("generation")
     ax.set_ylabel("hypervolume")

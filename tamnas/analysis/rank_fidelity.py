@@ -1,11 +1,13 @@
 """Rank fidelity of a supernet: do inherited scores order archs as standalone training does?
 
-Pure statistics over one table of archs (inherited and standalone errors
-with their binomial standard errors): rank correlations with bootstrap
-intervals over archs, the inherited-minus-standalone gap, and whether the
-ranking can be read at all. A tau means little without its ceiling, the
-agreement of two standalone measurements of the same archs: measured from
-two training seeds, or estimated by resampling the evaluation images.
+Pure statistics over one table of archs (inherited and standalone errors,
+and the standalone nets' per-image error masks): rank correlations with
+bootstrap intervals over archs, the inherited-minus-standalone gap, and
+whether the ranking can be read at all. A tau means little without its
+ceiling, the agreement of two standalone measurements of the same archs:
+training seeds (with an interval over archs) and resamples of the evaluation
+images; from both, the tau a predictor can reach and the seeds a readable
+ranking needs (`analysis.noise`). The words are `fidelity_rules`'.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tamnas.analysis import noise
 from tamnas.analysis.correlation import (
     kendall_tau,
     kendall_tau_rows,
@@ -23,18 +26,18 @@ from tamnas.analysis.correlation import (
     spearman_rho,
     spearman_rho_rows,
 )
-
-# A ranking is readable when a tau against the standalone reference can reach 0.7
-# (`ceiling_for_mean`); a tau of 0.5 on it is a front that can be trusted in order.
-READABLE_CEILING = 0.7
-PARTLY_READABLE_CEILING = 0.4
-TRUSTED_TAU = 0.5
-# Spread (std over archs) of the standalone scores in units of their standard error: pure noise
-# gives about 1; below 1.5 the differences are mostly noise, from 2 on they stand out of it.
-NOISE_SPREAD_TO_NOISE = 1.5
-MIN_SPREAD_TO_NOISE = 2.0
-OBJECTIVES = {"clean": "clean error", "adv": "adversarial error"}
-CHANCE_MARGIN = 0.05   # a net within this of chance error (1 - 1/classes) learned nothing useful
+from tamnas.analysis.fidelity_rules import (
+    CHANCE_MARGIN,
+    OBJECTIVES,
+    PARTLY_READABLE_CEILING,
+    READABLE_CEILING,
+    TRUST_WORDS,
+    TRUSTED_TAU,
+    objective_verdict,
+    overall_verdict,
+    readability,
+    trust,
+)
 
 
 def near_chance(clean_err: Sequence[float], num_classes: int,
@@ -42,14 +45,6 @@ def near_chance(clean_err: Sequence[float], num_classes: int,
     """Which nets sit within `margin` of chance clean error: untrained, whatever they rank."""
     chance = 1.0 - 1.0 / int(num_classes)
     return np.asarray(clean_err, dtype=float) >= chance - margin
-
-
-TRUST_WORDS = {"yes": "the front's order can be trusted",
-               "roughly": "the front's order is only a rough guide",
-               "no": "the front's order cannot be trusted",
-               "undecided": "too few archs to tell whether the front's order can be trusted "
-                            "(use more --archs)",
-               "unknown": "the front's order cannot be checked"}
 
 
 def _interval(values: np.ndarray, point: float | None = None) -> list[float | None]:
@@ -87,9 +82,10 @@ def bootstrap_ceiling(wrong: np.ndarray, rng: np.random.Generator, n_boot: int) 
     """Tau between the archs' errors on two independent resamples of the evaluation images.
 
     `wrong` is (archs x images), 1 where an arch's standalone net errs. It
-    measures how well the evaluation images alone let the archs be ranked;
-    the noise of training is not in it, so it is an upper bound on the
-    seed-to-seed ceiling.
+    measures how well the evaluation images alone let the archs be ranked,
+    training noise left out. Resamples scatter around scores that already
+    carry one sample's image noise, so this tau overstates the agreement of
+    two independent image samples: `noise.image_tau_from_bootstrap` corrects it.
     """
     wrong = np.asarray(wrong, dtype=float)
     n = wrong.shape[1]
@@ -122,101 +118,69 @@ def ceiling_for_mean(seed_tau: float, seeds: int) -> float:
 
 
 def spread_and_noise(standalone: Sequence[float], se: Sequence[float]) -> dict[str, float]:
-    """How far the archs' standalone errors spread, against the noise of one measurement.
+    """How far the archs' standalone errors spread, against the noise of what is compared.
 
-    `noise` is the root-mean-square binomial standard error; `true_spread`
-    removes that noise from the observed variance (zero when the archs
-    differ no more than the noise does).
+    `se` holds the noise of each score (or one value for all): validate passes
+    `noise.score_noise`'s, the paired image noise plus the seed noise of a mean of
+    seeds. `standalone_noise` is their root mean square; `true_spread` removes it from
+    the observed variance (zero when the archs differ no more than the noise does).
+    Printed for the reader; no verdict rests on it.
     """
     s, e = np.asarray(standalone, dtype=float), np.asarray(se, dtype=float)
     std = float(np.std(s, ddof=1)) if len(s) > 1 else math.nan
-    noise = float(np.sqrt(np.mean(e ** 2)))
-    true_spread = float(np.sqrt(max(std ** 2 - noise ** 2, 0.0)))
+    yardstick = float(np.sqrt(np.mean(e ** 2)))
+    true_spread = float(np.sqrt(max(std ** 2 - yardstick ** 2, 0.0))) \
+        if np.isfinite(yardstick) else math.nan
     return {"standalone_std": std, "standalone_range": float(np.ptp(s)),
-            "standalone_noise": noise,
-            "spread_to_noise": std / noise if noise > 0 else math.inf,
+            "standalone_noise": yardstick,
+            "spread_to_noise": std / yardstick if yardstick > 0 else math.inf,
             "true_spread": true_spread}
 
 
-def readability(ceiling: float, spread_to_noise: float) -> str:
-    """"yes", "partly" or "no": can any predictor rank these archs, given their own noise?"""
-    if not np.isfinite(ceiling) or ceiling < PARTLY_READABLE_CEILING \
-            or spread_to_noise < NOISE_SPREAD_TO_NOISE:
-        return "no"
-    if ceiling >= READABLE_CEILING and spread_to_noise >= MIN_SPREAD_TO_NOISE:
-        return "yes"
-    return "partly"
+def _ceilings(s: dict, name_masks: np.ndarray, per_seed: list[np.ndarray],
+              rng: np.random.Generator, n_boot: int) -> None:
+    """The agreement of two standalone measurements and what it lets a predictor reach.
 
-
-def trust(tau: float, tau_ci: Sequence[float | None], readable: str) -> str:
-    """Does the front's order follow the standalone order? One of TRUST_WORDS' keys.
-
-    "undecided" when the interval spans both no agreement and the trusted
-    level: too few archs to tell.
+    Images: the tau of two independent image samples, from two bootstrap resamples of
+    the evaluation images (of the seed-mean masks), corrected for the noise the
+    measured scores already carry (`noise.image_tau_from_bootstrap`). Seeds (two or
+    more): the mean tau over seed pairs with a bootstrap interval over archs; the reachable tau against the mean of the seeds
+    (Spearman-Brown, image noise added: `noise.reachable_tau`) and the seeds a
+    readable ranking needs, each with the interval that the seed tau's gives. With
+    one seed the reachable tau is the images' bound alone.
     """
-    if readable == "no" or not np.isfinite(tau):
-        return "unknown"
-    lo, hi = tau_ci
-    if lo is not None and lo > 0:
-        return "yes" if tau >= TRUSTED_TAU else "roughly"
-    if hi is not None and hi < TRUSTED_TAU:
-        return "no"
-    return "undecided"
-
-
-def objective_verdict(name: str, s: dict) -> str:
-    """One plain sentence on one objective (clean or adversarial error)."""
-    label = OBJECTIVES[name]
-    if not np.isfinite(s["ceiling"]):
-        ceiling_txt = "ceiling unknown"
-    elif s["ceiling_source"] == "seeds":
-        ceiling_txt = (f"two training seeds agree with tau {s['ceiling']:.2f}, so a tau against "
-                       f"their mean can reach {s['ceiling_for_mean']:.2f}")
+    seeds = len(per_seed)
+    boot = bootstrap_ceiling(name_masks.mean(axis=1), rng, n_boot)
+    s["ceiling_bootstrap"], s["ceiling_bootstrap_ci"] = boot["tau"], boot["ci"]
+    s["ceiling_images"] = noise.image_tau_from_bootstrap(boot["tau"])
+    s["seeds"] = seeds
+    if seeds >= 2:
+        agree = noise.seed_agreement(np.stack(per_seed), rng, n_boot)
+        s["ceiling_seeds"], s["ceiling_seeds_ci"] = agree["tau"], agree["ci"]
+        s["ceiling"], s["ceiling_source"] = agree["tau"], "seeds"
+        image_tau = s["ceiling_images"] if np.isfinite(s["ceiling_images"]) else None
+        s["ceiling_for_mean"] = noise.reachable_tau(agree["tau"], seeds, image_tau)
+        s["ceiling_for_mean_ci"] = [noise.reachable_tau(t, seeds, image_tau) for t in agree["ci"]]
+        s["seeds_needed"] = noise.seeds_needed(agree["tau"], seeds, image_tau)
+        s["seeds_needed_ci"] = noise.seeds_needed_interval(agree["ci"], seeds, image_tau)
     else:
-        ceiling_txt = f"ceiling tau {s['ceiling']:.2f} (image bootstrap, an upper bound)"
-    spread = (f"standalone errors spread {100 * s['standalone_std']:.1f} points (std) against "
-              f"{100 * s['standalone_noise']:.1f} points of noise")
-    tau = s["kendall_tau"]
-    lo, hi = s["kendall_tau_ci"]
-    tau_txt = (f"tau {tau:.2f} [{lo:.2f}, {hi:.2f}]" if np.isfinite(tau) and lo is not None
-               else "tau n/a")
-    gap = f"inherited errors {100 * s['mean_gap']:+.1f} points against standalone"
-    if s.get("untrained"):
-        return (f"{label.capitalize()}: the ranking cannot be judged: {s['untrained']} of "
-                f"{s['n_archs']} standalone nets are within {100 * CHANCE_MARGIN:.0f} points of "
-                f"chance ({100 * s['chance_err']:.0f}% clean error), so they learned nothing to "
-                "rank; train them longer (retrain.epochs) and validate again.")
-    if s["readable"] == "no":
-        return (f"{label.capitalize()}: the ranking cannot be read ({spread}, {ceiling_txt}); even "
-                f"standalone measurements do not agree on the order, so no tau here means "
-                f"anything ({tau_txt}; {gap}).")
-    trust_txt = TRUST_WORDS[s["trust"]]
-    readable = "can be read" if s["readable"] == "yes" else "can only partly be read"
-    per_seed = ""
-    if s["ceiling_source"] == "seeds" and np.isfinite(s.get("kendall_tau_per_seed_mean", np.nan)):
-        per_seed = (f"; against one seed at a time inherited scores reach tau "
-                    f"{s['kendall_tau_per_seed_mean']:.2f}, one seed against the other "
-                    f"{s['ceiling']:.2f}")
-    size = ""
-    ptau, pci = s.get("partial_tau", np.nan), s.get("partial_tau_ci", [None, None])
-    if np.isfinite(ptau) and pci[0] is not None:
-        pc = s.get("partial_ceiling")
-        size = (f" With size held fixed, tau {ptau:.2f} [{pci[0]:.2f}, {pci[1]:.2f}]"
-                + (f" (two seeds: {pc:.2f})" if pc is not None and np.isfinite(pc) else "")
-                + ": how well it orders archs of similar size.")
-    return (f"{label.capitalize()}: the ranking {readable} ({spread}; {ceiling_txt}); inherited "
-            f"vs standalone {tau_txt}: {trust_txt} ({gap}{per_seed}).{size}")
+        s["ceiling_seeds"], s["ceiling_seeds_ci"] = None, [None, None]
+        s["ceiling"], s["ceiling_source"] = s["ceiling_images"], "images"
+        # one training: an upper bound that leaves the training noise out
+        s["ceiling_for_mean"] = noise.reachable_tau(1.0, 1, s["ceiling_images"])
+        s["ceiling_for_mean_ci"] = [None, None]
+        s["seeds_needed"], s["seeds_needed_ci"] = math.nan, [math.nan, math.nan]
 
 
 def assess(inherited: dict[str, np.ndarray], standalone: dict[str, np.ndarray],
-           standalone_se: dict[str, np.ndarray], per_seed: dict[str, list[np.ndarray]],
-           wrong: dict[str, np.ndarray], rng: np.random.Generator, n_boot: int,
-           num_classes: int | None = None, params: Sequence[float] | None = None) -> dict:
+           per_seed: dict[str, list[np.ndarray]], masks: dict[str, np.ndarray],
+           rng: np.random.Generator, n_boot: int, num_classes: int | None = None,
+           params: Sequence[float] | None = None) -> dict:
     """Every number of correlation.json for the objectives "clean" and "adv".
 
-    inherited/standalone/standalone_se: per objective, one value per arch
-    (standalone = mean over seeds); per_seed: per objective, one array per
-    seed; wrong: per objective, (archs x images) standalone error masks.
+    inherited/standalone: per objective, one value per arch (standalone = mean over
+    seeds); per_seed: per objective, one array per seed; masks: per objective,
+    (archs x seeds x images) standalone error masks on the shared evaluation images.
     With `num_classes`, standalone nets near chance make the ranking "unjudgeable". With
     `params`, the size-controlled (partial) tau, its interval and its seed ceiling too.
     """
@@ -226,31 +190,29 @@ def assess(inherited: dict[str, np.ndarray], standalone: dict[str, np.ndarray],
     out: dict = {}
     for name in OBJECTIVES:
         x, y = np.asarray(inherited[name], float), np.asarray(standalone[name], float)
+        seeds = per_seed[name]
         s: dict = {"kendall_tau": kendall_tau(x, y), "spearman_rho": spearman_rho(x, y),
-                   "kendall_tau_per_seed": [kendall_tau(x, ys) for ys in per_seed[name]],
+                   "kendall_tau_per_seed": [kendall_tau(x, ys) for ys in seeds],
                    "mean_gap": float(np.mean(x - y))}
         s.update(bootstrap_over_archs(x, y, rng, n_boot, params))
         if params is not None:
             s["partial_tau"] = partial_tau(x, y, params)
-            seeds_ = per_seed[name]
-            s["partial_ceiling"] = (partial_tau(seeds_[0], seeds_[1], params)
-                                    if len(seeds_) >= 2 else None)
-        s.update(spread_and_noise(y, standalone_se[name]))
-        boot = bootstrap_ceiling(wrong[name], rng, n_boot)
-        s["ceiling_bootstrap"], s["ceiling_bootstrap_ci"] = boot["tau"], boot["ci"]
-        seeds = per_seed[name]
-        s["ceiling_seeds"] = kendall_tau(seeds[0], seeds[1]) if len(seeds) >= 2 else None
-        if s["ceiling_seeds"] is not None:
-            s["ceiling"], s["ceiling_source"] = s["ceiling_seeds"], "seeds"
-            # the reported tau is against the mean of the seeds: its own, higher bound
-            s["ceiling_for_mean"] = ceiling_for_mean(s["ceiling_seeds"], len(seeds))
+            pairs = [partial_tau(seeds[i], seeds[j], params) for i in range(len(seeds))
+                     for j in range(i + 1, len(seeds))]
+            pairs = [p for p in pairs if np.isfinite(p)]
+            s["partial_ceiling"] = float(np.mean(pairs)) if pairs else None
+        parts = noise.score_noise(masks[name])
+        s["image_noise"], s["seed_noise"] = parts["image"], parts["seed"]
+        # the noise of what is compared: one arch's seed-mean score against another's, images
+        # paired; with one seed only the image part is known
+        yardstick = parts["total"] if parts["seed_noise_known"] else parts["image"]
+        s.update(spread_and_noise(y, [yardstick]))
+        _ceilings(s, np.asarray(masks[name], float), seeds, rng, n_boot)
+        if len(seeds) >= 2:
             per_seed_taus = [t for t in s["kendall_tau_per_seed"] if np.isfinite(t)]
             s["kendall_tau_per_seed_mean"] = (float(np.mean(per_seed_taus)) if per_seed_taus
                                               else math.nan)
-        else:
-            s["ceiling"], s["ceiling_source"] = s["ceiling_bootstrap"], "bootstrap"
-            s["ceiling_for_mean"] = s["ceiling"]  # one training: already an upper bound
-        s["readable"] = readability(s["ceiling_for_mean"], s["spread_to_noise"])
+        s["readable"] = readability(s["ceiling_for_mean"], len(seeds) >= 2)
         if num_classes is not None:
             s["chance_err"], s["n_archs"] = 1.0 - 1.0 / num_classes, len(x)
             s["untrained"] = untrained
@@ -261,44 +223,6 @@ def assess(inherited: dict[str, np.ndarray], standalone: dict[str, np.ndarray],
         out[name] = s
     return out
 
-
-def overall_verdict(result: dict) -> str:
-    """The headline: can the ranking be read, and how far can the front be trusted."""
-    levels = {name: result[name]["readable"] for name in OBJECTIVES}
-    trusts = {name: result[name]["trust"] for name in OBJECTIVES}
-    untrained = result["clean"].get("untrained", 0)
-    if untrained:
-        return (f"The ranking cannot be judged: {untrained} of {result['clean']['n_archs']} "
-                f"standalone nets are within {100 * CHANCE_MARGIN:.0f} points of chance clean "
-                "error, so the standalone side of the comparison learned nothing; train them "
-                "longer (retrain.epochs) before judging the front.")
-    if all(v == "no" for v in levels.values()):
-        return ("The ranking cannot be read: the standalone scores of these archs differ by about "
-                "their own noise, so neither this supernet nor any other predictor can be checked "
-                "here. Spread the archs' scores (harder data, a wider space) or shrink the noise "
-                "(more evaluation images) before trusting or distrusting the front.")
-    words = {"yes": "trusted", "roughly": "rough guide", "no": "not trusted",
-             "undecided": "undecided", "unknown": "not readable"}
-    parts = [f"{label}: {words[trusts[name]]}" for name, label in OBJECTIVES.items()]
-    trusted = [n for n in OBJECTIVES if trusts[n] == "yes"]
-    if len(trusted) == len(OBJECTIVES):
-        head = ("The front can be trusted in order: inherited scores rank archs as standalone "
-                "training does")
-    elif trusted:
-        head = "The front can be trusted in part"
-    elif any(t == "roughly" for t in trusts.values()):
-        head = ("The front is a rough guide only: inherited scores agree with standalone "
-                "training weakly")
-    elif any(t == "undecided" for t in trusts.values()):
-        head = ("Too few archs to judge the front: the 95% intervals of tau span both no "
-                "agreement and good agreement; run with more --archs (20 or more)")
-    else:
-        head = ("The front cannot be trusted: inherited scores do not rank archs as standalone "
-                "training does")
-    gaps = " and ".join(f"{100 * result[n]['mean_gap']:+.1f} ({'clean' if n == 'clean' else 'adv'})"
-                        for n in OBJECTIVES)
-    return (f"{head} ({'; '.join(parts)}). Inherited minus standalone error: {gaps} points on "
-            "average.")
 
 
 # --- a tau from a handful of archs (tamnas retrain's front members) ------------------------
@@ -334,7 +258,8 @@ def tau_summary(inherited: Sequence[float], other: Sequence[float]) -> dict:
     return out
 
 
-__all__ = ["CHANCE_MARGIN", "assess", "bootstrap_ceiling", "bootstrap_over_archs",
+__all__ = ["CHANCE_MARGIN", "OBJECTIVES", "PARTLY_READABLE_CEILING", "READABLE_CEILING",
+           "TRUSTED_TAU", "TRUST_WORDS", "assess", "bootstrap_ceiling", "bootstrap_over_archs",
            "ceiling_for_mean", "kendall_tau", "kendall_tau_rows", "min_tau_archs", "near_chance",
            "objective_verdict", "overall_verdict", "partial_tau", "partial_tau_rows",
            "readability", "spearman_rho", "spearman_rho_rows", "spread_and_noise", "tau_summary",

@@ -15,6 +15,9 @@ from typing import Any
 
 import pandas as pd
 
+from tamnas.analysis.compare_report import report_section as compare_section
+from tamnas.analysis.export_labels import inherited_scores
+from tamnas.analysis.report_data import data_section, per_class_section
 from tamnas.analysis.report_files import (
     ci_text,
     fmt_value,
@@ -91,15 +94,19 @@ def _training_section(run: RunDir) -> list[str]:
                     markdown_table(df.tail(1).reset_index(drop=True), index=False)]
 
 
-def front_table(archive: pd.DataFrame, objectives: Iterable[str]) -> pd.DataFrame:
+def front_table(archive: pd.DataFrame, objectives: Iterable[str],
+                strategy: str | None = None) -> pd.DataFrame:
     """The non-dominated rows of an archive table in the order of `front:K` (archive.front_table):
-    by the objectives in turn, ties by archive order."""
-    from tamnas.search.archive import non_dominated
+    by the objectives in turn, ties by archive order; with `strategy`, of its archs only (when
+    the table records strategies)."""
+    from tamnas.search.archive import non_dominated, visited_by
 
     objectives = [o for o in objectives if o in archive.columns]
     if not objectives:
         raise ValueError("report: the archive has none of the objectives")
     usable = archive[archive[objectives].notna().all(axis=1)]
+    if strategy is not None and visited_by(usable, strategy).any():
+        usable = usable[visited_by(usable, strategy)]
     front = usable.iloc[non_dominated(usable[objectives].to_numpy(dtype=float))]
     keys = objectives + (["order"] if "order" in front.columns else [])
     return front.sort_values(keys, kind="stable").reset_index(drop=True)
@@ -141,7 +148,7 @@ def _search_section(run: RunDir, cfg: dict | None) -> list[str]:
             parts.append(f"{float(last['seconds']):.1f} s")
         lines.append("; ".join(parts) + ".")
     objectives = (cfg or {}).get("search", {}).get("objectives", ["adv_err", "clean_err", "params"])
-    front = front_table(archive, objectives)
+    front = front_table(archive, objectives, (cfg or {}).get("search", {}).get("strategy"))
     shown = ("arch", "adv_err", "adv_err_se", "clean_err", "clean_err_se", "params", "flops",
              "ood_aupr_err", "strategy", "generation")
     cols = [c for c in shown if c in front.columns]
@@ -153,11 +160,15 @@ def _search_section(run: RunDir, cfg: dict | None) -> list[str]:
     table.index.name = "front"
     noise = ""
     if "n_eval" in front and front["n_eval"].notna().any():
-        noise = (f" Errors are ± one binomial standard error over the "
-                 f"{int(front['n_eval'].max())} validation images: two archs closer than about "
-                 "twice that cannot be told apart.")
+        noise = (f" Errors are ± one binomial standard error of each score alone, over the "
+                 f"{int(front['n_eval'].max())} validation images; all archs share those images, "
+                 "so the noise of a difference is that of the per-image difference, usually "
+                 "smaller (docs/trust.md), and a retrained net adds training-seed noise.")
+    run_strategy = (cfg or {}).get("search", {}).get("strategy")
+    of = (f"The front of the run's strategy, {run_strategy} (another strategy's archs never "
+          "enter it). ") if run_strategy else ""
     lines += ["", f"### Non-dominated front ({len(front)} archs over {', '.join(objectives)})", "",
-              "Row K is `--arch front:K`"
+              of + "Row K is `--arch front:K`"
               + (" (layers: block xratio per choice layer)." if names is not None else ".")
               + noise, "",
               markdown_table(table, index=True)]
@@ -225,9 +236,10 @@ def _lego_section(run: RunDir) -> list[str]:
     lines += [f"Genes `{key}` in space `{blob.get('space', '?')}`: per layer the most frequent "
               "block and ratio among the top-k (ties: the best-ranked arch's choice; illegal modes "
               "replaced by the most frequent legal choice).", ""]
-    scores = blob.get("scores")
-    if isinstance(scores, dict) and scores:
-        lines += ["Inherited-weight scores:", "",
+    scores = {k: v for k, v in inherited_scores(blob).items()
+              if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if scores:
+        lines += ["Inherited-weight scores (validation split):", "",
                   markdown_table(percent_table(pd.DataFrame([scores])), index=False)]
     else:
         lines += ["Scores: not recorded.", ""]
@@ -274,6 +286,14 @@ def _retrain_tau(summary: pd.DataFrame) -> list[str]:
     return [text, ""]
 
 
+def _seeds_needed_text(s: dict) -> str:
+    """"3 [2, 9]" from correlation.json's seeds_needed (numbers or "never"), "n/a" if unknown."""
+    def one(v) -> str:
+        return "n/a" if v is None else str(v) if isinstance(v, str) else str(int(v))
+    k, ci = s.get("seeds_needed"), s.get("seeds_needed_ci") or [None, None]
+    return "n/a" if k is None else f"{one(k)} [{one(ci[0])}, {one(ci[1])}]"
+
+
 def _validate_section(run: RunDir) -> list[str]:
     lines = ["## Rank fidelity", ""]
     corr = read_json(run.validate_dir / "correlation.json")
@@ -296,26 +316,31 @@ def _validate_section(run: RunDir) -> list[str]:
                      "Kendall tau [95% CI]": ci_text(s.get("kendall_tau"), s.get("kendall_tau_ci")),
                      "Spearman rho [95% CI]": ci_text(s.get("spearman_rho"),
                                                   s.get("spearman_rho_ci")),
-                     "ceiling tau": f"{ci_text(s.get('ceiling'), None)} "
-                                    f"({s.get('ceiling_source')})",
-                     "reachable tau": ci_text(s.get("ceiling_for_mean", s.get("ceiling")), None),
+                     "ceiling tau [95% CI]": f"{ci_text(s.get('ceiling'), s.get('ceiling_seeds_ci'))} "
+                                             f"({s.get('ceiling_source')})",
+                     "reachable tau [95% CI]": ci_text(s.get("ceiling_for_mean", s.get("ceiling")),
+                                                       s.get("ceiling_for_mean_ci")),
+                     "seeds needed [95% CI]": _seeds_needed_text(s),
                      "size-controlled tau [95% CI] (seeds)": (
                          f"{ci_text(s.get('partial_tau'), s.get('partial_tau_ci'))} "
                          f"({ci_text(s.get('partial_ceiling'), None)})"),
                      "standalone std / range (points)": " / ".join(
                          points_text(s.get(k)) for k in ("standalone_std", "standalone_range")),
-                     "noise, 1 SE (points)": points_text(s.get("standalone_noise")),
+                     "noise per score (points)": points_text(s.get("standalone_noise")),
                      "mean gap (points)": "n/a" if s.get("mean_gap") is None
                      else f"{100 * float(s['mean_gap']):+.1f}",
                      "readable": s.get("readable", "?"), "front trusted": s.get("trust", "?")})
     lines += [markdown_table(pd.DataFrame(rows), index=False)]
     lines += [f"- {(corr.get(w) or {}).get('verdict', '')}" for w in ("clean", "adv")] + [""]
     lines += [("The ceiling is the Kendall tau of two standalone measurements of the same archs: "
-               "two training seeds (`--seeds 2`), or two bootstrap resamples of the evaluation "
-               "images (an upper bound that leaves out training noise). The reachable tau is the "
-               "most any predictor can reach against the standalone reference used here (the "
-               "mean of the seeds, less noisy than one; Spearman-Brown on the seed ceiling); "
-               "readability is judged on it. The size-controlled tau is Kendall's partial tau "
+               "two training seeds (`--seeds 2` or more; interval over archs), or, with one seed, "
+               "two samples of the evaluation images (an upper bound that leaves out training "
+               "noise). The reachable tau is the most any predictor can reach against the "
+               "standalone reference used here (the mean of the seeds, Spearman-Brown on the seed "
+               "ceiling, with the image noise added); readability is judged on it alone, and "
+               "'seeds needed' is how many seeds make it reach 0.70 (docs/trust.md states the "
+               "rules). The noise per score is that of one arch's score against another's on the "
+               "same images (paired), seeds included when measured. The size-controlled tau is Kendall's partial tau "
                "with parameter count held fixed: how well inherited scores order archs of similar "
                "size, which is what the search needs (params are known without a supernet); in "
                "brackets, the same between the two seeds. The gap is inherited minus standalone "
@@ -351,12 +376,6 @@ def _robustness_section(run: RunDir) -> list[str]:
     return lines
 
 
-def _compare_section(run: RunDir) -> list[str]:
-    from tamnas.analysis.compare_report import report_section
-
-    return report_section(run)
-
-
 def write_report(run: RunDir | str | Path, out: str | Path | None = None,
                  title: str | None = None) -> Path:
     """Gather a run directory into `report.md` (or `out`) with relative links to its figures."""
@@ -366,10 +385,11 @@ def write_report(run: RunDir | str | Path, out: str | Path | None = None,
     cfg = read_config(run.config)
     path = Path(out) if out is not None else run.report
     lines = [f"# {title or f'tamnas report: {run.root.resolve().name}'}", ""]
-    for section in (_config_section(cfg), _training_section(run), _search_section(run, cfg),
-                    _figures_section(run, path.parent), _stats_section(run, cfg),
-                    _lego_section(run), _retrain_section(run),
-                    _validate_section(run), _compare_section(run), _robustness_section(run)):
+    for section in (data_section(run), _config_section(cfg), _training_section(run),
+                    _search_section(run, cfg), _figures_section(run, path.parent),
+                    _stats_section(run, cfg), _lego_section(run), per_class_section(run),
+                    _retrain_section(run),
+                    _validate_section(run), compare_section(run), _robustness_section(run)):
         lines += section
     atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
     return path

@@ -1,12 +1,13 @@
-"""How the report reads a run's files and shows numbers: tolerant readers, percent tables.
+"""How the report reads a run's files and shows numbers: readers, percent tables.
 
-A reader returns None for a file that is absent or unreadable (with a
-warning), so the report can say "not run" instead of failing.
+A reader returns None for a file that is absent, so the report can say "not
+run"; a file that is there but damaged (garbled, cut, impossible scores) is a
+one-line ValueError naming it: a report drawn from what happened to parse
+would state numbers the run never produced.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -24,27 +25,26 @@ else:  # pragma: no cover
 log = logging.getLogger("tamnas")
 
 
+DAMAGED_FIX = "run the command that writes it again, or delete it"
+
+
 def read_csv(path: Path) -> pd.DataFrame | None:
-    """A CSV as a frame, or None if absent, empty or unreadable (the report then says so)."""
-    if not path.is_file():
+    """A CSV as a frame, or None if absent or empty; ValueError if damaged."""
+    from tamnas.files import read_table
+
+    if not path.is_file() or path.stat().st_size == 0:
         return None
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        log.warning("report: cannot read %s (%s)", path, type(err).__name__)
-        return None
+    df = read_table(path, (), DAMAGED_FIX)
     return df if len(df.columns) else None
 
 
 def read_json(path: Path) -> Any:
-    """A JSON file parsed, or None if absent or unreadable."""
+    """A JSON file parsed, or None if absent; ValueError if garbled."""
+    from tamnas.files import read_json as read_checked
+
     if not path.is_file():
         return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        log.warning("report: cannot read %s (%s)", path, type(err).__name__)
-        return None
+    return read_checked(path, DAMAGED_FIX)
 
 
 def read_config(path: Path) -> dict | None:

@@ -135,9 +135,9 @@ def robustness_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_list
     pgd = {(e, s): 0 for e in eps_values for s in steps_values}
     starts = range(0, len(x), batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from tamnas.progress import progress as bar
 
-        starts = tqdm(starts, desc="robustness grid", unit="batch", leave=False)
+        starts = bar(starts, desc="robustness grid", unit="batch", leave=False)
     for start in starts:
         xb = x[start:start + batch_size].to(dev)
         yb = y[start:start + batch_size].to(dev)

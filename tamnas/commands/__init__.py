@@ -20,7 +20,7 @@ CONFIG, COMPUTE, DATA, RESUME, PARTIAL = "config", "compute", "data", "resume", 
 ALL_OPTIONS = (CONFIG, COMPUTE, DATA, RESUME)
 ON_WEIGHTS = (*ALL_OPTIONS, PARTIAL)  # commands that score or derive from the supernet
 MODULES = ("run", "train_supernet", "search", "plot", "lego", "export", "retrain", "evaluate",
-           "validate", "compare", "report", "space_info", "config_keys")
+           "validate", "compare", "report", "space_info", "config_keys", "explore")
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Call:
     device: torch.device | None = None
     quiet: bool = False
     resume: bool = True
+    sources: dict | None = None   # {key: default|preset|run|--config|--set...}: where values came from
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,9 @@ def check_arch_argument(args: argparse.Namespace) -> None:
 
 def write_export(session, arch, name: str, weights: str = "inherited", fmt: str = "torch",
                  extra: dict | None = None) -> dict:
-    """Export `arch` of a run (inherited or retrained weights) with its inherited scores and
-    the fingerprint of the weights they came from; the paths written (rank 0 writes)."""
+    """Export `arch` of a run (inherited or retrained weights) with every score known for those
+    weights, each labelled with its source, split and standard error, and the input the net
+    expects; the paths written (rank 0 writes)."""
     from tamnas import distributed as dist
     from tamnas.analysis.export import export_arch
     from tamnas.files import load_checkpoint
@@ -94,16 +96,53 @@ def write_export(session, arch, name: str, weights: str = "inherited", fmt: str 
         state = load_checkpoint(session.check_retrained(name), kind="standalone_weights")
     else:
         state = session.evaluator.calibrated_state(arch)
-    scores = session.evaluator.evaluate([arch])[0]
     res = session.cfg.data.resolution
-    shape = (1, session.data.info.in_channels, res, res)
+    channels = session.data.info.in_channels
+    shape = (1, channels, res, res)
+    scores, convention = export_labels(session, arch, name, weights)
     paths = export_arch(session.space, arch, session.run.exports_dir, name, state_dict=state,
                         scores=scores, onnx=fmt == "onnx", example_input_shape=shape,
                         extra={"weights_source": weights,
-                               "weights_fingerprint": session.evaluator.weights, **(extra or {})})
+                               "weights_fingerprint": session.evaluator.weights,
+                               "input": convention, **(extra or {})})
     if dist.is_main():
         stamp(paths["json"], session.fingerprint)
     return paths
+
+
+def export_labels(session, arch, name: str, weights: str) -> tuple[dict, dict]:
+    """(scores by source, input convention) of an export: the inherited scores always; the
+    retrained and evaluated ones when they were measured on the weights being exported."""
+    from tamnas.analysis import robustness
+    from tamnas.analysis.export_labels import (
+        evaluated_entry,
+        inherited_entry,
+        input_convention,
+        retrained_entry,
+    )
+    from tamnas.data.record import RESIZE
+    from tamnas.files import file_digest, read_json
+
+    inherited = session.evaluator.evaluate([arch])[0]
+    scores = {"inherited": inherited_entry(inherited),
+              "params": inherited.get("params"), "flops": inherited.get("flops")}
+    folder = session.run.retrain_dir(name)
+    if weights == "retrained":
+        scores["retrained"] = retrained_entry(read_json(folder / "scores.json",
+                                                        f"delete it and retrain {name} again"))
+        made_by = f"retrained:{file_digest(folder / 'model.pt')}"
+    else:
+        made_by = f"inherited:{session.fingerprint}"
+    grid_path = folder / "robustness.csv"
+    if grid_path.is_file():
+        grid = robustness.read_grid(grid_path)
+        if grid.attrs.get("weights") == made_by:
+            attack = session.cfg.attack
+            scores["evaluated"] = evaluated_entry(grid, attack.eps, attack.steps,
+                                                  f"retrain/{name}/robustness.csv")
+    res = session.cfg.data.resolution
+    convention = input_convention(session.data.info.in_channels, res, RESIZE.format(res=res))
+    return {k: v for k, v in scores.items() if v is not None}, convention
 
 
 def load_commands() -> dict[str, Command]:
@@ -116,5 +155,6 @@ def load_commands() -> dict[str, Command]:
 
 
 __all__ = ["ALL_OPTIONS", "COMMANDS", "COMPUTE", "CONFIG", "DATA", "ON_WEIGHTS", "PARTIAL", "RESUME", "Call", "Command",
-           "add_arch_argument", "check_arch_argument", "command", "load_commands",
+           "add_arch_argument", "check_arch_argument", "command", "export_labels",
+           "load_commands",
            "write_export"]

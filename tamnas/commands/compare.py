@@ -47,42 +47,32 @@ def check_request(budgets: list[str], seeds: int, picks: int, random_archs: int)
 
 
 def run_front(session: Session) -> pd.DataFrame:
-    """The front of the run's own strategy (another strategy's rows in the archive left out)."""
-    from tamnas.search.archive import front_table
-
+    """The front of the run's own strategy (the archs another strategy visited left out)."""
     session.require_search()
-    frame = session.archive.frame()
-    strategy = session.cfg.search.strategy
-    if "strategy" in frame.columns and (frame["strategy"] == strategy).any():
-        own = frame[frame["strategy"] == strategy]
-        front = session.archive.front(list(session.cfg.search.objectives), rows=own)
-        return front.sort_values([*session.cfg.search.objectives, "order"],
-                                 kind="stable").reset_index(drop=True)
-    return front_table(session.archive, session.cfg.search.objectives)
+    return session.front()
 
 
 def search_evaluations(session: Session) -> int:
-    """How many archs the search that made the front scored."""
+    """How many archs the search that made the front scored (the archs its strategy visited)."""
+    from tamnas.search.archive import visited_by
+
     frame = session.archive.frame()
-    strategy = session.cfg.search.strategy
-    if "strategy" in frame.columns and (frame["strategy"] == strategy).any():
-        return int((frame["strategy"] == strategy).sum())
-    return len(frame)
+    visited = int(visited_by(frame, session.cfg.search.strategy).sum())
+    return visited or len(frame)  # an archive older than strategy records: all of it
 
 
 def random_search_frame(session: Session, n_evals: int, root: Path,
                         quiet: bool) -> tuple[pd.DataFrame, str]:
     """The first `n_evals` archs a random search scored on the run's weights, and where they came
     from: the run's own archive when a random search ran there, else one run now into `root`."""
-    from tamnas.search.archive import Archive
+    from tamnas.search.archive import Archive, visited_by
     from tamnas.search.evaluator import Evaluator
     from tamnas.search.strategy import get_strategy
 
     frame = session.archive.frame()
-    if "strategy" in frame.columns:
-        own = frame[(frame["strategy"] == "random") & (frame["weights"] == session.fingerprint)]
-        if len(own) >= n_evals:
-            return own.sort_values("order").head(n_evals), "the run's random search"
+    own = frame[visited_by(frame, "random") & (frame["weights"] == session.fingerprint)]
+    if len(own) >= n_evals:
+        return own.sort_values("order").head(n_evals), "the run's random search"
     if (root / "archive.json").is_file() and Archive.load(root).fingerprint not in (
             None, session.fingerprint):
         from tamnas.rundir import move_aside

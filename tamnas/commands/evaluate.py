@@ -11,7 +11,7 @@ import torch
 from tamnas import distributed as dist
 from tamnas.commands import ON_WEIGHTS, Call, add_arch_argument, check_arch_argument, command
 from tamnas.config import Config
-from tamnas.files import atomic_write_json, load_checkpoint, read_json
+from tamnas.files import atomic_write_json, atomic_write_text, load_checkpoint, read_json
 from tamnas.rundir import writing
 from tamnas.session import Session, open_run, say
 
@@ -80,8 +80,11 @@ def _evaluate_one(session: Session, a, name: str, grid: bool, autoattack: bool) 
     old = robustness.read_grid(old_path) if old_path.is_file() else None
     if old is not None and old.attrs.get("weights") == made_by:
         table = robustness.merge_grids(old, table)
+    per_class = session.per_class_on_test(net)
+    per_class.insert(0, "weights", made_by)
     if dist.is_main():
         robustness.save_grid(table, out / "robustness")
+        atomic_write_text(run.per_class(name), per_class.to_csv(index=False, float_format="%.10g"))
     say(f"evaluate: {name} ({source} weights)\n{robustness.format_grid(table)}")
     for warning in robustness.sanity_checks(table):
         say(f"warning: {name}: {warning}")

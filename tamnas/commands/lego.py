@@ -10,6 +10,7 @@ import torch
 from tamnas import distributed as dist
 from tamnas.commands import COMPUTE, CONFIG, DATA, PARTIAL, Call, command, write_export
 from tamnas.config import Config
+from tamnas.files import atomic_write_text
 from tamnas.rundir import writing
 from tamnas.session import Session, open_run, say
 
@@ -34,6 +35,12 @@ def lego(cfg: Config, run_dir: str | Path, *, top: int | None = None, device: to
             session.archive.save(run.search_dir)
         paths = write_export(session, arch, "lego", extra={"lego": {
             "top_k": top, "top_by": cfg.output.top_by, "objectives": cfg.search.objectives}})
+        net = session.space.build_standalone(arch)
+        net.load_state_dict(session.evaluator.calibrated_state(arch))
+        per_class = session.per_class_on_test(net)
+        if dist.is_main():
+            atomic_write_text(run.per_class("lego", retrained=False),
+                              per_class.to_csv(index=False, float_format="%.10g"))
     say(f"lego: {'-'.join(map(str, arch))}  params {scores['params']:,}  clean err "
         f"{scores['clean_err']:.3f}  adv err {scores['adv_err']:.3f} -> {paths['json']}")
     return paths["json"]

@@ -30,11 +30,12 @@ def load_search(run: RunDir):
 def load_lego(run: RunDir) -> tuple[tuple[int, ...] | None, dict | None]:
     """The LEGO net's genes and its row for the front figure (key and scores), if exported."""
     from tamnas.analysis.export import read_arch_json
+    from tamnas.analysis.export_labels import inherited_scores
 
     if not run.export_json("lego").is_file():
         return None, None
     _, arch, meta = read_arch_json(run.export_json("lego"))
-    scores = meta.get("scores") if isinstance(meta.get("scores"), dict) else {}
+    scores = inherited_scores(meta)
     return arch, {**scores, "arch": arch_key(arch)}
 
 
@@ -50,7 +51,9 @@ def plot(cfg: Config, run_dir: str | Path, *, quiet: bool = False) -> list[Path]
     if run.retrain_summary.exists():
         retrained = read_table(run.retrain_summary, SUMMARY_COLUMNS,
                                f"delete it and run `tamnas retrain {run.root}` again")
-    df, front = archive.frame(), front_table(archive, cfg.search.objectives)
+    # the run's own strategy's front; the archive scatter shows every strategy's archs
+    df = archive.frame()
+    front = front_table(archive, cfg.search.objectives, strategy=cfg.search.strategy)
     lego_arch, lego_row = load_lego(run)
     fix = f"delete it and run `tamnas search {run.root}` to write it again"
     reference = read_json(run.search_dir / "reference_point.json", fix) \
@@ -85,7 +88,11 @@ def plot(cfg: Config, run_dir: str | Path, *, quiet: bool = False) -> list[Path]
         board.figure("search/front", plots.front_figure(df, front, lego=lego_row,
                                                         objectives=cfg.search.objectives))
         board.close()
-    say(f"plot: wrote {len(written)} files to {figs}", quiet)
+    from tamnas.analysis.explore_files import write_explore
+
+    with writing(run.root, "tamnas plot", "explore"):  # the same run in a browser
+        written.append(write_explore(cfg, run))
+    say(f"plot: wrote {len(written)} files to {figs} and {run.explore_html.name}", quiet)
     return written
 
 

@@ -138,12 +138,21 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", choices=("scratch", "supernet"), default="scratch",
                    help="scratch: fresh weights (the paper's main protocol); supernet: start from "
                         "the inherited weights (fine-tuning)")
-    p.add_argument("--all-front", action="store_true", help="retrain every front member")
+    p.add_argument("--all-front", action="store_true",
+                   help="retrain every front member (not with --arch)")
+    p.set_defaults(arch=None)  # so that an --arch given beside --all-front is seen
+
+
+def _check(args: argparse.Namespace) -> None:
+    check_arch_argument(args)
+    if args.all_front and args.arch is not None:
+        raise ValueError(f"--all-front retrains every front member; --arch {args.arch} would be "
+                         "ignored: give one of them")
 
 
 @command("retrain", "train a front member or the LEGO net as a standalone network", "run",
-         arguments=_arguments, options=ON_WEIGHTS, check=check_arch_argument)
+         arguments=_arguments, options=ON_WEIGHTS, check=_check)
 def main(call: Call) -> pd.DataFrame:
-    return retrain(call.cfg, call.args.run, arch=call.args.arch, init=call.args.init,
+    return retrain(call.cfg, call.args.run, arch=call.args.arch or "lego", init=call.args.init,
                    all_front=call.args.all_front, device=call.device, quiet=call.quiet,
                    resume=call.resume, partial=call.args.partial_supernet)

@@ -48,16 +48,20 @@ def search(cfg: Config, run_dir: str | Path, *, strategy: str | None = None,
                 say(f"note: --no-resume: moved the previous search results to {moved}")
         runner = strategy_cls(session.space, session.evaluator, cfg, run.search_dir,
                               seed=cfg.seed, quiet=quiet, resume=resume)
+        runner.run_strategy = recorded.search.strategy  # another one writes its own front file
+        runner.check_resume()  # a refused resume rewrites nothing, not even search/config.toml
         if dist.is_main():
             save_config(cfg, run.search_config)  # this call's settings, beside its results
         say(f"search: {cfg.search.strategy} over {session.space.name} -> {run.search_dir}", quiet)
         front = runner.run()
         if dist.is_main():
-            stamp(run.front, session.fingerprint)
+            stamp(runner.front_path, session.fingerprint)
             record_sections(run.config, recorded, SEARCH_SECTIONS)
     s = session.evaluator.stats
     say(f"search: {len(session.archive)} archs in the archive, {s['evaluations']} scored now, "
         f"{s['cache_hits']} cache hits, {s['seconds']:.1f} s scoring")
+    say(f"front of {len(front)}: inherited-weight errors on {cfg.search.eval_images} validation "
+        "images, ± one standard error; pass a row's front:K to --arch")
     say(format_front_table(front, cfg.search.objectives,
                            layers=arch_labels(session.space, front)))
     return front

@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 
 from tamnas import distributed as dist
-from tamnas.checks import check_data, preflight
+from tamnas.checks import check_data, fit_to_data, preflight
 from tamnas.commands import Call, command
 from tamnas.config import Config, save_config
-from tamnas.files import save_checkpoint
+from tamnas.files import atomic_write_json, read_json, save_checkpoint
 from tamnas.rundir import (
     RunDir,
     move_aside,
@@ -24,19 +24,26 @@ from tamnas.rundir import (
 from tamnas.session import one_shot_epochs, say, supernet_epochs_done
 
 
-def prepare_run(cfg: Config, run: RunDir, resume: bool, quiet: bool = False) -> None:
-    """Write the run's config; refuse to mix training settings on resume.
+def prepare_run(cfg: Config, run: RunDir, resume: bool, quiet: bool = False,
+                data=None) -> None:
+    """Write the run's config and data record; refuse to mix training settings or data on
+    resume.
 
     `resume=False` moves the results already there into `previous/N/` rather
     than overwriting them, so a new run starts clean and nothing stale survives.
     """
-    if run.config.exists() and resume and run.supernet_checkpoint.exists():
+    from tamnas.data.record import check_data_record, data_record
+
+    trained = resume and run.supernet_checkpoint.exists()
+    if run.config.exists() and trained:
         saved = recorded_training_settings(run)
         diff = settings_diff(saved, training_settings(cfg)) if saved is not None else []
         if diff:
             raise ValueError(f"{run.root} holds a run with other training settings ({diff[0]}"
                              f"{' ...' if len(diff) > 1 else ''}); pass --no-resume to start over "
                              "or choose another --out")
+        if run.data_record.exists():
+            check_data_record(read_json(run.data_record, fix=NEW_RUN), cfg.data)
     if dist.is_main():
         if not resume:
             moved = move_aside(run)
@@ -45,7 +52,12 @@ def prepare_run(cfg: Config, run: RunDir, resume: bool, quiet: bool = False) -> 
         if not run.supernet_checkpoint.exists():
             record_training_settings(run, cfg)
         save_config(cfg, run.config)
+        if data is not None and not (trained and run.data_record.exists()):
+            atomic_write_json(run.data_record, data_record(cfg.data, data))
     dist.barrier()
+
+
+NEW_RUN = "start the run again with `tamnas run PRESET --out DIR --no-resume`"
 
 
 def _initial_supernet(cfg: Config, run: RunDir) -> None:
@@ -61,16 +73,18 @@ def _initial_supernet(cfg: Config, run: RunDir) -> None:
 
 
 def train_supernet(cfg: Config, out: str | Path, *, device: torch.device, quiet: bool = False,
-                   resume: bool = True, data=None) -> RunDir:
-    """Train (or resume) the run's supernet in `out`; the run directory."""
-    from tamnas.data import load_data
+                   resume: bool = True, data=None, sources: dict | None = None) -> RunDir:
+    """Train (or resume) the run's supernet in `out`; the run directory. Without `data`, the
+    data is read and the image counts fitted to it (`sources`: see `run`)."""
     from tamnas.train import train_supernet as train
 
     preflight(cfg)
-    data = data if data is not None else load_data(cfg.data, cfg.seed)  # before any file exists
-    check_data(cfg, data)
+    if data is None:
+        cfg, data = fit_to_data(cfg, sources, quiet)  # before any file exists
+    else:
+        check_data(cfg, data)
     with writing(out, "tamnas train-supernet", enabled=dist.is_main()) as run:
-        prepare_run(cfg, run, resume, quiet)
+        prepare_run(cfg, run, resume, quiet, data=data)
         total = one_shot_epochs(cfg)
         done = supernet_epochs_done(run) if resume else 0
         if total == 0:  # no one-shot stage (the DARTS presets): the MGDA search trains the weights
@@ -96,4 +110,4 @@ def _arguments(p: argparse.ArgumentParser) -> None:
          arguments=_arguments)
 def main(call: Call) -> RunDir:
     return train_supernet(call.cfg, call.args.out, device=call.device, quiet=call.quiet,
-                          resume=call.resume)
+                          resume=call.resume, sources=call.sources)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from tamnas.files import (
     read_json,
     save_checkpoint,
 )
+from tamnas.progress import counter
 from tamnas.search.archive import arch_key
 from tamnas.session import Session, open_run, require_finished, say
 
@@ -109,8 +111,10 @@ def standalone_results(session: Session, evaluator, jobs: list[Job], root: Path,
     bars = quiet or not dist.is_main()
     mine, local = dist.shard(todo), []  # shared out before local_only, which hides the ranks
     with dist.local_only():  # each rank trains its own archs alone: no gradient averaging
-        for job in mine:
-            say(f"validate: arch {job.index} ({arch_key(job.arch)}), seed {job.seed_index}", bars)
+        start = time.monotonic()
+        for k, job in enumerate(mine, 1):
+            say(f"validate: training {counter(k, len(mine), start)}: arch {job.index} "
+                f"({arch_key(job.arch)}), seed {job.seed_index}", bars)
             local.append(run_job(session, evaluator, job, root, resume, bars))
     for job, result in zip(todo, dist.gather_sharded(local, len(todo))):
         results[job] = result
@@ -162,8 +166,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--archs", type=int, default=10, metavar="N",
                    help="archs drawn by parameter count, 3 or more (default: 10)")
     p.add_argument("--seeds", type=int, default=1, metavar="S",
-                   help="standalone trainings per arch: 1 or 2 (2 measures the seed-to-seed "
-                        "ceiling; default: 1)")
+                   help="standalone trainings per arch, 1 or more: 2 or more measure the "
+                        "training noise, the seed ceiling and the seeds a readable ranking needs; "
+                        "with 1 the readability stays unknown (default: 1)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="B",
                    help="resamples for the 95%% intervals (default: 1000)")
 

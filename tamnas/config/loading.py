@@ -121,7 +121,7 @@ def from_dict(values: Mapping, preset: str = "custom") -> Config:
             raise ValueError(f"{name}: unknown config section or key; allowed: seed, "
                              f"{', '.join(SECTIONS)}")
         if not isinstance(sub, Mapping):
-            raise ValueError(f"{name}: expected a table of keys, got {sub!r}")
+            raise ValueError(f"{name}: expected a table of keys, got {sub!r}")  # noqa: TRY004 (a user-facing one-line error)
         sections[name] = _section_from(name, SECTIONS[name], sub)
     seed = _check("seed", top.get("seed", 0), int, {"low": 0})
     cfg = Config(preset=str(top.get("preset", preset)), seed=seed, **sections)
@@ -145,6 +145,10 @@ def _check_consistency(cfg: Config) -> None:
     if bad or len(cfg.search.objectives) < 2:
         raise ValueError(f"search.objectives: need two or more of {', '.join(SCORE_NAMES)}; got "
                          f"{cfg.search.objectives}")
+    twice = sorted({o for o in cfg.search.objectives if cfg.search.objectives.count(o) > 1})
+    if twice:
+        raise ValueError(f"search.objectives: {', '.join(twice)} given twice; name each "
+                         "objective once")
     for key in ("params_range_phase1", "params_range_phase2"):
         r = getattr(cfg.train, key)
         if len(r) != 2 or r[0] > r[1]:
@@ -175,8 +179,16 @@ def load_config(source: str | Path = "quickstart", overrides: Mapping[str, Any] 
 
 def load_run_config(path: str | Path, overrides: Mapping[str, Any] | None = None,
                     extra_files: list[str | Path] | None = None) -> Config:
-    """A run directory's config.toml, which must be complete: a run never falls back to defaults."""
-    path = Path(path)
+    """A run's config (the run folder or its config.toml), which must be complete: a run never
+    falls back to defaults."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        from tamnas.rundir import RunDir
+
+        path = RunDir(path).config
+        if not path.is_file():
+            raise FileNotFoundError(f"{path.parent} is not a tamnas run directory (no "
+                                    f"{path.name}); make one with `tamnas run PRESET --out DIR`")
     _, values = _read_toml(path)
     missing = [k for k in ("seed", *SECTIONS) if k not in values]
     if missing:

@@ -235,6 +235,10 @@ class SearchConfig:
                                  help="gradient scaling before the min-norm solve; the step "
                                       "follows the combination solved for (auto: the papers' "
                                       "none, raw gradients)")
+    mgda_cost_unit: float = _f(-1.0, low=-1.0,
+                               help="unit of the params/FLOPs objectives |N - L|, max(N, L): "
+                                    "-1 the papers' millions (1e6), 0 divide by the target "
+                                    "(scale-free; for spaces of thousands of parameters)")
     mgda_arch_lr: float = _f(3e-4, low=0.0,
                              help='Adam learning rate of the architecture weights alpha')
     mgda_weight_lr: float = _f(0.025, low=0.0,

@@ -53,10 +53,11 @@ class DataBundle:
 
 
 def _ood_dataset(kind: str, data_cfg: DataConfig, seed: int, info: DatasetInfo,
-                 test: ImageTensorDataset
+                 train: ImageTensorDataset
                  ) -> tuple[ImageTensorDataset, ImageTensorDataset] | tuple[None, None]:
     """The OoD set `kind` as float images at the run's resolution and channel count, in two
-    disjoint halves (train, eval) of up to `ood_size` images each."""
+    disjoint halves (train, eval) of up to `ood_size` images each. Permuted pixels come from
+    the training split, so no test image ever shapes a search or its OoD score."""
     res, c, n = data_cfg.resolution, info.in_channels, data_cfg.ood_size
     if kind == "none":
         return None, None
@@ -65,9 +66,9 @@ def _ood_dataset(kind: str, data_cfg: DataConfig, seed: int, info: DatasetInfo,
     if kind == "noise":   # two independent draws: disjoint with probability one
         x = torch.rand(2 * n, c, res, res, generator=torch.Generator().manual_seed(mix_seed(seed, 2)))
     elif kind == "permuted":
-        k = min(2 * n, len(test))
+        k = min(2 * n, len(train))
         gen = torch.Generator().manual_seed(mix_seed(seed, 3))
-        x, _ = test.with_augment(False).fetch(torch.randperm(len(test), generator=gen)[:k])
+        x, _ = train.with_augment(False).fetch(torch.randperm(len(train), generator=gen)[:k])
         perms = torch.rand(k, res * res, generator=gen).argsort(dim=1)   # one permutation per image
         flat = x.reshape(k, c, res * res)
         x = flat.gather(2, perms[:, None, :].expand(-1, c, -1)).reshape(k, c, res, res)
@@ -92,7 +93,20 @@ def _ood_dataset(kind: str, data_cfg: DataConfig, seed: int, info: DatasetInfo,
                                labels[half:half + min(n, len(x) - half)], res))
 
 
-def load_data(data_cfg: DataConfig, seed: int) -> DataBundle:
+@dataclass(frozen=True)
+class Splits:
+    """A dataset's training and test images and labels as read, before any split is made."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+
+
+def load_splits(data_cfg: DataConfig) -> Splits:
+    """Read the training and test images once (their counts fit the image counts of a run)."""
+    return Splits(load_split(data_cfg, "train"), load_split(data_cfg, "test"))
+
+
+def load_data(data_cfg: DataConfig, seed: int, splits: Splits | None = None) -> DataBundle:
     """Load `data_cfg.dataset` and split it deterministically under `seed`.
 
     The validation split comes out of the training set (a numpy permutation drawn from
@@ -103,8 +117,8 @@ def load_data(data_cfg: DataConfig, seed: int) -> DataBundle:
     name = data_cfg.dataset
     info = dataset_info(data_cfg)
     res = int(data_cfg.resolution)
-    images, labels = load_split(data_cfg, "train")
-    test_images, test_labels = load_split(data_cfg, "test")
+    splits = splits if splits is not None else load_splits(data_cfg)
+    (images, labels), (test_images, test_labels) = splits.train, splits.test
 
     n = len(images)
     if data_cfg.val_size >= n:
@@ -125,7 +139,7 @@ def load_data(data_cfg: DataConfig, seed: int) -> DataBundle:
                                seed=mix_seed(seed, 1))
     val = ImageTensorDataset(images[val_idx], labels[val_idx], res)
     test = ImageTensorDataset(test_images, test_labels, res)
-    ood_train, ood_eval = _ood_dataset(data_cfg.ood, data_cfg, seed, info, test)
+    ood_train, ood_eval = _ood_dataset(data_cfg.ood, data_cfg, seed, info, train)
     return DataBundle(train=train, train_plain=train.with_augment(False), val=val, test=test,
                       ood_train=ood_train, ood_eval=ood_eval, info=info, resolution=res,
                       name=name)

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from tamnas.data.sources import DatasetInfo
 from tamnas.data.tensors import resize
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +35,13 @@ def _folder_samples(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
     except FileNotFoundError:
         raise FileNotFoundError(f"imagefolder: {folder} has no class folders; put the images of "
                                 f"each class in {folder}/CLASS_NAME/") from None
+    stray = [p for p in sorted(folder.rglob("*"))
+             if (p.is_file() or p.is_symlink()) and not p.name.lower().endswith(IMG_EXTENSIONS)]
+    if stray:
+        shown = ", ".join(str(p.relative_to(folder)) for p in stray[:5])
+        more = f" and {len(stray) - 5} more" if len(stray) > 5 else ""
+        raise ValueError(f"imagefolder: {len(stray)} file(s) in {folder} are not images "
+                         f"({shown}{more}); move them out of the image folder")
     samples = make_dataset(folder, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
     counts = np.bincount([y for _, y in samples], minlength=len(classes))
     empty = [c for c, n in zip(classes, counts) if n == 0]
@@ -54,15 +58,22 @@ def _read_image(path: str, resolution: int) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in _16_BIT_MODES:               # 16-bit greyscale: scale, do not clip
-                arr = np.asarray(im, dtype=np.float64) / 65535.0 * 255.0
-                arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)[None]
-            elif im.mode in _GREY_MODES:
-                arr = np.asarray(im.convert("L"))[None]
-            else:
-                arr = np.asarray(im.convert("RGB")).transpose(2, 0, 1)
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice it; a bomb is refused either way.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                if im.mode in _16_BIT_MODES:           # 16-bit greyscale: scale, do not clip
+                    arr = np.asarray(im, dtype=np.float64) / 65535.0 * 255.0
+                    arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)[None]
+                elif im.mode in _GREY_MODES:
+                    arr = np.asarray(im.convert("L"))[None]
+                else:
+                    arr = np.asarray(im.convert("RGB")).transpose(2, 0, 1)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(f"imagefolder: {path} claims more pixels than Pillow opens safely "
+                         f"({str(e).split('.')[0]}); a decompression bomb or a damaged file: "
+                         "delete or replace it") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise ValueError(f"imagefolder: cannot read {path} as an image ({type(e).__name__}); "
                          f"delete or replace the file") from None
@@ -70,13 +81,15 @@ def _read_image(path: str, resolution: int) -> torch.Tensor:
     return resize(x, resolution).mul_(255.0).round_().to(torch.uint8)[0]
 
 
-def _read_folder(folder: Path, resolution: int) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+def _read_folder(folder: Path, resolution: int
+                 ) -> tuple[list[str], torch.Tensor, torch.Tensor, tuple[str, ...]]:
     classes, samples = _folder_samples(folder)
     images = [_read_image(p, resolution) for p, _ in samples]
     if any(x.shape[0] == 3 for x in images):           # one RGB file makes the set RGB
         images = [x.expand(3, -1, -1) for x in images]
+    files = tuple(Path(p).relative_to(folder.parent).as_posix() for p, _ in samples)
     return (classes, torch.stack(images).contiguous(),
-            torch.tensor([y for _, y in samples], dtype=torch.int64))
+            torch.tensor([y for _, y in samples], dtype=torch.int64), files)
 
 
 def _stratified_test(labels: np.ndarray, fraction: float,
@@ -98,6 +111,8 @@ class _FolderSet:
     info: DatasetInfo
     train: tuple[torch.Tensor, torch.Tensor]
     test: tuple[torch.Tensor, torch.Tensor]
+    train_files: tuple[str, ...] = ()      # relative to the folder, in the order of the images
+    test_files: tuple[str, ...] = ()
 
 
 _FOLDER_CACHE: dict[tuple, _FolderSet] = {}
@@ -121,9 +136,9 @@ def image_folder(root: str | Path, resolution: int) -> _FolderSet:
     key = _folder_key(root, resolution)
     if key in _FOLDER_CACHE:
         return _FOLDER_CACHE[key]
-    classes, x, y = _read_folder(train_dir, resolution)
+    classes, x, y, files = _read_folder(train_dir, resolution)
     if test_dir.is_dir():
-        test_classes, tx, ty = _read_folder(test_dir, resolution)
+        test_classes, tx, ty, test_files = _read_folder(test_dir, resolution)
         if test_classes != classes:
             only_train = sorted(set(classes) - set(test_classes))
             only_test = sorted(set(test_classes) - set(classes))
@@ -132,18 +147,22 @@ def image_folder(root: str | Path, resolution: int) -> _FolderSet:
                              f"{', '.join(only_test) or '-'}); give both the same classes")
         if tx.shape[1] != x.shape[1]:                   # one RGB split makes both RGB
             x, tx = x.expand(-1, 3, -1, -1).contiguous(), tx.expand(-1, 3, -1, -1).contiguous()
-    else:
+    if len(classes) < 2:
+        raise ValueError(f"imagefolder: {train_dir} has one class folder ({classes[0]}); a "
+                         "classifier needs two or more classes")
+    if not test_dir.is_dir():
         if int(np.bincount(y.numpy()).min()) < 2:
             raise ValueError(f"imagefolder: without {test_dir} every class of {train_dir} needs "
                              f"two or more images to split off test images; add images or a "
                              f"test/ folder")
         tr, te = _stratified_test(y.numpy(), FOLDER_TEST_FRACTION, FOLDER_SPLIT_SEED)
         x, tx, y, ty = x[tr], x[te], y[tr], y[te]
+        files, test_files = tuple(files[i] for i in tr), tuple(files[i] for i in te)
     pixels = x.double().div_(255.0).transpose(0, 1).reshape(x.shape[1], -1)
     mean = tuple(float(v) for v in pixels.mean(1))
     std = tuple(max(float(v), 1e-3) for v in pixels.std(1))       # a blank channel stays finite
     out = _FolderSet(DatasetInfo(len(classes), int(x.shape[1]), mean, std, tuple(classes)),
-                     (x, y), (tx, ty))
+                     (x, y), (tx, ty), files, test_files)
     _FOLDER_CACHE.clear()                              # hold one folder's tensors, not every one
     _FOLDER_CACHE[key] = out
     return out

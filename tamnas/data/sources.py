@@ -9,15 +9,12 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from tamnas.data.tensors import resize
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +117,7 @@ def _digits_split(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     test = []
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
-        test.append(rng.permutation(idx)[: int(round(DIGITS_TEST_FRACTION * len(idx)))])
+        test.append(rng.permutation(idx)[: round(DIGITS_TEST_FRACTION * len(idx))])
     test_idx = np.sort(np.concatenate(test))
     return np.setdiff1d(np.arange(len(y)), test_idx), test_idx
 
@@ -178,6 +175,54 @@ def _unpack_system_copy(name: str, system: Path, files: list[str], raw: Path) ->
     log.info("%s: unpacked %s into %s", name, system, raw)
 
 
+IDX_UBYTE = 0x08                           # the only IDX type code of the MNIST-format sets
+MNIST_SHAPE = (28, 28)
+
+
+def _idx_header(path: Path) -> tuple[int, tuple[int, ...]]:
+    """(type code, dims) of an IDX file, checked against its size; ValueError if they disagree."""
+    import struct
+
+    with path.open("rb") as f:
+        head = f.read(4)
+        if len(head) < 4 or head[:2] != b"\0\0" or not 1 <= head[3] <= 4:
+            raise ValueError(f"{path} is not an IDX file (bad magic number)")
+        raw = f.read(4 * head[3])
+    if len(raw) < 4 * head[3]:
+        raise ValueError(f"{path} is cut inside its IDX header")
+    dims = struct.unpack(f">{head[3]}I", raw)
+    need = 4 + 4 * len(dims) + int(np.prod(dims, dtype=np.int64))
+    if path.stat().st_size != need:
+        raise ValueError(f"{path}: its IDX header claims {' x '.join(map(str, dims))} bytes of "
+                         f"data, the file holds {path.stat().st_size - 4 - 4 * len(dims)}")
+    return head[2], tuple(dims)
+
+
+def check_idx_files(name: str, raw: Path, files: list[str], fix: str) -> None:
+    """Every IDX file of an MNIST-format set holds 8-bit N x 28 x 28 images or N labels, with
+    one N per split, before torchvision reads it (it trusts the header's type and shape)."""
+    sizes: dict[str, dict[str, int]] = {}
+    for f in files:
+        path = raw / f
+        kind = "images" if "images" in f else "labels"
+        try:
+            code, dims = _idx_header(path)
+        except (ValueError, OSError) as e:
+            raise ValueError(f"{name}: {e}; {fix}") from None
+        want = (3, MNIST_SHAPE) if kind == "images" else (1, ())
+        if code != IDX_UBYTE or len(dims) != want[0] or tuple(dims[1:]) != want[1]:
+            shape = " x ".join(["N", *map(str, want[1])]) if want[1] else "N"
+            raise ValueError(f"{name}: {path} holds {' x '.join(map(str, dims))} values of IDX "
+                             f"type 0x{code:02x}, not {kind} of {shape} unsigned bytes (type "
+                             f"0x{IDX_UBYTE:02x}); {fix}")
+        split = "train" if f.startswith("train") else "test"
+        sizes.setdefault(split, {})[kind] = dims[0]
+    for split, n in sizes.items():
+        if len(set(n.values())) > 1:
+            raise ValueError(f"{name}: the {split} files hold {n.get('images')} images and "
+                             f"{n.get('labels')} labels in {raw}; {fix}")
+
+
 def load_mnist_like(name: str, root: str | Path, split: str,
                      download: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 N x 1 x 28 x 28 images and int64 labels through torchvision's (Fashion)MNIST."""
@@ -192,6 +237,8 @@ def load_mnist_like(name: str, root: str | Path, split: str,
             raise FileNotFoundError(f"{name}: dataset files not found in {raw} (missing "
                                     f"{', '.join(missing)}); " + _mnist_how_to_get(name, raw))
         _unpack_system_copy(name, system, files, raw)
+    if not download or not missing:
+        check_idx_files(name, raw, files, "delete them and " + _mnist_how_to_get(name, raw))
     try:
         if download:
             root.mkdir(parents=True, exist_ok=True)

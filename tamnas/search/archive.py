@@ -11,6 +11,12 @@ images) also get the binomial standard error `<err>_se` of each error rate, so
 a reader sees when two archs cannot be told apart; archives written before
 that have no such columns and load as they are. `archive.json` is authoritative and restores the
 archive exactly; `archive.csv` is the same table for pandas and people.
+
+One archive serves every strategy of a run, and each strategy has its own
+front: an entry records every strategy that visited it (`strategies`, in
+order of first visit; the `strategy` metadata names the first), so a random
+search that meets an NSGA-II arch scores nothing again, yet never changes
+NSGA-II's front. Archives written before that know only the first strategy.
 """
 
 from __future__ import annotations
@@ -21,22 +27,30 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tamnas.config import SCORE_NAMES
 from tamnas.files import atomic_write_json, atomic_write_text
-from tamnas.metrics import BINOMIAL_ERRORS, with_standard_errors
+from tamnas.metrics import with_standard_errors
 from tamnas.rundir import FINGERPRINT_KEY
+from tamnas.search.fronts import (
+    NOISE_NAMES,
+    STRATEGIES,
+    WEIGHTS,
+    archs_of,
+    front_records,
+    front_table,
+    mixed_weights,
+    non_dominated,
+    plain_value,
+    visited_by,
+)
 from tamnas.supernets.base import Arch
 
 FORMAT = "tamnas-archive-v2"
 READABLE_FORMATS = ("tamnas-archive-v1", FORMAT)   # v1 rows take the archive's fingerprint
-WEIGHTS = "weights"       # the column naming the weights a row was scored on
 JSON_NAME = "archive.json"
 CSV_NAME = "archive.csv"
-# Noise of the error rates (binomial standard errors) and the image count they come from.
-NOISE_NAMES = tuple(f"{e}_se" for e in BINOMIAL_ERRORS) + ("n_eval",)
 
 
 def arch_key(arch: Sequence[int]) -> str:
@@ -48,32 +62,16 @@ def parse_key(key: str) -> Arch:
     return tuple(int(g) for g in str(key).split("-"))
 
 
-def _plain(value: Any) -> Any:
-    """numpy scalars -> Python scalars, so that JSON holds them and equality is exact."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value)
-    if value is None or isinstance(value, str):
-        return value
-    raise ValueError(f"archive values must be numbers, strings or None; got {type(value).__name__} "
-                     f"{value!r}")
-
-
-def non_dominated(F: np.ndarray) -> np.ndarray:
-    """Indices of the non-dominated rows of F (all objectives minimised), in ascending order."""
-    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
-
-    F = np.asarray(F, dtype=float)
-    if F.ndim != 2:
-        raise ValueError(f"non_dominated: expected a 2-d array of objective values, got shape "
-                         f"{F.shape}")
-    if len(F) == 0:
-        return np.zeros(0, dtype=int)
-    idx = NonDominatedSorting().do(F, only_non_dominated_front=True)
-    return np.sort(np.asarray(idx, dtype=int))
+def _check_entry_scores(scores: Mapping[str, Any]) -> None:
+    """ValueError if a saved score is impossible: an error rate NaN, negative or above 1."""
+    for k, v in scores.items():
+        if not (k.endswith(("_err", "_err_se")) or k in ("params", "flops")):
+            continue
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) \
+            and v >= 0 and (k in ("params", "flops") or v <= 1)
+        if not ok:
+            raise ValueError(f"{k} = {v!r} is not "
+                             f"{'a count' if k in ('params', 'flops') else 'an error rate in [0, 1]'}")
 
 
 class _Current:
@@ -94,13 +92,6 @@ CURRENT, ANY_WEIGHTS = _Current(), _Any()
 Key = tuple[Arch, "str | None"]
 
 
-def mixed_weights(df: pd.DataFrame) -> bool:
-    """True when the rows of a table (a front) were scored on more than one set of weights."""
-    if WEIGHTS not in df.columns or df.empty:
-        return False
-    return df[WEIGHTS].fillna("").nunique() > 1
-
-
 class Archive:
     """Scores and metadata of every evaluated (arch, weights), in insertion order.
 
@@ -118,6 +109,7 @@ class Archive:
         self.fingerprint = fingerprint  # the current weights: default of add/get/in
         self._scores: dict[Key, dict[str, Any]] = {}
         self._meta: dict[Key, dict[str, Any]] = {}
+        self._visits: dict[Key, list[str]] = {}
 
     # -- container ----------------------------------------------------------------------
     def _arch(self, arch: Sequence[int]) -> Arch:
@@ -133,9 +125,13 @@ class Archive:
 
     def add(self, arch: Sequence[int], scores: Mapping[str, Any], *, weights: Any = CURRENT,
             **meta: Any) -> bool:
-        """Record an arch's scores on `weights` (default: the current ones); True if new."""
+        """Record an arch's scores on `weights` (default: the current ones); True if new.
+
+        A known (arch, weights) keeps its scores; a `strategy` in `meta` is recorded as a visit.
+        """
         key = (self._arch(arch), self._weights(weights))
         if key in self._scores:
+            self._visit(key, meta.get("strategy"))
             return False
         if not scores:
             raise ValueError(f"archive: no scores given for arch {arch_key(key[0])}")
@@ -143,10 +139,33 @@ class Archive:
         if clash:
             raise ValueError(f"archive: meta keys {sorted(clash)} clash with score or reserved "
                              "names")
-        self._scores[key] = {str(k): _plain(v) for k, v in with_standard_errors(scores).items()}
+        self._scores[key] = {str(k): plain_value(v) for k, v in with_standard_errors(scores).items()}
         self._meta[key] = {"order": len(self._meta),
-                           **{str(k): _plain(v) for k, v in meta.items()}}
+                           **{str(k): plain_value(v) for k, v in meta.items()}}
+        self._visits[key] = []
+        self._visit(key, meta.get("strategy"))
         return True
+
+    def _visit(self, key: Key, strategy: Any) -> None:
+        if strategy is not None and str(strategy) not in self._visits[key]:
+            self._visits[key].append(str(strategy))
+
+    def visit(self, arch: Sequence[int], strategy: str, weights: Any = CURRENT) -> None:
+        """Record that `strategy` met an arch already scored on `weights` (a cache hit)."""
+        key = self._key(arch, weights)
+        if key is None:
+            raise ValueError(f"archive: arch {arch_key(arch)} was never scored on weights "
+                             f"{self._weights(weights)}; score it before recording a visit")
+        self._visit(key, strategy)
+
+    def strategies(self, arch: Sequence[int], weights: Any = CURRENT) -> list[str]:
+        """Every strategy that visited an arch on `weights`, in order of first visit."""
+        key = self._key(arch, weights)
+        return list(self._visits[key]) if key is not None else []
+
+    def strategy_names(self) -> list[str]:
+        """Every strategy that visited any entry, in order of first appearance."""
+        return list(dict.fromkeys(n for names in self._visits.values() for n in names))
 
     def _key(self, arch: Sequence[int], weights: Any) -> Key | None:
         """The key of `arch` on `weights`; with ANY_WEIGHTS the first entry of the arch."""
@@ -194,6 +213,7 @@ class Archive:
             if kw == w:
                 meta = {k: v for k, v in self._meta[(arch, kw)].items() if k != "order"}
                 out.add(arch, scores, weights=kw, **meta)
+                out._visits[(arch, kw)] = list(self._visits[(arch, kw)])
         return out
 
     def update(self, other: Archive) -> int:
@@ -205,13 +225,15 @@ class Archive:
         for key, scores in other._scores.items():
             meta = {k: v for k, v in other._meta[key].items() if k != "order"}
             added += self.add(key[0], scores, weights=key[1], **meta)
+            for name in other._visits[key]:
+                self._visit(key, name)
         return added
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Archive) and self.space_name == other.space_name
                 and self.n_genes == other.n_genes
                 and list(self._scores.items()) == list(other._scores.items())
-                and self._meta == other._meta)
+                and self._meta == other._meta and self._visits == other._visits)
 
     # -- tables -------------------------------------------------------------------------
     def score_names(self) -> list[str]:
@@ -230,7 +252,8 @@ class Archive:
 
     def frame(self, weights: Any = ANY_WEIGHTS) -> pd.DataFrame:
         """One row per entry (on `weights`, default all): arch key, genes g0..gN, every score,
-        the `weights` fingerprint, metadata (order last)."""
+        the `weights` fingerprint, the visiting `strategies` ("nsga2,random"), metadata
+        (order last)."""
         genes = [f"g{i}" for i in range(self.n_genes)]
         scores, metas = self.score_names(), self.meta_names()
         keep = None if weights is ANY_WEIGHTS else self._weights(weights)
@@ -240,8 +263,8 @@ class Archive:
                 continue
             m = self._meta[(arch, w)]
             rows.append([arch_key(arch), *arch, *(s.get(k, math.nan) for k in scores), w,
-                         *(m.get(k) for k in metas)])
-        df = pd.DataFrame(rows, columns=["arch", *genes, *scores, WEIGHTS, *metas])
+                         ",".join(self._visits[(arch, w)]), *(m.get(k) for k in metas)])
+        df = pd.DataFrame(rows, columns=["arch", *genes, *scores, WEIGHTS, STRATEGIES, *metas])
         for g in genes:
             df[g] = df[g].astype("int64")
         if "order" in df:
@@ -249,9 +272,10 @@ class Archive:
         return df
 
     def front(self, objectives: Sequence[str], rows: pd.DataFrame | None = None,
-              weights: Any = ANY_WEIGHTS) -> pd.DataFrame:
+              weights: Any = ANY_WEIGHTS, strategy: str | None = None) -> pd.DataFrame:
         """Non-dominated rows (minimisation) of `rows` (default: the archive's entries on
-        `weights`, all by default) over `objectives`.
+        `weights`, all by default) over `objectives`; with `strategy`, of the rows that
+        strategy visited only (its own front).
 
         Rows lacking a value for one of the objectives take no part. The
         result keeps the input order and index; `attrs["mixed_weights"]` (and
@@ -265,6 +289,8 @@ class Archive:
             raise ValueError(f"front: unknown objectives {missing or objectives}; this archive has "
                              f"scores {', '.join(self.score_names()) or '(none)'}")
         usable = df[df[objectives].notna().all(axis=1)]
+        if strategy is not None:
+            usable = usable[visited_by(usable, strategy)]
         idx = non_dominated(usable[objectives].to_numpy(dtype=float))
         front = usable.iloc[idx]
         front.attrs["mixed_weights"] = mixed_weights(front)
@@ -276,7 +302,8 @@ class Archive:
         if self.fingerprint is not None:
             blob[FINGERPRINT_KEY] = self.fingerprint
         blob["entries"] = [{"arch": list(a), WEIGHTS: w, "scores": self._scores[(a, w)],
-                            "meta": self._meta[(a, w)]} for a, w in self._scores]
+                            "meta": self._meta[(a, w)], STRATEGIES: self._visits[(a, w)]}
+                           for a, w in self._scores]
         return blob
 
     @classmethod
@@ -290,8 +317,11 @@ class Archive:
                 meta = {k: v for k, v in e["meta"].items() if k != "order"}
                 # v1 entries name no weights: they were scored on the archive's fingerprint
                 weights = e.get(WEIGHTS, archive.fingerprint)
+                _check_entry_scores(e["scores"])
                 if not archive.add(e["arch"], e["scores"], weights=weights, **meta):
                     raise ValueError(f"duplicate arch {arch_key(e['arch'])} on weights {weights}")
+                for name in e.get(STRATEGIES, []):  # older archives: the first scorer only
+                    archive.visit(e["arch"], str(name), weights=weights)
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{source} is corrupt ({type(err).__name__}: {err}); delete it or "
                              "pass --no-resume") from None
@@ -335,41 +365,6 @@ class Archive:
         return archive
 
 
-def front_table(archive: Archive, objectives: Sequence[str]) -> pd.DataFrame:
-    """The front as every table, file and `front:K` shows it.
-
-    The archive's non-dominated archs over `objectives`, sorted by those
-    objectives in order, ties by archive order; row K is `front:K`.
-    """
-    if not len(archive):
-        return archive.frame()
-    df = archive.front(objectives)
-    return df.sort_values(list(objectives) + ["order"], kind="stable").reset_index(drop=True)
-
-
-def front_records(space, df: pd.DataFrame) -> list[dict]:
-    """front.json entries: genes, the space's readable description and the scores of each row."""
-    n = space.n_genes
-    scores = [c for c in (*SCORE_NAMES, *NOISE_NAMES) if c in df.columns]
-    records = []
-    for _, row in df.iterrows():
-        arch = tuple(int(row[f"g{i}"]) for i in range(n))
-        values = {k: _plain(row[k].item() if hasattr(row[k], "item") else row[k])
-                  for k in scores if not pd.isna(row[k])}
-        if "n_eval" in values:  # a float column when older rows lack it
-            values["n_eval"] = int(values["n_eval"])
-        record = {"arch": list(arch), "description": space.describe(arch), "scores": values}
-        if WEIGHTS in df.columns and not pd.isna(row[WEIGHTS]):
-            record[WEIGHTS] = str(row[WEIGHTS])
-        records.append(record)
-    return records
-
-
-def archs_of(df: pd.DataFrame, n_genes: int) -> list[Arch]:
-    """The archs of a frame's rows, read from the gene columns."""
-    genes = df[[f"g{i}" for i in range(n_genes)]].to_numpy(dtype=np.int64)
-    return [tuple(int(g) for g in row) for row in genes]
-
-
-__all__ = ["ANY_WEIGHTS", "CURRENT", "NOISE_NAMES", "WEIGHTS", "Archive", "arch_key", "archs_of",
-           "front_records", "front_table", "mixed_weights", "non_dominated", "parse_key"]
+__all__ = ["ANY_WEIGHTS", "CURRENT", "NOISE_NAMES", "STRATEGIES", "WEIGHTS", "Archive", "arch_key",
+           "archs_of", "front_records", "front_table", "mixed_weights", "non_dominated",
+           "parse_key", "visited_by"]

@@ -212,9 +212,12 @@ class BiLevelSteps:
             return kl_to_uniform(run.model.forward_relaxed(batches["ood"][0], probs))
         target = self.targets[index] if name == "params" else self.flops_targets[index]
         expected = self.space.expected_cost(name, probs)
+        # in millions as the papers (L = 2.5 is 2.5M parameters); cost_unit 0 divides by the
+        # target instead, a departure the tiny presets state (their costs are thousands)
+        unit = self.variant.cost_unit or target
         if self.variant.params_form == "hinge":          # paper 000, Eq. 6: max(N, L)
-            return torch.clamp(expected, min=target) / target
-        return (expected - target).abs() / target       # paper 001, Eq. 5-6
+            return torch.clamp(expected, min=target) / unit
+        return (expected - target).abs() / unit         # paper 001, Eq. 5-6
 
     def upper_step(self, run: SearchState, index: int, names: Sequence[str]
                    ) -> tuple[list[float], list[float]]:

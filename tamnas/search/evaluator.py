@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from tamnas import distributed as dist
 from tamnas.attacks import (Attack, error_masks, eval_mode, modules_run, preserved_bn_state,
                             train_mode)
 from tamnas.metrics import ood_aupr, with_standard_errors
+from tamnas.progress import progress
 from tamnas.search.archive import Archive
 from tamnas.supernets.base import Arch, SearchSpace, Supernet
 
@@ -123,12 +123,16 @@ class Evaluator:
         if todo:
             tic = time.perf_counter()
             # Every rank calls this (rank-0-only callers run inside `dist.local_only()`).
-            local = [self.score(a) for a in tqdm(dist.shard(todo), desc="evaluate", leave=False,
-                                                 disable=self.quiet or not dist.is_main())]
+            local = [self.score(a) for a in progress(dist.shard(todo), desc="evaluate",
+                                                     leave=False, unit="arch",
+                                                     disable=self.quiet or not dist.is_main())]
             for arch, scores in zip(todo, dist.gather_sharded(local, len(todo))):
                 self.archive.add(arch, scores, weights=self.weights, **meta)
             self.stats["evaluations"] += len(todo)
             self.stats["seconds"] += time.perf_counter() - tic
+        if meta.get("strategy") is not None:  # a cache hit is a visit too: it joins that front
+            for a in archs:
+                self.archive.visit(a, meta["strategy"], weights=self.weights)
         return [dict(self.archive.get(a, weights=self.weights)) for a in archs]
 
     def score(self, arch: Arch) -> dict[str, float]:

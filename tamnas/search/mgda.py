@@ -298,7 +298,7 @@ class MGDASearch(BiLevelSteps, Strategy):
             self.epoch_rows.append(row)
             if last:
                 self.final_alpha[t] = [a.detach().cpu().clone() for a in run.alphas[t]]
-        return {"epoch": epoch, "stage": stage, "weight_lr": lr,
+        return {"epoch": epoch, "stage": stage, "weight_lr": lr, "hv": self.front_hv(),
                 "train_loss": sum(s["train_loss"] for s in sums) / (n * n_targets),
                 "train_acc": sum(s["train_acc"] for s in sums) / (n * n_targets)}
 

@@ -34,6 +34,8 @@ HESSIAN_ITERS = 10             # power iterations for the dominant Hessian eigen
 FLOPS_SAMPLES = 201            # sampled archs whose median gives the FLOPs/params ratio
 PAPER_EPS = 2 / 255            # the search-time budget of papers 000-002
 
+COST_UNIT = 1e6   # papers 000/001 state L (and F) in millions: Psi = max(N, L), |N - L| in M
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -51,7 +53,8 @@ class Variant:
     pgd_step: float = 1 / 510                # ... with step 1/510 at eps 2/255
     order: str = "first"                     # "second": Eq. 9 of papers 000/001
     normalization: str = "none"              # the papers solve on raw gradients
-    params_form: str = "distance"            # |E[N] - L| / L (001, Eq. 5) or max(E[N], L) / L (000)
+    params_form: str = "distance"            # |E[N] - L| (001, Eq. 5) or max(E[N], L) (000, Eq. 6)
+    cost_unit: float = COST_UNIT             # costs in millions, as the papers; 0: divide by the target
     weight_lr_min: float = WEIGHT_LR_MIN     # DSARA anneals the weight lr to zero
     perturb: str | None = None               # SmoothDARTS: "rs" or "adv"
 
@@ -101,6 +104,8 @@ def resolve(name: str, search_cfg) -> Variant:
         changes["order"] = "second"
     if s.mgda_normalization != "auto":
         changes["normalization"] = s.mgda_normalization
+    if s.mgda_cost_unit >= 0:
+        changes["cost_unit"] = float(s.mgda_cost_unit)
     if s.mgda_stage1_share >= 0:
         changes["stage1_share"] = float(s.mgda_stage1_share)
     if s.mgda_stage2_arch_lr >= 0:
@@ -109,5 +114,5 @@ def resolve(name: str, search_cfg) -> Variant:
     return replace(v, **changes)
 
 
-__all__ = ["COSTS", "LOWER_ATTACKS", "OBJECTIVES", "ORDERS", "PAPER_EPS", "VAL_ATTACKS",
+__all__ = ["COSTS", "COST_UNIT", "LOWER_ATTACKS", "OBJECTIVES", "ORDERS", "PAPER_EPS", "VAL_ATTACKS",
            "VARIANTS", "Variant", "resolve"]

@@ -9,13 +9,16 @@ range, duplicate elimination by arch and a k-way tournament.
 
 Generation 0 is the initial population; each of the `search.generations`
 later generations evaluates `n_offsprings` children and keeps `pop_size`
-survivors. After every generation the pymoo algorithm object (population,
-operators and its numpy Generator) is checkpointed, so a resumed search draws
-the same numbers an uninterrupted one would have drawn.
+survivors. After every generation the algorithm's state is checkpointed as
+tensors, numbers and strings (the population's genes, objectives, ranks and
+crowding, the generation counter, the numpy Generator states as JSON); a
+resume rebuilds the pymoo objects from them, so it draws the same numbers an
+uninterrupted search would have drawn and never unpickles an object.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,9 +36,16 @@ from pymoo.operators.selection.tournament import TournamentSelection
 
 from tamnas import distributed as dist
 from tamnas.files import atomic_write_json, atomic_write_text
-from tamnas.metrics import format_error
 from tamnas.search.archive import arch_key
+from tamnas.search.front_table import format_front_table
 from tamnas.search.hypervolume import Hypervolume, objective_bounds
+from tamnas.search.saved_state import (
+    malformed,
+    population_from_state,
+    population_state,
+    rng_state,
+    set_rng_state,
+)
 from tamnas.search.strategy import Strategy, register_strategy
 from tamnas.supernets.base import Arch, SearchSpace
 
@@ -44,8 +54,8 @@ from tamnas.supernets.base import Arch, SearchSpace
 class ArchProblem(Problem):
     """Integer genes in [space.lower, space.upper]; F = the chosen scores of each arch.
 
-    The space and the evaluator are attached, not owned: they are left out of
-    pickles (checkpoints) and re-attached on resume.
+    The space and the evaluator are attached, not owned: a resumed search
+    builds a new problem and attaches them again.
     """
 
     def __init__(self, space: SearchSpace, evaluator, objectives: Sequence[str],
@@ -244,7 +254,6 @@ class NSGA2Search(Strategy):
         super().__init__(space, evaluator, cfg, run_dir, seed=seed, quiet=quiet, resume=resume)
         self.generations = int(cfg.search.generations)
         self.algorithm: NSGA2 | None = None
-        self.hv: Hypervolume | None = None
         self.population_rows: list[dict[str, Any]] = []
 
     def settings(self) -> dict[str, Any]:
@@ -267,11 +276,15 @@ class NSGA2Search(Strategy):
                      mutation=ResampleMutation(s.p_m), repair=ArchRepair(),
                      eliminate_duplicates=ArchDuplicateElimination(), seed=self.seed)
 
-    def setup(self) -> None:
+    def _new_algorithm(self) -> NSGA2:
         problem = ArchProblem(self.space, self.evaluator, self.objectives, self.params_range,
                               seed=self.seed, strategy=self.name)
-        self.algorithm = self.build_algorithm()
-        self.algorithm.setup(problem, termination=NoTermination(), verbose=False, progress=False)
+        algorithm = self.build_algorithm()
+        algorithm.setup(problem, termination=NoTermination(), verbose=False, progress=False)
+        return algorithm
+
+    def setup(self) -> None:
+        self.algorithm = self._new_algorithm()
         low, high = objective_bounds(self.space, self.objectives, self.params_range, seed=self.seed)
         self.hv = Hypervolume(low, high)
         self.rows, self.population_rows = [], []
@@ -292,9 +305,7 @@ class NSGA2Search(Strategy):
             scores = dict(zip(self.objectives, map(float, f)))
             self.population_rows.append({"generation": generation, "arch": arch_key(x),
                                          "rank": int(r), **scores})
-        archive_front = self.archive.front(self.objectives)
-        return {"generation": generation, "hv": self.hv(F),
-                "hv_archive": self.hv(archive_front[self.objectives].to_numpy(dtype=float)),
+        return {"generation": generation, "hv": self.front_hv(), "hv_population": self.hv(F),
                 "pop_size": len(pop), "offspring": len(algo.off) if algo.off is not None else 0,
                 "front_size": int(np.sum(rank == 0))}
 
@@ -305,59 +316,49 @@ class NSGA2Search(Strategy):
                               pd.DataFrame(self.population_rows).to_csv(index=False))
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "algorithm": self.algorithm, "hv": self.hv,
+        algo = self.algorithm
+        return {**super().state_dict(),
+                "algorithm": {"population": population_state(algo.pop),
+                              "n_iter": int(algo.n_iter), "n_eval": int(algo.evaluator.n_eval),
+                              "rng": rng_state(algo.random_state),
+                              "problem_rng": rng_state(algo.problem.rng),
+                              "force_termination": bool(algo.termination.force_termination)},
+                "hv": {"low": [float(v) for v in self.hv.low],
+                       "high": [float(v) for v in self.hv.high]},
                 "population_rows": [dict(r) for r in self.population_rows]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Rebuild the pymoo algorithm from the saved arrays: a fresh one, as `setup` makes it,
+        given the saved population, counters and random states."""
+        where = str(self.checkpoint_path)
+        saved, hv = state.get("algorithm"), state.get("hv")
+        if not isinstance(saved, dict) or not isinstance(hv, dict) \
+                or not isinstance(saved.get("n_iter"), int) or saved["n_iter"] < 2:
+            raise malformed(where, "no algorithm state")
         super().load_state_dict(state)
-        self.algorithm, self.hv = state["algorithm"], state["hv"]
+        algo = self._new_algorithm()
+        algo.pop = population_from_state(saved["population"], self.space.n_genes,
+                                         len(self.objectives), where)
+        algo.n_iter, algo.is_initialized = saved["n_iter"], True
+        algo.evaluator.n_eval = int(saved.get("n_eval", 0))
+        set_rng_state(algo.random_state, saved.get("rng"), where)
+        set_rng_state(algo.problem.rng, saved.get("problem_rng"), where)
+        algo.termination.force_termination = bool(saved.get("force_termination", False))
+        algo.start_time = time.time()
+        algo._set_optimum()
+        self.algorithm = algo
+        try:
+            self.hv = Hypervolume(hv["low"], hv["high"])
+        except (KeyError, TypeError, ValueError):
+            raise malformed(where, "hypervolume bounds") from None
+        if len(self.hv.low) != len(self.objectives):
+            raise malformed(where, "hypervolume bounds")
         self.population_rows = [dict(r) for r in state["population_rows"]]
-        self.algorithm.problem.attach(self.space, self.evaluator)
 
     def population(self) -> pd.DataFrame:
         """The current population with its objectives and non-domination rank."""
         rows = [r for r in self.population_rows if r["generation"] == self.steps_done - 1]
         return pd.DataFrame(rows)
-
-
-# -- CLI table ----------------------------------------------------------------------------------
-def format_front_table(df: pd.DataFrame, objectives: Sequence[str], max_rows: int = 30,
-                       layers: Sequence[str] | None = None) -> str:
-    """A short fixed-width table of a front: rank, params, errors in % (± standard error), arch key.
-
-    `layers` (one string per row, e.g. the space's layer names) is shown after the arch key.
-    """
-    if layers is not None and df is not None and len(layers) != len(df):
-        raise ValueError(f"format_front_table: {len(layers)} layer labels for {len(df)} rows")
-    if df is None or len(df) == 0:
-        return "(empty front)"
-    cols = [("rank", lambda i, r: str(i))]
-    if "params" in df:
-        cols.append(("params", lambda i, r: f"{int(r['params']):,}"))
-    if "flops" in objectives and "flops" in df:
-        cols.append(("flops", lambda i, r: f"{int(r['flops']):,}"))
-    labels = {"clean_err": "clean err %", "adv_err": "adv err %", "ood_aupr_err": "ood aupr err %"}
-    for key, label in labels.items():
-        if key in df and (key in objectives or key != "ood_aupr_err"):
-            cols.append((label, lambda i, r, k=key: format_error(r[k], r.get(f"{k}_se"))))
-    cols.append(("arch", lambda i, r: str(r["arch"])))
-    if layers is not None:
-        cols.append(("layers", lambda i, r: str(layers[i])))
-    shown = df.head(max_rows).reset_index(drop=True)
-    cells = [[fmt(i, row) for _, fmt in cols] for i, row in shown.iterrows()]
-    widths = [max(len(name), *(len(c[j]) for c in cells)) for j, (name, _) in enumerate(cols)]
-    first_text = len(cols) - (2 if layers is not None else 1)  # arch key (and layers): left-aligned
-
-    def line(texts: list[str]) -> str:
-        parts = [t.ljust(w) if j >= first_text else t.rjust(w)
-                 for j, (t, w) in enumerate(zip(texts, widths))]
-        return "  ".join(parts).rstrip()
-
-    lines = [line([name for name, _ in cols]), line(["-" * w for w in widths])]
-    lines += [line(cell) for cell in cells]
-    if len(df) > max_rows:
-        lines.append(f"... {len(df) - max_rows} more rows")
-    return "\n".join(lines)
 
 
 __all__ = [

@@ -3,15 +3,21 @@
 A strategy sees the space contract, the evaluator protocol and the search
 config, nothing else. `run()` repeats `step()` until `finished()`; after each
 step it appends one row to `generations.csv`, saves the archive and
-`front.json`, and checkpoints `state_dict()`, so a killed search restarted
+its own front (`front.json` for the run's strategy, `<name>_front.json` for
+another one), and checkpoints `state_dict()`, so a killed search restarted
 with `resume=True` continues from the last completed step and ends where an
 uninterrupted run would have ended. With `resume=False` the checkpoint is
 ignored and overwritten; the evaluator's archive stays a cache either way.
 Settings that shape the search (objectives, range, seed, operator settings)
 must match the checkpoint's; the number of generations may grow.
 
+Each strategy's front is the non-dominated set of the archs it visited
+(scored or met in the archive), never another strategy's; `hv` in every log
+is the hypervolume of that front on the run's fixed bounds and reference
+point (`front_hv`), so the curves of all strategies compare directly.
+
 `generations.csv` columns: the strategy's own (for NSGA-II: generation, hv,
-hv_archive, pop_size, offspring, front_size), then archive_size and the
+hv_population, pop_size, offspring, front_size), then archive_size and the
 running totals evaluations, cache_hits, eval_seconds (inside the evaluator)
 and seconds (inside steps; writing outputs excluded), summed over resumes.
 """
@@ -23,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from tamnas import distributed as dist
 from tamnas.board import Board
 from tamnas.config import SCORE_NAMES
 from tamnas.files import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from tamnas.progress import progress
 from tamnas.search.archive import Archive, front_records, front_table, mixed_weights
+from tamnas.search.hypervolume import Hypervolume, objective_bounds
 from tamnas.supernets.base import SearchSpace
 
 LOG_NAME = "generations.csv"
@@ -80,6 +87,7 @@ class Strategy:
 
     name = "strategy"
     log_name = LOG_NAME  # one log per strategy, so NSGA-II's and MGDA's share a run directory
+    run_strategy: str | None = None  # the run's own strategy (search.strategy); None: this one
 
     def __init__(self, space: SearchSpace, evaluator, cfg, run_dir: str | Path, *,
                  seed: int | None = None, quiet: bool = False, resume: bool = True):
@@ -94,9 +102,13 @@ class Strategy:
         self.quiet, self.resume = quiet, resume
         self.objectives = objectives
         self.params_range = resolve_params_range(cfg)
+        # one normalisation and reference point for every strategy of the run
+        self.hv = Hypervolume(*objective_bounds(space, objectives, self.params_range,
+                                                seed=self.seed))
         self.rows: list[dict[str, Any]] = []
         self.board = Board(self.run_dir, bool(cfg.output.tensorboard) and dist.is_main())
         self.totals = {"evaluations": 0, "cache_hits": 0, "eval_seconds": 0.0, "seconds": 0.0}
+        self._checked: dict[str, Any] | None = None  # the checkpoint, once check_resume read it
 
     # -- hooks for subclasses ---------------------------------------------------------------
     def setup(self) -> None:
@@ -140,8 +152,20 @@ class Strategy:
         return self.evaluator.archive
 
     def front(self) -> pd.DataFrame:
-        """The archive-wide non-dominated set over the objectives, sorted by them in order."""
-        return front_table(self.archive, self.objectives)
+        """This strategy's front: the non-dominated archs it visited, sorted by the objectives."""
+        return front_table(self.archive, self.objectives, strategy=self.name)
+
+    def front_hv(self) -> float:
+        """Hypervolume of `front()` on the run's fixed bounds and reference point: the same
+        set definition and yardstick for every strategy (the `hv` log column)."""
+        front = self.front()
+        return self.hv(front[self.objectives].to_numpy(dtype=float)) if len(front) else 0.0
+
+    @property
+    def front_path(self) -> Path:
+        """front.json for the run's strategy, <name>_front.json for a one-off other one."""
+        own = self.run_strategy in (None, self.name)
+        return self.run_dir / (FRONT_NAME if own else f"{self.name}_front.json")
 
     def save(self, front: pd.DataFrame | None = None) -> None:
         """Archive, front.json, generations.csv, then the checkpoint (rank 0 only)."""
@@ -150,25 +174,46 @@ class Strategy:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.archive.save(self.run_dir)
         front = self.front() if front is None else front
-        atomic_write_json(self.run_dir / FRONT_NAME,
+        atomic_write_json(self.front_path,
                           {"objectives": self.objectives, "source": "archive",
+                           "strategy": self.name,
                            "mixed_weights": mixed_weights(front),
                            "front": front_records(self.space, front)})
         atomic_write_text(self.run_dir / self.log_name, pd.DataFrame(self.rows).to_csv(index=False))
         save_checkpoint(self.checkpoint_path, self.state_dict(), kind=self.name)
 
     # -- the loop ---------------------------------------------------------------------------
+    def check_resume(self) -> dict[str, Any] | None:
+        """The checkpoint's state if resuming and one exists, after checking it was written by
+        this search; ValueError (one line) otherwise. Reads only, so a command can refuse
+        before it writes anything."""
+        path = self.checkpoint_path
+        if (path.exists() or path.is_symlink()) and not (path.is_file() and not path.is_symlink()):
+            raise ValueError(f"{path} is not a regular file; remove it, or pass --no-resume to "
+                             "move the search results aside")
+        if not (self.resume and path.is_file()):
+            return None
+        if self._checked is None:
+            state = load_checkpoint(self.checkpoint_path, kind=self.name)
+            saved, now = state.get("settings"), self.settings()
+            if not isinstance(saved, dict) or not isinstance(state.get("rows"), list) \
+                    or not isinstance(state.get("totals"), dict):
+                raise ValueError(f"{self.checkpoint_path} is malformed (no settings, rows or "
+                                 "totals); delete it or pass --no-resume")
+            diff = [k for k in now if saved.get(k) != now[k]]
+            if diff:
+                detail = "; ".join(f"{k}: saved {saved.get(k)!r}, now {now[k]!r}" for k in diff)
+                raise ValueError(f"{self.checkpoint_path} was written by a different search "
+                                 f"({detail}); restore those settings or pass --no-resume")
+            self._checked = state
+        return self._checked
+
     def _restore(self) -> bool:
         """Load the checkpoint if resuming and one exists; True if it was loaded."""
-        if not (self.resume and self.checkpoint_path.is_file()):
+        state = self.check_resume()
+        if state is None:
             return False
-        state = load_checkpoint(self.checkpoint_path, kind=self.name)
-        saved, now = state["settings"], self.settings()
-        diff = [k for k in now if saved.get(k) != now[k]]
-        if diff:
-            detail = "; ".join(f"{k}: saved {saved.get(k)!r}, now {now[k]!r}" for k in diff)
-            raise ValueError(f"{self.checkpoint_path} was written by a different search "
-                             f"({detail}); restore those settings or pass --no-resume")
+        self._checked = None
         self.archive.update(Archive.load(self.run_dir, missing_ok=True, space_name=self.space.name,
                                          n_genes=self.space.n_genes))
         self.load_state_dict(state)
@@ -178,8 +223,9 @@ class Strategy:
         """Search until `finished()`, resuming from the checkpoint when asked; the final front."""
         if not self._restore():
             self.setup()
-        bar = tqdm(total=self.total_steps, initial=min(self.steps_done, self.total_steps),
-                   desc=self.name, disable=self.quiet or not dist.is_main())
+        bar = progress(total=self.total_steps, initial=min(self.steps_done, self.total_steps),
+                       desc=self.name, unit="step",
+                       disable=self.quiet or not dist.is_main())
         try:
             while not self.finished():
                 tic, before = time.perf_counter(), dict(self.evaluator.stats)

@@ -187,8 +187,11 @@ def test_gradient_search_pulls_each_targets_expected_size_to_it(name, tmp_path, 
     """
     probe = relaxed_problem(1, digits)
     lo, hi = probe.space.params_bounds()
+    # a toy of hundreds of parameters: the scale-free cost unit (cost / target), since in the
+    # papers' millions its gradient would vanish under Adam's epsilon
     problem = relaxed_problem(2, digits, {"objectives": ["params"]},
-                              mgda_targets=[float(lo), float(hi)], mgda_arch_lr=0.3)
+                              mgda_targets=[float(lo), float(hi)], mgda_arch_lr=0.3,
+                              mgda_cost_unit=0.0)
     strategy = problem.strategy(name, tmp_path)
     strategy.run()
     log = pd.DataFrame(strategy.epoch_rows)
