@@ -193,7 +193,7 @@ def train_unit(session: Session, member: Member, seed_index: int, folder: Path,
 def train_all(session: Session, members: list[Member], seeds: int, root: Path, resume: bool,
               quiet: bool, test) -> dict[tuple[str, int], dict]:
     """Every (member, seed) result, seed-major so every net gets its first seed first."""
-    from tqdm.auto import tqdm
+    from tamnas.progress import counter, progress
 
     unique = list({m.key: m for m in members}.values())
     units = [(m, s) for s in range(seeds) for m in unique]
@@ -207,11 +207,13 @@ def train_all(session: Session, members: list[Member], seeds: int, root: Path, r
             todo.append((m, s))
     say(f"compare: {len(units) - len(todo)} of {len(units)} trainings done already, "
         f"{len(todo)} to go ({session.cfg.retrain.epochs} epochs each) -> {root}", quiet)
-    bar = tqdm(todo, desc="compare", disable=quiet, initial=len(units) - len(todo),
-               total=len(units))
+    bar = progress(todo, desc="compare", disable=quiet, initial=len(units) - len(todo),
+                   total=len(units), unit="training")
+    start = time.monotonic()
     for k, (m, s) in enumerate(bar):
-        say(f"compare: training {len(units) - len(todo) + k + 1} of {len(units)}: "
-            f"{m.group} {m.key} seed {s}", quiet)
+        say(f"compare: training {len(units) - len(todo) + k + 1} of {len(units)} "
+            f"({counter(k + 1, len(todo), start)} in this call): {m.group} {m.key} seed {s}",
+            quiet)
         results[m.key, s] = train_unit(session, m, s, root / f"{m.key}-s{s}", test, resume,
                                        quiet=True)
     return results
