@@ -5,20 +5,27 @@ search the same supernet with the same number of evaluations, from several
 search seeds, into archives of their own (`search_vs_random/<strategy>-s<k>/`
 inside the run, so the run's own search is left alone). Reported per seed:
 the hypervolume of each inherited front (same bounds and reference point).
-Then, within each parameter budget (`--budgets`, upper bounds), the best arch
-of each strategy by inherited adversarial error (pooled over its seeds) is
-retrained standalone with `--retrain-seeds` seeds through validate's own
-retrain-and-score job, and the two are compared against their seed spread.
 
-Writes the picks and the per-budget verdicts to search_vs_random.json beside
-the jobs file. Resumable: every finished search and training appends one JSON line to
-benchmarks/results/search_vs_random_jobs.jsonl; run the same command again
-and only what is missing runs. `--shard I/N` splits the searches and the
-trainings over N processes (one core each); a shard waits for the others'
-searches before it picks archs.
+The standalone comparison at each parameter budget (`--budgets`, upper
+bounds) is `tamnas compare`'s (this script calls it): the best front member,
+random archs matched to its size, random search's pick and the plain net,
+each trained with `--retrain-seeds` seeds and scored on the test split with
+the same images and attack, differences with small-df intervals. Its results
+are the run's compare/compare.json; search_vs_random.json (beside the jobs
+file) holds the hypervolumes and a copy of compare's budgets. Before compare
+existed, this script trained only the two picks, scored them on the
+validation split and judged them by a two-standard-error rule (its old
+`picks`/`comparison` keys are gone).
+
+Resumable: every finished search appends one JSON line to
+benchmarks/results/search_vs_random_jobs.jsonl and compare reuses finished
+trainings; run the same command again and only what is missing runs.
+`--shard I/N` splits the searches over N processes (one core each).
 
     for i in 0 1; do OMP_NUM_THREADS=1 python benchmarks/search_vs_random.py runs/fm \\
-        --seeds 2 --budgets 20000,33000 --retrain-seeds 3 --shard $i/2 & done; wait
+        --seeds 2 --shard $i/2 & done; wait
+    OMP_NUM_THREADS=1 python benchmarks/search_vs_random.py runs/fm --seeds 2 \\
+        --budgets 20000,33000 --retrain-seeds 3
 """
 
 from __future__ import annotations
@@ -29,15 +36,13 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
-from tamnas.analysis.validate import Job
-from tamnas.commands.validate import run_job
+from tamnas.commands.compare import compare
 from tamnas.config import load_run_config
 from tamnas.rundir import RunDir
-from tamnas.search.archive import Archive, arch_key
+from tamnas.search.archive import Archive
 from tamnas.search.evaluator import Evaluator
 from tamnas.search.hypervolume import Hypervolume, objective_bounds
 from tamnas.search.strategy import get_strategy, resolve_params_range
@@ -105,9 +110,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2, help="search seeds per strategy")
     ap.add_argument("--budgets", default="", help="comma-separated parameter upper bounds")
     ap.add_argument("--retrain-seeds", type=int, default=3)
+    ap.add_argument("--random-archs", type=int, default=5, help="compare's matched random archs")
     ap.add_argument("--jobs", type=Path, default=RESULTS / "search_vs_random_jobs.jsonl")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--shard", default="0/1", help="I/N: this process runs every N-th job from I")
+    ap.add_argument("--shard", default="0/1",
+                    help="I/N: this process runs every N-th search from I; shard 0 compares")
     args = ap.parse_args()
     try:
         shard, n_shards = (int(v) for v in args.shard.split("/"))
@@ -129,7 +136,7 @@ def main() -> None:
                    for r in _read(args.jobs) if r.get("supernet") == key)
 
     own = [job for i, job in enumerate(searches) if i % n_shards == shard]
-    others = [job for job in searches if job not in own] if budgets else []
+    others = [job for job in searches if job not in own] if budgets and shard == 0 else []
     for strategy, k in own + others:  # its own searches first, then the others' once recorded
         while (strategy, k) not in own and not recorded(strategy, k):
             time.sleep(30)
@@ -142,84 +149,23 @@ def main() -> None:
                                 "seed": k, "evaluations": len(frame), "hv": hv,
                                 "seconds": round(time.perf_counter() - tic, 1)})
         print(f"{strategy} seed {k}: {len(frame)} archs, hv {hv:.4f}", flush=True)
-    picks = []
-    for budget in budgets:
-        for strategy in STRATEGIES:
-            pool = pd.concat([frames[strategy, k] for k in range(args.seeds)])
-            pool = pool[pool["params"] <= budget].sort_values(["adv_err", "clean_err"])
-            if len(pool):
-                row = pool.iloc[0]
-                arch = tuple(int(row[f"g{i}"]) for i in range(session.space.n_genes))
-                picks.append((budget, strategy, arch, float(row["adv_err"])))
-    evaluator = Evaluator.from_config(cfg, session.space, session.supernet, session.data,
-                                      session.device)
-    # seed-major: every pick gets its first seed before any gets a second
-    trainings = sorted({(pick[2], s) for pick in picks for s in range(args.retrain_seeds)},
-                       key=lambda job: (job[1], job[0]))
-    for j, (arch, s) in enumerate(trainings):
-        name = arch_key(arch)
-        if j % n_shards != shard or any(r.get("supernet") == key and r["kind"] == "retrain"
-                                        and r["arch"] == name and r["seed_index"] == s
-                                        for r in _read(args.jobs)):
-            continue
-        res = run_job(session, evaluator, Job(0, arch, s), root / "retrain", True, True)
-        _append(args.jobs, {"supernet": key, "kind": "retrain", "arch": name, "seed_index": s,
-                            "params": int(session.space.params(arch)),
-                            "clean_err": float(res["clean_err"]), "adv_err": float(res["adv_err"])})
-    # one training per (arch, seed) serves every budget and strategy that picked the arch
+    out = {"supernet": key, "budgets": budgets, "retrain_seeds": args.retrain_seeds}
     done = [r for r in _read(args.jobs) if r.get("supernet") == key]
-    results = {(r["arch"], r["seed_index"]): r for r in done if r["kind"] == "retrain"}
-    table = pd.DataFrame([{**results[name, s], "budget": budget, "strategy": strategy,
-                           "inherited_adv_err": inherited}
-                          for budget, strategy, arch, inherited in picks
-                          for name in [arch_key(arch)]
-                          for s in range(args.retrain_seeds) if (name, s) in results])
-    summary, verdicts = summarise(table)
-    if len(summary):
-        print(summary.to_string())
-        print(verdicts.to_string())
     hv = pd.DataFrame([r for r in done if r["kind"] == "search"])
     if len(hv):
         print(hv.groupby("strategy")["hv"].agg(["mean", "std", "count"]).to_string())
-    out = {"supernet": key, "budgets": budgets, "retrain_seeds": args.retrain_seeds,
-           "hv_per_strategy": {s: [round(v, 4) for v in hv[hv.strategy == s].hv]
-                               for s in STRATEGIES} if len(hv) else {},
-           "hv_curves": {f"{s}-s{k}": hypervolume_curve(session, f, cfg.search.n_offsprings)
-                         for (s, k), f in frames.items()},
-           "picks": summary.reset_index().to_dict("records"),
-           "comparison": verdicts.reset_index().to_dict("records")}
+        out["hv_per_strategy"] = {s: [round(v, 4) for v in hv[hv.strategy == s].hv]
+                                  for s in STRATEGIES}
+    out["hv_curves"] = {f"{s}-s{k}": hypervolume_curve(session, f, cfg.search.n_offsprings)
+                        for (s, k), f in frames.items()}
+    if budgets and shard == 0:
+        blob = compare(cfg, run.root, budgets=[f"params<={b}" for b in budgets],
+                       seeds=args.retrain_seeds, picks=1, random_archs=args.random_archs,
+                       device=torch.device(args.device), quiet=True)
+        print("\n".join(blob["lines"]))
+        out["compare"] = {"file": str(run.compare_dir / "compare.json"),
+                          "budgets": blob["budgets"]}
     args.jobs.with_name("search_vs_random.json").write_text(json.dumps(out, indent=2) + "\n")
-
-
-def summarise(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per pick: its standalone errors over the seeds; per budget: NSGA-II's pick against random's.
-
-    A difference in mean standalone error counts only beyond two standard
-    errors of that difference (the seeds' spread, sqrt(s1^2/n1 + s2^2/n2));
-    within it the budget is a tie, and with one seed a side it is unknown.
-    """
-    if not len(table):
-        return pd.DataFrame(), pd.DataFrame()
-    summary = table.groupby(["budget", "strategy", "arch"]).agg(
-        params=("params", "first"), inherited_adv_err=("inherited_adv_err", "first"),
-        adv_err=("adv_err", "mean"), adv_err_std=("adv_err", "std"),
-        clean_err=("clean_err", "mean"), clean_err_std=("clean_err", "std"),
-        seeds=("adv_err", "size"))
-    rows = []
-    for budget, group in summary.groupby(level="budget"):
-        by = {s: g.iloc[0] for s, g in group.groupby(level="strategy")}
-        if set(by) != set(STRATEGIES):
-            continue
-        a, b = by["nsga2"], by["random"]
-        row = {"budget": budget}
-        for err in ("adv_err", "clean_err"):
-            diff = a[err] - b[err]
-            se = float(np.sqrt(a[f"{err}_std"] ** 2 / a.seeds + b[f"{err}_std"] ** 2 / b.seeds))
-            winner = ("unknown" if np.isnan(se) else "tie" if abs(diff) <= 2 * se
-                      else "nsga2" if diff < 0 else "random")
-            row |= {f"{err}_diff": diff, f"{err}_diff_se": se, f"{err}_winner": winner}
-        rows.append(row)
-    return summary, pd.DataFrame(rows).set_index("budget") if rows else pd.DataFrame()
 
 
 if __name__ == "__main__":

@@ -319,12 +319,16 @@ def standalone_recipe(cfg: Config, arch, seed: int) -> dict:
 
 def retrain(cfg: Config, space: SearchSpace, arch, out_dir: Path, device: torch.device, *,
             init_state: dict | None = None, data: DataBundle | None = None, resume: bool = True,
-            quiet: bool = False) -> nn.Module:
-    """Train the standalone net of `arch` (from scratch, or from `init_state`, e.g. extract(arch))."""
+            quiet: bool = False, net: nn.Module | None = None) -> nn.Module:
+    """Train the standalone net of `arch` (from scratch, or from `init_state`, e.g. extract(arch)).
+
+    `net`: train this module instead of the space's net of `arch` (a baseline
+    outside the space, e.g. `supernets.plain.PlainNet`), with the same recipe.
+    """
     data = data if data is not None else load_data(cfg.data, cfg.seed)
     check_training_split(cfg, data)
     rng, gen = _generators(cfg.seed, device)
-    net = space.build_standalone(arch)
+    net = net if net is not None else space.build_standalone(arch)
     if init_state is not None:
         net.load_state_dict(init_state)
     net = net.to(device)

@@ -20,7 +20,7 @@ def test_run_dir_names_every_file_and_creates_no_folder(tmp_path, monkeypatch):
     assert run.supernet_checkpoint == run.root / "supernet" / "checkpoint.pt"
     assert run.supernet_log == run.root / "supernet" / "train_log.csv"
     assert not (run.root / "supernet").exists()          # plain file names create nothing
-    for name in ("supernet", "search", "figures", "stats", "exports", "validate"):
+    for name in ("supernet", "search", "figures", "stats", "exports", "validate", "compare"):
         assert getattr(run, f"{name}_dir") == run.root / name
     assert run.retrain_dir("front-3") == run.root / "retrain" / "front-3"
     assert run.archive == run.root / "search" / "archive.json"

@@ -1,5 +1,5 @@
 """benchmarks/search_vs_random.py on a tiny run: equal evaluations, shards that split the work,
-one training per picked arch and seed, and a rerun that adds nothing."""
+the standalone comparison through `tamnas compare`, and a rerun that adds nothing."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def script():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("svr") / "run"
-    assert main(on_cpu("train-supernet", "quickstart", "--out", str(out), *TINY)) == 0
+    assert main(on_cpu("run", "quickstart", "--out", str(out), *TINY)) == 0
     return out
 
 
@@ -54,49 +54,26 @@ def test_shards_split_the_searches_and_the_picks_are_trained_once(script, run_di
     assert [r["evaluations"] for r in searches] == [4 + 2 * 4] * 2
     assert all(0.0 <= r["hv"] <= 1.0 for r in searches)
 
-    # With one budget above every arch, each strategy's pick is its best arch by adversarial
-    # error; the searches only reload, and each picked (arch, seed) is trained once.
-    _call(script, monkeypatch, *common, "--budgets", "1000000", "--retrain-seeds", "2")
-    lines = _lines(jobs)
-    assert lines[:2] == searches
-    trained = [(r["arch"], r["seed_index"]) for r in lines[2:]]
-    assert all(r["kind"] == "retrain" for r in lines[2:])
-    assert len(trained) == len(set(trained)) and len(trained) in (2, 4)
-    assert {s for _, s in trained} == {0, 1}
-    for r in lines[2:]:
-        assert 0.0 <= r["clean_err"] <= 1.0 and 0.0 <= r["adv_err"] <= 1.0
-    # the summary: hypervolume after every n_offsprings evaluations, ending at the recorded one
+    # With one budget above every arch, the standalone comparison is `tamnas compare`'s: the
+    # searches only reload, compare trains its groups once, and its budgets are copied here.
+    more = ["--budgets", "1000000", "--retrain-seeds", "2", "--random-archs", "1"]
+    _call(script, monkeypatch, *common, *more)
+    assert _lines(jobs) == searches
     out = json.loads((tmp_path / "search_vs_random.json").read_text())
+    (budget,) = out["compare"]["budgets"]
+    assert budget["budget"] == "params<=1000000"
+    assert set(budget["groups"]) == {"front", "random archs", "random search", "plain"}
+    table = pd.read_csv(run_dir / "compare" / "compare.csv")
+    assert len(table) == 4 * 2 and table["adv_acc"].between(0, 1).all()
+    # the hypervolume after every n_offsprings evaluations, ending at the recorded one
     for r in searches:
         curve = out["hv_curves"][f"{r['strategy']}-s0"]
         assert len(curve) == 3 and curve == sorted(curve)  # a front only gains volume
         assert curve[-1] == pytest.approx(r["hv"], abs=1e-4)
 
-    # A rerun finds everything done and appends nothing.
-    _call(script, monkeypatch, *common, "--budgets", "1000000", "--retrain-seeds", "2")
-    assert _lines(jobs) == lines
-
-
-def test_a_budget_is_won_only_beyond_two_standard_errors_of_the_difference(script):
-    def rows(strategy, arch, advs, budget=100):
-        return [{"budget": budget, "strategy": strategy, "arch": arch, "params": 50,
-                 "inherited_adv_err": 0.4, "adv_err": a, "clean_err": 0.2, "seed_index": s}
-                for s, a in enumerate(advs)]
-
-    # nsga2 0.30 +- 0.01 (3 seeds) vs random 0.40 +- 0.01: se of the difference 0.0082
-    table = pd.DataFrame(rows("nsga2", "a", [0.29, 0.30, 0.31])
-                         + rows("random", "b", [0.39, 0.40, 0.41])
-                         + rows("nsga2", "a", [0.29, 0.30, 0.31], 200)
-                         + rows("random", "c", [0.30, 0.35, 0.40], 200))
-    summary, verdicts = script.summarise(table)
-    assert summary.loc[(100, "nsga2", "a"), "seeds"] == 3
-    assert summary.loc[(100, "random", "b"), "adv_err"] == pytest.approx(0.40)
-    first = verdicts.loc[100]
-    assert first["adv_err_diff"] == pytest.approx(-0.10)
-    assert first["adv_err_diff_se"] == pytest.approx((0.01 ** 2 / 3 * 2) ** 0.5)
-    assert first["adv_err_winner"] == "nsga2" and first["clean_err_winner"] == "tie"
-    # 0.05 apart, but the noisier pick's seeds make that less than two standard errors (0.059)
-    assert verdicts.loc[200, "adv_err_diff"] == pytest.approx(-0.05)
-    assert verdicts.loc[200, "adv_err_winner"] == "tie"
-    one_seed = pd.DataFrame(rows("nsga2", "a", [0.3]) + rows("random", "b", [0.5]))
-    assert script.summarise(one_seed)[1].loc[100, "adv_err_winner"] == "unknown"
+    # A rerun finds everything done: no search is appended and no net trained again.
+    trained = {p: p.stat().st_mtime for p in (run_dir / "compare" / "train").glob("*/scores.json")}
+    _call(script, monkeypatch, *common, *more)
+    assert _lines(jobs) == searches
+    assert {p: p.stat().st_mtime for p in (run_dir / "compare" / "train").glob("*/scores.json")} \
+        == trained

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from tamnas.analysis.compare_report import report_section as compare_section
 from tamnas.analysis.export_labels import inherited_scores
 from tamnas.analysis.report_data import data_section, per_class_section
 from tamnas.analysis.report_files import (
@@ -388,7 +389,7 @@ def write_report(run: RunDir | str | Path, out: str | Path | None = None,
                     _search_section(run, cfg), _figures_section(run, path.parent),
                     _stats_section(run, cfg), _lego_section(run), per_class_section(run),
                     _retrain_section(run),
-                    _validate_section(run), _robustness_section(run)):
+                    _validate_section(run), compare_section(run), _robustness_section(run)):
         lines += section
     atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
     return path

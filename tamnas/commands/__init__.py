@@ -20,7 +20,7 @@ CONFIG, COMPUTE, DATA, RESUME, PARTIAL = "config", "compute", "data", "resume", 
 ALL_OPTIONS = (CONFIG, COMPUTE, DATA, RESUME)
 ON_WEIGHTS = (*ALL_OPTIONS, PARTIAL)  # commands that score or derive from the supernet
 MODULES = ("run", "train_supernet", "search", "plot", "lego", "export", "retrain", "evaluate",
-           "validate", "report", "space_info", "config_keys", "explore", "latency")
+           "validate", "compare", "report", "space_info", "config_keys", "explore", "latency")
 
 
 @dataclass

@@ -1,0 +1,93 @@
+"""`tamnas compare` end to end on a tiny run: the groups, the files, a rerun that trains nothing,
+--no-resume, and one-line refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from cli_configs import on_cpu, set_args
+
+from tamnas.cli import main
+from tamnas.rundir import RESULT_NAMES, RunDir
+
+TINY = set_args(search__pop_size="4", search__n_offsprings="4", search__generations="1",
+                search__bn_images="32", search__eval_images="40", retrain__epochs="1",
+                retrain__batches_per_epoch="2")
+ARGS = ("--budget", "params<=1000000", "--seeds", "2", "--picks", "1", "--random-archs", "2",
+        "--test-images", "50")
+
+
+def _trained(run) -> dict[str, float]:
+    return {str(p.parent.name): p.stat().st_mtime for p in
+            (RunDir(run).compare_dir / "train").glob("*/scores.json")}
+
+
+def test_compare_trains_every_group_then_reuses_them(run_copy, capsys):
+    assert main(on_cpu("compare", str(run_copy), *ARGS)) == 0
+    out = RunDir(run_copy).compare_dir
+    blob = json.loads((out / "compare.json").read_text())
+    (budget,) = blob["budgets"]
+    assert budget["budget"] == "params<=1000000"
+    assert set(budget["groups"]) == {"front", "random archs", "random search", "plain"}
+    assert budget["groups"]["front"]["archs"] == 1 and budget["groups"]["random archs"]["archs"] == 2
+    # 3 comparisons at one budget: each interval at 1 - 0.05 / 3
+    assert blob["n_intervals"] == 3 and blob["level"] == pytest.approx(1 - 0.05 / 3)
+    table = pd.read_csv(out / "compare.csv")
+    assert len(table) == 5 * 2 and set(table["seed"]) == {0, 1}
+    assert table["n_test"].eq(50).all() and table["adv_acc"].between(0, 1).all()
+    # random archs within 5% of their pick's params; the plain net under the budget
+    pick = table[table.group == "front"]["params"].iloc[0]
+    rand = table[table.group == "random archs"]["params"]
+    assert (abs(rand - pick) <= 0.05 * pick).all()
+    assert (table[table.group == "plain"]["params"] <= 1_000_000).all()
+    # the random search spent the run's evaluations
+    assert blob["random_search_evaluations"] == blob["search_evaluations"] > 0
+    assert (out / "compare.md").is_file() and (out / "compare.png").is_file()
+    assert "Does the search pay off?" in RunDir(run_copy).report.read_text()
+    assert budget["verdict"].startswith("at params<=1000000: ")
+    before = _trained(run_copy)
+    assert len(before) == len(set(table["key"])) * 2
+    capsys.readouterr()
+
+    # a second call trains nothing and gives the same numbers
+    assert main(on_cpu("compare", str(run_copy), *ARGS)) == 0
+    assert _trained(run_copy) == before
+    assert json.loads((out / "compare.json").read_text())["budgets"] == blob["budgets"]
+
+    # --no-resume moves the comparison aside and trains afresh (one seed, to stay quick)
+    fresh = [*ARGS[:3], "1", *ARGS[4:]]  # --seeds 1
+    assert main(on_cpu("compare", str(run_copy), *fresh, "--no-resume")) == 0
+    assert (run_copy / "previous" / "1" / "compare" / "compare.json").is_file()
+    assert len(_trained(run_copy)) == len(set(table["key"]))
+    assert json.loads((out / "compare.json").read_text())["seeds"] == 1
+
+
+def test_the_compare_folder_is_a_run_result():
+    assert "compare" in RESULT_NAMES  # train-supernet --no-resume moves it aside with the rest
+
+
+@pytest.mark.parametrize("budget,message", [
+    ("params=2000", "is not COST<=VALUE"),
+    ("params<=10", "no front member meets params<=10"),
+])
+def test_bad_budgets_are_one_line(run_copy, capsys, budget, message):
+    assert main(on_cpu("compare", str(run_copy), "--budget", budget)) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (RunDir(run_copy).compare_dir / "train").exists()
+
+
+def test_a_random_search_scored_on_other_weights_is_moved_aside_and_run_again(run_copy):
+    args = ("--budget", "params<=1000000", "--seeds", "1", "--picks", "1", "--random-archs", "0",
+            "--test-images", "20")
+    assert main(on_cpu("compare", str(run_copy), *args)) == 0
+    path = RunDir(run_copy).compare_dir / "random-search" / "archive.json"
+    blob = json.loads(path.read_text())
+    blob["supernet_fingerprint"] = "0000000000000000"
+    path.write_text(json.dumps(blob))
+    assert main(on_cpu("compare", str(run_copy), *args)) == 0
+    moved = run_copy / "previous" / "1" / "compare" / "random-search" / "archive.json"
+    assert json.loads(moved.read_text())["supernet_fingerprint"] == "0000000000000000"
+    assert json.loads(path.read_text())["supernet_fingerprint"] != "0000000000000000"
