@@ -62,3 +62,29 @@ def test_random_search_pick_is_the_lowest_adversarial_error_under_the_budget(spa
     assert pick.inherited_adv_err == table[table["params"] <= cap]["adv_err"].min()
     with pytest.raises(ValueError, match="random search: no scored arch meets params<=1"):
         random_search_pick(table, parse_budget("params<=1"), space.n_genes)
+
+
+def test_under_a_latency_budget_random_archs_match_a_picks_latency_and_meet_the_budget():
+    space = ToySpace()
+    rng = np.random.default_rng(4)
+    # a measured cost that orders archs unlike params: random positive times per option
+    space.attach_costs("latency", 0.2, [rng.uniform(0.05, 0.5, shape)
+                                         for shape in space.decision_shapes()])
+    archs = list(dict.fromkeys(space.sample(rng) for _ in range(80)))
+    table = _table(space, archs).assign(latency=[space.cost("latency", a) for a in archs])
+    budget = parse_budget(f"latency<={table['latency'].quantile(0.6):.4f}ms")
+    picks = front_picks(table, budget, 2, space.n_genes)
+    found = matched_archs(space, picks, 5, budget, np.random.default_rng(5))
+    assert len({m.arch for m in found}) == 5
+    for j, m in enumerate(found):
+        target = space.cost("latency", picks[j % 2].arch)
+        assert abs(space.cost("latency", m.arch) - target) <= MATCH * target
+        assert space.cost("latency", m.arch) <= budget[0].value
+
+
+def test_a_latency_budget_without_a_table_is_one_line(space):
+    rng = np.random.default_rng(6)
+    table = _table(space, list(dict.fromkeys(space.sample(rng) for _ in range(20))))
+    picks = front_picks(table, parse_budget("params<=100000000"), 1, space.n_genes)
+    with pytest.raises(ValueError, match="latency build"):
+        matched_archs(space, picks, 1, parse_budget("latency<=3ms"), np.random.default_rng(0))

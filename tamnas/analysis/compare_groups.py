@@ -3,7 +3,9 @@
 Front picks: the best members of the run strategy's front under the budget
 by inherited adversarial error. Random archs: uniform samples of the space,
 each matched to a pick's parameter count within +-5 % (and kept under the
-budget), so a gain cannot come from size alone. Random search: the best arch
+budget), so a gain cannot come from size alone; under a latency budget they
+are matched to the pick's predicted latency instead, so a gain cannot come
+from speed alone. Random search: the best arch
 by inherited adversarial error of a random search that spent as many
 evaluations as the run's search. The plain net is sized in `supernets.plain`.
 """
@@ -21,7 +23,7 @@ from tamnas.analysis.selector import Constraint, best_under, budget_label, withi
 from tamnas.search.archive import arch_key
 from tamnas.supernets.base import Arch, SearchSpace
 
-MATCH = 0.05               # random archs within +-5 % of their pick's params
+MATCH = 0.05               # random archs within +-5 % of their pick's params (or latency)
 MAX_DRAWS = 200            # draws per random arch before a budget is taken as exhausted
 GROUPS = ("front", "random archs", "random search", "plain")
 
@@ -66,27 +68,40 @@ def front_picks(front: pd.DataFrame, constraints: Sequence[Constraint], n: int,
 
 
 def _meets(space: SearchSpace, arch: Arch, constraints: Sequence[Constraint]) -> bool:
-    row = pd.DataFrame([{"params": space.params(arch), "flops": space.flops(arch)}])
-    costs = [c for c in constraints if c.cost in row.columns]  # latency: the caller checks
-    return bool(within_budget(row, costs).iloc[0])
+    missing = [c.cost for c in constraints if not space.has_cost(c.cost)]
+    if missing:
+        raise ValueError(f"budget {budget_label(constraints)}: this space has no {missing[0]} "
+                         "costs; build a latency table with `tamnas latency build RUN`")
+    row = pd.DataFrame([{c.cost: space.cost(c.cost, arch) for c in constraints}])
+    return bool(within_budget(row, constraints).iloc[0])
+
+
+def match_cost(constraints: Sequence[Constraint]) -> str:
+    """The cost random archs are matched on: latency under a latency budget, else params."""
+    return "latency" if any(c.cost == "latency" for c in constraints) else "params"
 
 
 def matched_archs(space: SearchSpace, picks: Sequence[Member], n: int,
                   constraints: Sequence[Constraint], rng: np.random.Generator) -> list[Member]:
     """`n` distinct uniform archs, the j-th matched to pick j mod len(picks) within +-MATCH of
-    its params and meeting the budget; never a pick itself."""
+    its params (its latency under a latency budget) and meeting the budget; never a pick."""
+    kind = match_cost(constraints)
     taken = {p.arch for p in picks}
     out: list[Member] = []
     for j in range(n):
         pick = picks[j % len(picks)]
+        target = float(space.cost(kind, pick.arch)) if kind != "params" else pick.params
         window = [math.ceil(pick.params * (1 - MATCH)), math.floor(pick.params * (1 + MATCH))]
         for _ in range(MAX_DRAWS):
-            arch = space.sample(rng, params_range=window)
-            if arch not in taken and _meets(space, arch, constraints):
+            arch = space.sample(rng, params_range=window if kind == "params" else None)
+            close = kind == "params" or \
+                abs(float(space.cost(kind, arch)) - target) <= MATCH * target
+            if close and arch not in taken and _meets(space, arch, constraints):
                 break
         else:
-            raise ValueError(f"found no new arch within {100 * MATCH:.0f}% of {pick.params:,} "
-                             f"params under {budget_label(constraints)} after {MAX_DRAWS} draws; "
+            unit = "ms" if kind == "latency" else " params"
+            raise ValueError(f"found no new arch within {100 * MATCH:.0f}% of {target:,.4g}{unit}"
+                             f" under {budget_label(constraints)} after {MAX_DRAWS} draws; "
                              "ask for fewer --random-archs")
         taken.add(arch)
         out.append(Member("random archs", arch_key(arch), int(space.params(arch)), arch,
@@ -104,4 +119,5 @@ def random_search_pick(frame: pd.DataFrame, constraints: Sequence[Constraint],
     return _member("random search", frame.loc[label], n_genes)
 
 
-__all__ = ["GROUPS", "MATCH", "Member", "front_picks", "matched_archs", "random_search_pick"]
+__all__ = ["GROUPS", "MATCH", "Member", "front_picks", "match_cost", "matched_archs",
+           "random_search_pick"]
