@@ -67,7 +67,8 @@ def layer_rows(reps: int) -> list[dict]:
         x = torch.randn(64, cin, size, size, generator=g, requires_grad=True)
         w = torch.randn(cout, cin // groups, k, k, generator=g, requires_grad=True)
 
-        def run():
+        def run(x=x, w=w, stride=stride, k=k, groups=groups):
+            # Defaults bind this layer's tensors and shape, never a later layer's.
             conv2d(x, w, None, stride, k // 2, 1, groups).square().mean().backward()
 
         t = alternate({"plain": run, "fast": run}, reps)

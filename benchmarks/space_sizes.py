@@ -56,8 +56,9 @@ def _m(v: float) -> str:
 
 def markdown(rows: list[dict]) -> str:
     """The size table: one row per preset and layout."""
-    lines = ["| preset | head | ratio base | phase 1 min / median / max | in [1.823M, 2.375M] "
-             "| phase 2 min / median / max | in [1.61M, 2.37M] | in the preset's windows (1 / 2) |",
+    lines = [("| preset | head | ratio base | phase 1 min / median / max | in [1.823M, 2.375M] "
+              "| phase 2 min / median / max | in [1.61M, 2.37M] "
+              "| in the preset's windows (1 / 2) |"),
              "| --- | --- | --- | --- | ---: | --- | ---: | ---: |"]
     for r in rows:
         p1, p2 = r["phase1"], r["phase2"]

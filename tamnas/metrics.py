@@ -8,7 +8,7 @@ import torch
 
 def ood_aupr(in_logits: torch.Tensor, ood_logits: torch.Tensor) -> float:
     """AUPR with out-of-distribution images as positives, scored by low max-softmax (paper 001)."""
-    from sklearn.metrics import average_precision_score   # 1.5 s to import: only when scored
+    from sklearn.metrics import average_precision_score  # 1.5 s to import: only when scored
 
     score_in = -torch.softmax(in_logits.float(), dim=1).amax(dim=1)
     score_ood = -torch.softmax(ood_logits.float(), dim=1).amax(dim=1)

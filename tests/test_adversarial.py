@@ -384,7 +384,7 @@ def test_objectives_train_a_supernet_path_through_the_subnet_view():
 @pytest.mark.parametrize("m", [1, 3])
 def test_batch_statistics_adversary_is_the_train_mode_perturbation_and_keeps_bn_buffers(m):
     """adversary_bn="batch": YOPO's rounds see batch-statistics BN, as the weight update does."""
-    model, x, y = cnn_batch(4)
+    model, x, _y = cnn_batch(4)
     with torch.no_grad():                    # running statistics far from the batch's own
         for mod in model.modules():
             if isinstance(mod, torch.nn.BatchNorm2d):

@@ -37,7 +37,7 @@ def setup():
 
 
 def make_evaluator(setup, **kw):
-    cfg, space, supernet, bn, x, y, _ = setup
+    _cfg, space, supernet, bn, x, y, _ = setup
     return Evaluator(space, supernet, bn_images=bn, val_images=x, val_labels=y, batch_size=16,
                      bn_batch_size=16, attack=Attack(kind="pgd", eps=0.1, steps=3, step_size=0.04),
                      device=torch.device("cpu"), **kw)

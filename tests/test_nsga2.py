@@ -192,7 +192,7 @@ def test_params_range_falls_back_to_phase2_then_none():
 # -- the search ------------------------------------------------------------------------------------
 def test_every_evaluated_arch_is_legal_in_range_and_scored_per_population(tmp_path):
     ev = ToyEvaluator(SPACE)
-    strategy, front = run_search(tmp_path, ev, params_range=[2500, 3500], tournament_size=4,
+    _strategy, _front = run_search(tmp_path, ev, params_range=[2500, 3500], tournament_size=4,
                                  generations=5)
     seen = [a for call in ev.calls for a in call]
     assert all(is_legal(a) and 2500 <= SPACE.params(a) <= 3500 for a in seen)
@@ -304,15 +304,15 @@ def test_killed_mid_generation_resumes_to_the_same_result(tmp_path):
 
 
 def test_resume_rules(tmp_path):
-    first, front = run_search(tmp_path, generations=2)
+    _first, front = run_search(tmp_path, generations=2)
     ev = ToyEvaluator(SPACE)
-    again, front_again = run_search(tmp_path, ev, generations=2)  # already complete
+    _again, front_again = run_search(tmp_path, ev, generations=2)  # already complete
     assert ev.stats["evaluations"] == 0
     pd.testing.assert_frame_equal(front, front_again)
     with pytest.raises(ValueError, match="pop_size"):
         run_search(tmp_path, pop_size=14, generations=3)
-    fresh, front_fresh = run_search(tmp_path, resume=False, generations=2, seed=1)
-    other, front_other = run_search(tmp_path / "other", generations=2, seed=1)
+    _fresh, front_fresh = run_search(tmp_path, resume=False, generations=2, seed=1)
+    _other, front_other = run_search(tmp_path / "other", generations=2, seed=1)
     pd.testing.assert_frame_equal(front_fresh, front_other)
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from tamnas.analysis.explore import explore_info, grid_scores, standalone_rows
-from tamnas.analysis.export_labels import inherited_scores
 from tamnas.analysis.explore_page import write_page
+from tamnas.analysis.export_labels import inherited_scores
 from tamnas.files import read_json, read_table
 from tamnas.rundir import RunDir
 from tamnas.search.archive import Archive, parse_key

@@ -197,9 +197,9 @@ def _stats_section(run: RunDir, cfg: dict | None) -> list[str]:
     if not tables:
         return lines + [NOT_RUN, ""]
     if top:
-        lines += [f"Top {top.get('top_k', '?')} front members ranked by {top.get('top_by', '?')}; "
-                  "each cell counts how often a layer holds a choice "
-                  "(paper Tables XIV and XV).", ""]
+        lines += [(f"Top {top.get('top_k', '?')} front members ranked by {top.get('top_by', '?')}; "
+                   "each cell counts how often a layer holds a choice "
+                   "(paper Tables XIV and XV)."), ""]
     for path in tables:
         df = read_csv(path)
         if df is None:
@@ -233,9 +233,9 @@ def _lego_section(run: RunDir) -> list[str]:
         return lines + [f"{NOT_RUN} (`tamnas lego` writes exports/lego.json)", ""]
     genes = blob.get("genes", [])
     key = "-".join(map(str, genes))
-    lines += [f"Genes `{key}` in space `{blob.get('space', '?')}`: per layer the most frequent "
-              "block and ratio among the top-k (ties: the best-ranked arch's choice; illegal modes "
-              "replaced by the most frequent legal choice).", ""]
+    lines += [(f"Genes `{key}` in space `{blob.get('space', '?')}`: per layer the most frequent "
+               "block and ratio among the top-k (ties: the best-ranked arch's choice; "
+               "illegal modes replaced by the most frequent legal choice)."), ""]
     scores = {k: v for k, v in inherited_scores(blob).items()
               if isinstance(v, (int, float)) and not isinstance(v, bool)}
     if scores:
@@ -254,8 +254,8 @@ def _retrain_section(run: RunDir) -> list[str]:
     summary = read_csv(run.retrain_summary)
     if summary is None or not len(summary):
         return lines + [NOT_RUN, ""]
-    return lines + ["Test-set errors of standalone nets after retraining, next to their "
-                    "inherited-weight (validation) errors.", "",
+    return lines + [("Test-set errors of standalone nets after retraining, next to their "
+                     "inherited-weight (validation) errors."), "",
                     markdown_table(percent_table(summary), index=False)] + _retrain_tau(summary)
 
 
@@ -369,8 +369,8 @@ def _robustness_section(run: RunDir) -> list[str]:
         lines += [f"### {path.parent.name}", "", body]
         aa = read_json(path.parent / "autoattack.json")
         if isinstance(aa, dict) and "accuracy" in aa:
-            lines += [f"AutoAttack accuracy {float(aa['accuracy']):.4f} at eps "
-                      f"{float(aa.get('eps', float('nan'))):.4f}.", ""]
+            lines += [(f"AutoAttack accuracy {float(aa['accuracy']):.4f} at eps "
+                       f"{float(aa.get('eps', float('nan'))):.4f}."), ""]
     if not found:
         lines += [f"{NOT_RUN} (`tamnas evaluate` writes the eps x steps grid)", ""]
     return lines

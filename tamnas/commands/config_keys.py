@@ -35,8 +35,8 @@ def key_reference(section: str | None = None, markdown: bool = False) -> str:
     if section is not None and section not in SECTIONS:
         raise ValueError(f"config: unknown section {section!r}; choose one of "
                          f"{', '.join(SECTIONS)}")
-    rows = [("seed", "int", "0", "[0, inf]", "one seed for the whole run (data split, sampling, "
-             "attacks)")] if section is None else []
+    seed_help = "one seed for the whole run (data split, sampling, attacks)"
+    rows = [("seed", "int", "0", "[0, inf]", seed_help)] if section is None else []
     for name, cls in SECTIONS.items():
         if section not in (None, name):
             continue

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from tamnas.seeds import mix_seed
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +37,7 @@ def resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
 
 def _random_crop_flip(x: torch.Tensor, gen: torch.Generator, padding: int) -> torch.Tensor:
     """Zero-pad, crop back at a random offset and flip half the images: one vectorised step."""
-    b, c, h, w = x.shape
+    b, _c, h, w = x.shape
     padded = F.pad(x, (padding, padding, padding, padding))
     oy = torch.randint(0, 2 * padding + 1, (b,), generator=gen)
     ox = torch.randint(0, 2 * padding + 1, (b,), generator=gen)

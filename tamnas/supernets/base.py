@@ -66,7 +66,8 @@ class SearchSpace:
     def allowed_values(self, gene: Gene, allowed: Mapping[str, Sequence[int]] | None) -> list[int]:
         values = list(range(gene.choices))
         if allowed and gene.kind in allowed:
-            values = [v for v in values if v in set(int(a) for a in allowed[gene.kind])]
+            keep = {int(a) for a in allowed[gene.kind]}
+            values = [v for v in values if v in keep]
         if not values:
             raise ValueError(f"{self.name}: no allowed value left for gene {gene.name}")
         return values

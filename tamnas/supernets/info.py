@@ -169,8 +169,8 @@ def _num(v: float) -> str:
 
 def format_space_info(info: dict[str, Any]) -> str:
     """The `space_info` dict as printable text."""
-    lines = [f"space {info['space']}: {info['n_genes']} genes, {info['size']} legal archs "
-             f"(10^{info['log10_size']:.2f})", ""]
+    lines = [(f"space {info['space']}: {info['n_genes']} genes, {info['size']} legal archs "
+              f"(10^{info['log10_size']:.2f})"), ""]
     w_name = max(4, *(len(r["gene"]) for r in info["genes"]))
     w_kind = max(4, *(len(r["kind"]) for r in info["genes"]))
     lines.append(f"{'gene':<{w_name}}  {'kind':<{w_kind}}  choices  values")

@@ -249,7 +249,8 @@ def test_a_path_runs_and_changes_only_its_path_modules(name, label):
         before = {m: {k: v.clone() for k, v in m.named_buffers(recurse=False)}
                   for m in everything}
         ran: set = set()
-        hooks = [m.register_forward_hook(lambda mod, i, o: ran.add(mod)) for m in everything]
+        hooks = [m.register_forward_hook(lambda mod, i, o, ran=ran: ran.add(mod))
+                 for m in everything]
         try:
             with torch.no_grad():
                 view(x)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from tamnas.supernets.base import Arch, Gene, check_genes
-from tamnas.supernets.fastconv import Conv2d
 from tamnas.supernets.darts.ops import (
     NONE,
     PRIMITIVES,
@@ -25,6 +24,7 @@ from tamnas.supernets.darts.ops import (
     ReLUConvBN,
     reduced,
 )
+from tamnas.supernets.fastconv import Conv2d
 
 STEM_MULTIPLIER = 3  # DARTS: the stem has 3 x init_channels channels
 INPUTS_PER_NODE = 2

@@ -40,7 +40,8 @@ class MixedEdge(nn.Module):
         out = None
         for o in range(NONE + 1, len(self.ops)):
             y = self.ops[o](x)
-            norm = self.pool_bn[str(o)] if str(o) in self.pool_bn else None
+            # nn.ModuleDict has no .get, so SIM401's rewrite would raise AttributeError.
+            norm = self.pool_bn[str(o)] if str(o) in self.pool_bn else None  # noqa: SIM401
             y = p[o] * (norm(y) if norm is not None else y)
             out = y if out is None else out + y
         return out

@@ -82,7 +82,7 @@ class LayerSpec:
 
 
 def _round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5 + 1e-9))
+    return math.floor(x + 0.5 + 1e-9)
 
 
 def _even(c: float) -> int:

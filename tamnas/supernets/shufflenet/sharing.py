@@ -9,7 +9,6 @@ cropped tensors under the standalone's own names.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tamnas.supernets.fastconv import conv2d

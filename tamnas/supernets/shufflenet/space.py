@@ -182,7 +182,7 @@ class ShuffleNetSpace(SearchSpace):
 
     def repair(self, arch: Sequence[int], rng: np.random.Generator) -> Arch:
         """Clip genes into range; a pure robust block in a stride-2 layer is redrawn among the legal ones."""
-        a = [int(round(float(v))) for v in arch]
+        a = [round(float(v)) for v in arch]
         if len(a) != len(self.genes):
             raise ValueError(f"{self.name}: arch has {len(a)} genes, expected {len(self.genes)}")
         for j, g in enumerate(self.genes):
@@ -271,7 +271,9 @@ class ShuffleNetSpace(SearchSpace):
     def parse(self, description: Mapping) -> Arch:
         """The arch of a `describe` dict (block ids and ratios per layer), validated."""
         if not isinstance(description, Mapping):
-            raise ValueError(f"{self.name}: expected a description dict, got {type(description).__name__}")
+            # A malformed description is a user's file: the CLI reports ValueError in one line.
+            raise ValueError(  # noqa: TRY004
+                f"{self.name}: expected a description dict, got {type(description).__name__}")
         if description.get("space", self.name) != self.name:
             raise ValueError(f"description is for space {description.get('space')!r}, not {self.name!r}")
         layers = description.get("layers")
