@@ -9,25 +9,11 @@ the key, before a run directory or any state is written.
 
 from __future__ import annotations
 
-import os
-
 from tamnas.config import SECTIONS, Config, Registered
+from tamnas.files import MEMORY_SHARE, gib, machine_memory
 
-MEMORY_SHARE = 0.8              # refuse an estimate above this share of the machine's memory
 INDIVIDUAL_BYTES = 4096         # a pymoo individual (genes, objectives, attributes), generously
 TRAINING_COPIES = 4             # weights, gradients, momentum, a checkpoint being written
-
-
-def machine_memory() -> int:
-    """Physical memory of this machine in bytes (0 when unknown)."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 0
-
-
-def _gib(n: float) -> str:
-    return f"{n / 2**30:,.1f} GiB"
 
 
 def memory_estimates(cfg: Config, space) -> dict[str, int]:
@@ -55,8 +41,8 @@ def check_memory(cfg: Config, space, available: int | None = None) -> None:
         return
     for key, need in memory_estimates(cfg, space).items():
         if need > MEMORY_SHARE * available:
-            raise ValueError(f"{key}: needs about {_gib(need)} of memory, more than this machine's "
-                             f"{_gib(available)} allow; choose a smaller value")
+            raise ValueError(f"{key}: needs about {gib(need)} of memory, more than this machine's "
+                             f"{gib(available)} allow; choose a smaller value")
 
 
 def preflight(cfg: Config) -> None:

@@ -149,7 +149,8 @@ def machine_memory() -> int:
         return 0
 
 
-def _gib(n: float) -> str:
+def gib(n: float) -> str:
+    """Bytes as GiB for messages."""
     return f"{n / 2**30:,.1f} GiB"
 
 
@@ -214,8 +215,8 @@ def safe_torch_load(source: str | Path | bytes, name: str, fix: str,
                          f"file); {fix}") from None
     available = machine_memory() if available is None else available
     if available > 0 and need > MEMORY_SHARE * available:
-        raise ValueError(f"{name} would need about {_gib(need)} of memory to open, more than "
-                         f"this machine's {_gib(available)} allow; {fix}")
+        raise ValueError(f"{name} would need about {gib(need)} of memory to open, more than "
+                         f"this machine's {gib(available)} allow; {fix}")
     if isinstance(stream, io.BytesIO):
         stream.seek(0)
     try:
@@ -290,5 +291,5 @@ def file_digest(path: Path) -> str:
 
 __all__ = ["FORMAT", "LOAD_ERRORS", "MEMORY_SHARE", "UnsafeFileError", "atomic_write_bytes",
            "atomic_write_json", "atomic_write_text", "check_scores", "file_digest", "json_safe", "load_checkpoint",
-           "machine_memory", "ragged_line", "read_json", "read_table", "require_keys", "safe_torch_load",
+           "gib", "machine_memory", "ragged_line", "read_json", "read_table", "require_keys", "safe_torch_load",
            "save_checkpoint", "sha256_bytes"]
