@@ -289,7 +289,25 @@ def file_digest(path: Path) -> str:
     return _DIGESTS[key]
 
 
-__all__ = ["FORMAT", "LOAD_ERRORS", "MEMORY_SHARE", "UnsafeFileError", "atomic_write_bytes",
-           "atomic_write_json", "atomic_write_text", "check_scores", "file_digest", "json_safe", "load_checkpoint",
-           "gib", "machine_memory", "ragged_line", "read_json", "read_table", "require_keys", "safe_torch_load",
-           "save_checkpoint", "sha256_bytes"]
+__all__ = [
+    "FORMAT",
+    "LOAD_ERRORS",
+    "MEMORY_SHARE",
+    "UnsafeFileError",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "check_scores",
+    "file_digest",
+    "gib",
+    "json_safe",
+    "load_checkpoint",
+    "machine_memory",
+    "ragged_line",
+    "read_json",
+    "read_table",
+    "require_keys",
+    "safe_torch_load",
+    "save_checkpoint",
+    "sha256_bytes",
+]
