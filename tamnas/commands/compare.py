@@ -110,6 +110,10 @@ def plan(session: Session, budgets: list[str], picks: int, random_archs: int,
     """Every budget's members (budget label -> members); ValueError before any training."""
     front = run_front(session)
     n = session.space.n_genes
+    if session.space.has_cost("latency") and "latency" not in random_frame.columns:
+        from tamnas.latency.table import with_latency  # scored before the run had its table
+
+        random_frame = with_latency(session.space, random_frame)
     out = {}
     for k, text in enumerate(budgets):
         constraints = parse_budget(text)
