@@ -91,3 +91,30 @@ def test_a_random_search_scored_on_other_weights_is_moved_aside_and_run_again(ru
     moved = run_copy / "previous" / "1" / "compare" / "random-search" / "archive.json"
     assert json.loads(moved.read_text())["supernet_fingerprint"] == "0000000000000000"
     assert json.loads(path.read_text())["supernet_fingerprint"] != "0000000000000000"
+
+
+def test_compare_at_a_latency_budget_matches_random_archs_on_predicted_latency(run_copy):
+    """With the run's latency table, a latency budget picks front members under it and
+    random archs within 5 % of the pick's predicted latency (the random search, scored
+    before the table existed, gets predicted latency too); no plain net at a time budget."""
+    from tamnas.config import load_run_config
+    from tamnas.latency.table import attach_latency, run_table
+    from tamnas.supernets import build_space
+
+    assert main(on_cpu("latency", "build", str(run_copy), "--repeats", "3", "--warmup", "1",
+                       "--budget", "0.05")) == 0
+    cfg = load_run_config(run_copy)
+    space = build_space(cfg)
+    attach_latency(space, run_table(cfg, RunDir(run_copy)))
+    front = json.loads((run_copy / "search" / "front.json").read_text())["front"]
+    limit = max(space.cost("latency", tuple(r["arch"])) for r in front) * 1.2
+    args = ("--budget", f"latency<={limit:.6f}ms", "--seeds", "1", "--picks", "1",
+            "--random-archs", "2", "--test-images", "30")
+    assert main(on_cpu("compare", str(run_copy), *args)) == 0
+    table = pd.read_csv(RunDir(run_copy).compare_dir / "compare.csv")
+    assert set(table["group"]) == {"front", "random archs", "random search"}
+    latency = {k: space.cost("latency", tuple(int(g) for g in k.split("-")))
+               for k in table["key"]}
+    pick = latency[table[table.group == "front"]["key"].iloc[0]]
+    for key in table[table.group == "random archs"]["key"]:
+        assert abs(latency[key] - pick) <= 0.05 * pick and latency[key] <= limit

@@ -92,7 +92,8 @@ def matched_archs(space: SearchSpace, picks: Sequence[Member], n: int,
         pick = picks[j % len(picks)]
         target = float(space.cost(kind, pick.arch)) if kind != "params" else pick.params
         window = [math.ceil(pick.params * (1 - MATCH)), math.floor(pick.params * (1 + MATCH))]
-        for _ in range(MAX_DRAWS):
+        draws = MAX_DRAWS if kind == "params" else 10 * MAX_DRAWS  # table lookups are cheap
+        for _ in range(draws):
             arch = space.sample(rng, params_range=window if kind == "params" else None)
             close = kind == "params" or \
                 abs(float(space.cost(kind, arch)) - target) <= MATCH * target
@@ -101,7 +102,7 @@ def matched_archs(space: SearchSpace, picks: Sequence[Member], n: int,
         else:
             unit = "ms" if kind == "latency" else " params"
             raise ValueError(f"found no new arch within {100 * MATCH:.0f}% of {target:,.4g}{unit}"
-                             f" under {budget_label(constraints)} after {MAX_DRAWS} draws; "
+                             f" under {budget_label(constraints)} after {draws} draws; "
                              "ask for fewer --random-archs")
         taken.add(arch)
         out.append(Member("random archs", arch_key(arch), int(space.params(arch)), arch,
