@@ -159,12 +159,19 @@ class Session:
         return front
 
     def lego(self, top: int | None = None) -> Arch:
-        """The LEGO arch of the current front: per layer, the top-k's most frequent choice."""
+        """The LEGO arch of the current front: per layer, the top-k's most frequent choice.
+
+        When the top-k were all scored on one weight set (an MGDA search scores its
+        derived archs on fine-tuned weights), those weights are loaded, so the LEGO net
+        is scored and exported on the weights its parts were chosen on."""
         from tamnas.analysis import stats
         from tamnas.analysis.lego import lego_arch
 
         self.require_search()
         top_df = stats.top_k(self.front(), top or self.cfg.output.top_k, by=self.cfg.output.top_by)
+        weights = set(top_df["weights"].dropna()) if "weights" in top_df.columns else set()
+        if len(weights) == 1:
+            self.use_weights(weights.pop())
         return lego_arch(self.space, top_df)
 
     def candidates(self) -> pd.DataFrame:

@@ -77,3 +77,10 @@ def test_quickstart_darts_runs_from_scratch_and_later_commands_use_the_searched_
     cfg = tamnas.load_config(run.config)
     ctx = Session.open(cfg, run, torch.device("cpu"), quiet=True)
     assert all(torch.equal(v, searched[k]) for k, v in ctx.supernet.state_dict().items())
+    # the LEGO net is scored and exported on the weights its top-k parts were scored on (the
+    # fine-tuned ones), not on the bare search's, on which derived paths score near chance
+    import json
+
+    blob = json.loads((out / "exports" / "lego.json").read_text())
+    archive = pd.read_csv(run.search_dir / "archive.csv")
+    assert blob["weights_fingerprint"] in set(archive[archive["strategy"] == "mgda"]["weights"])
