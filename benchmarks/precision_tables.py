@@ -6,8 +6,10 @@
 2. How many training seeds a readable ranking needs, by the agreement of
    two trainings and of two image samples (`precision.seeds_table`).
 3. The seed agreement of the committed two-seed studies
-   (`results/rank_ceiling.jsonl`, `results/rank_ceiling_jobs.jsonl`) with its
-   interval over archs and the seeds a readable ranking would need.
+   (`results/rank_ceiling.jsonl`, `results/rank_ceiling_jobs.jsonl`, and the
+   trainings of `tamnas compare` calls in `results/compare_ceiling.jsonl`, which
+   `compare_ceiling.py` writes with the image noise) with its interval over archs
+   and the seeds a readable ranking would need.
 
     python benchmarks/precision_tables.py            # print the tables
     python benchmarks/precision_tables.py --write    # refresh them in docs/trust.md
@@ -57,12 +59,18 @@ def studies() -> list[dict]:
         out.append({"label": study["label"], "archs": len(archs),
                     **{w: np.array([[study["runs"][(i, s)][f"{w}_err"] for i in archs]
                                     for s in (0, 1)]) for w in ("clean", "adv")}})
+    compared = RESULTS / "compare_ceiling.jsonl"
+    for line in compared.read_text().splitlines() if compared.is_file() else []:
+        rec = json.loads(line)
+        out.append({"label": rec["label"], "archs": rec["archs"],
+                    **{w: np.array(rec[f"{w}_errors"]) for w in ("clean", "adv")},
+                    **{f"{w}_image_tau": rec[f"{w}_image_tau"] for w in ("clean", "adv")}})
     return out
 
 
 def seed_sd(per_seed: np.ndarray) -> float:
-    """Standard deviation of one training's error over seeds, from two seeds per arch."""
-    return float(np.sqrt(np.mean((per_seed[0] - per_seed[1]) ** 2) / 2))
+    """Standard deviation of one training's error over seeds, pooled over the archs."""
+    return float(np.sqrt(np.mean(np.var(per_seed, axis=0, ddof=1))))
 
 
 def _seeds(k: float) -> str:
@@ -76,12 +84,15 @@ def study_table() -> pd.DataFrame:
         for w, label in (("clean", "clean"), ("adv", "PGD")):
             agree = noise.seed_agreement(st[w], rng, BOOTSTRAP)
             lo, hi = agree["ci"]
-            need = noise.seeds_needed(agree["tau"], 2)
-            need_ci = noise.seeds_needed_interval(agree["ci"], 2)
+            image_tau = st.get(f"{w}_image_tau")     # None: no per-image masks were kept
+            k = len(st[w])                            # seeds per arch
+            need = noise.seeds_needed(agree["tau"], k, image_tau)
+            need_ci = noise.seeds_needed_interval(agree["ci"], k, image_tau)
             rows.append({"study": st["label"], "error": label, "archs": st["archs"],
                          "seed sd (points)": round(100 * seed_sd(st[w]), 2),
                          "seed tau [95% CI]": f"{agree['tau']:.2f} [{lo:.2f}, {hi:.2f}]",
-                         "reachable, 2 seeds": round(noise.reachable_tau(agree["tau"], 2), 2),
+                         "image tau": "n/a" if image_tau is None else f"{image_tau:.2f}",
+                         "reachable": round(noise.reachable_tau(agree["tau"], k, image_tau), 2),
                          "seeds needed [95% CI]": f"{_seeds(need)} [{_seeds(need_ci[0])}, "
                                                   f"{_seeds(need_ci[1])}]"})
     return pd.DataFrame(rows)
@@ -114,8 +125,9 @@ def render() -> str:
               "keeps it below: more images, not seeds):"), "",
               markdown_table(seeds, index=True)]
     lines += [("**The committed two-seed studies**, seed agreement with its 95% interval over "
-              "archs and the seeds a readable ranking would need (image noise not included: "
-              "these files hold no per-image masks, so these are lower bounds on the seeds):"),
+              "archs and the seeds a readable ranking would need. Image noise is included where "
+              "per-image masks were kept (an image tau is given); elsewhere the seeds are "
+              "lower bounds:"),
               "", markdown_table(study_table(), index=False)]
     return "\n".join(lines).rstrip() + "\n"
 

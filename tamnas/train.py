@@ -319,16 +319,18 @@ def standalone_recipe(cfg: Config, arch, seed: int) -> dict:
 
 def retrain(cfg: Config, space: SearchSpace, arch, out_dir: Path, device: torch.device, *,
             init_state: dict | None = None, data: DataBundle | None = None, resume: bool = True,
-            quiet: bool = False, net: nn.Module | None = None) -> nn.Module:
+            quiet: bool = False, build: Callable[[], nn.Module] | None = None) -> nn.Module:
     """Train the standalone net of `arch` (from scratch, or from `init_state`, e.g. extract(arch)).
 
-    `net`: train this module instead of the space's net of `arch` (a baseline
-    outside the space, e.g. `supernets.plain.PlainNet`), with the same recipe.
+    `build`: make and train this module instead of the space's net of `arch` (a
+    baseline outside the space, e.g. `supernets.plain.PlainNet`), with the same
+    recipe. It is called after the seed is set, like the space's nets, so its
+    initial weights are the seed's, not whatever the process drew before.
     """
     data = data if data is not None else load_data(cfg.data, cfg.seed)
     check_training_split(cfg, data)
     rng, gen = _generators(cfg.seed, device)
-    net = net if net is not None else space.build_standalone(arch)
+    net = build() if build is not None else space.build_standalone(arch)
     if init_state is not None:
         net.load_state_dict(init_state)
     net = net.to(device)

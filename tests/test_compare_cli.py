@@ -118,3 +118,73 @@ def test_compare_at_a_latency_budget_matches_random_archs_on_predicted_latency(r
     pick = latency[table[table.group == "front"]["key"].iloc[0]]
     for key in table[table.group == "random archs"]["key"]:
         assert abs(latency[key] - pick) <= 0.05 * pick and latency[key] <= limit
+
+
+# -- two ranks --------------------------------------------------------------------------------
+def _compare_on_rank(rank: int, world: int, port: int, run_dir: str) -> None:
+    """One torchrun-like rank of `tamnas compare`; records which nets this rank trained."""
+    import os
+
+    import torch
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    import tamnas
+    from tamnas import distributed as dist
+    from tamnas.commands import compare
+
+    assert dist.init_from_env("cpu")
+    trained, train_unit = [], compare.train_unit
+
+    def recording(session, member, seed_index, folder, *args, **kwargs):
+        trained.append(folder.name)
+        return train_unit(session, member, seed_index, folder, *args, **kwargs)
+
+    compare.train_unit = recording
+    try:
+        cfg = tamnas.load_config(f"{run_dir}/config.toml")
+        budgets = [ARGS[1]]
+        blob = compare.compare(cfg, run_dir, budgets=budgets, seeds=2, picks=1, random_archs=2,
+                               test_images=50, device=torch.device("cpu"), quiet=True)
+        assert (blob is None) == (rank != 0)
+    finally:
+        dist.shutdown()
+    with open(f"{run_dir}/trained-by-rank{rank}.json", "w") as f:
+        json.dump(trained, f)
+
+
+def test_two_ranks_share_the_trainings_and_give_the_one_rank_result(run_copy, tmp_path):
+    import shutil
+    import socket
+    import time
+
+    import torch.multiprocessing as mp
+
+    two = tmp_path / "two"
+    shutil.copytree(run_copy, two)
+    assert main(on_cpu("compare", str(run_copy), *ARGS)) == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "pandas", "tamnas.commands.compare",
+                                "test_compare_cli"])
+    procs = [ctx.Process(target=_compare_on_rank, args=(r, 2, port, str(two))) for r in range(2)]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + 240   # a hung process group fails instead of hanging pytest
+    for p in procs:
+        p.join(max(deadline - time.monotonic(), 0))
+        if p.is_alive():
+            p.kill()
+            p.join()
+    assert [p.exitcode for p in procs] == [0, 0]
+    shares = [json.loads((two / f"trained-by-rank{r}.json").read_text()) for r in range(2)]
+    assert all(shares) and not set(shares[0]) & set(shares[1])
+    assert sorted(shares[0] + shares[1]) == sorted(_trained(run_copy))
+    one_blob, two_blob = (json.loads((RunDir(d).compare_dir / "compare.json").read_text())
+                          for d in (run_copy, two))
+    assert two_blob["budgets"] == one_blob["budgets"]
+    assert (RunDir(two).compare_dir / "compare.csv").read_text() == \
+        (RunDir(run_copy).compare_dir / "compare.csv").read_text()

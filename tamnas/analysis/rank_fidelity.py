@@ -137,7 +137,7 @@ def spread_and_noise(standalone: Sequence[float], se: Sequence[float]) -> dict[s
             "true_spread": true_spread}
 
 
-def _ceilings(s: dict, name_masks: np.ndarray, per_seed: list[np.ndarray],
+def ceilings(s: dict, name_masks: np.ndarray, per_seed: list[np.ndarray],
               rng: np.random.Generator, n_boot: int) -> None:
     """The agreement of two standalone measurements and what it lets a predictor reach.
 
@@ -207,7 +207,7 @@ def assess(inherited: dict[str, np.ndarray], standalone: dict[str, np.ndarray],
         # paired; with one seed only the image part is known
         yardstick = parts["total"] if parts["seed_noise_known"] else parts["image"]
         s.update(spread_and_noise(y, [yardstick]))
-        _ceilings(s, np.asarray(masks[name], float), seeds, rng, n_boot)
+        ceilings(s, np.asarray(masks[name], float), seeds, rng, n_boot)
         if len(seeds) >= 2:
             per_seed_taus = [t for t in s["kendall_tau_per_seed"] if np.isfinite(t)]
             s["kendall_tau_per_seed_mean"] = (float(np.mean(per_seed_taus)) if per_seed_taus
@@ -260,7 +260,7 @@ def tau_summary(inherited: Sequence[float], other: Sequence[float]) -> dict:
 
 __all__ = ["CHANCE_MARGIN", "OBJECTIVES", "PARTLY_READABLE_CEILING", "READABLE_CEILING",
            "TRUSTED_TAU", "TRUST_WORDS", "assess", "bootstrap_ceiling", "bootstrap_over_archs",
-           "ceiling_for_mean", "kendall_tau", "kendall_tau_rows", "min_tau_archs", "near_chance",
+           "ceiling_for_mean", "ceilings", "kendall_tau", "kendall_tau_rows", "min_tau_archs", "near_chance",
            "objective_verdict", "overall_verdict", "partial_tau", "partial_tau_rows",
            "readability", "spearman_rho", "spearman_rho_rows", "spread_and_noise", "tau_summary",
            "trust"]

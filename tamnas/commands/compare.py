@@ -9,6 +9,9 @@ start), and `analysis.compare` turns the per-image results into differences
 with intervals and a verdict. Every training has its folder
 compare/train/KEY-sSEED (recipe.json, checkpoint, scores.json, wrong.npz);
 finished ones are read back, so a killed compare continues where it stopped.
+Under torchrun the trainings are shared out over the ranks (each trains its
+nets alone) and rank 0 writes the results: `torchrun --nproc_per_node 2 -m
+tamnas compare ...` halves the wall time on two cores.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tamnas import distributed as dist
 from tamnas.analysis.compare_groups import Member, front_picks, matched_archs, random_search_pick
 from tamnas.analysis.selector import BUDGET_HELP, budget_label, parse_budget
 from tamnas.commands import ON_WEIGHTS, Call, command
@@ -77,8 +81,11 @@ def random_search_frame(session: Session, n_evals: int, root: Path,
             None, session.fingerprint):
         from tamnas.rundir import move_aside
 
-        moved = move_aside(session.run, (f"{DIR_NAME}/{root.name}",))
-        say(f"note: {root} was scored on another supernet checkpoint; moved it to {moved}", quiet)
+        if dist.is_main():
+            moved = move_aside(session.run, (f"{DIR_NAME}/{root.name}",))
+            say(f"note: {root} was scored on another supernet checkpoint; moved it to {moved}",
+                quiet)
+        dist.barrier()  # every rank sees the old search gone before the new one starts
     cfg = copy.deepcopy(session.cfg)
     cfg.search.strategy = "random"
     archive = Archive(session.space.name, session.space.n_genes, session.fingerprint)
@@ -174,11 +181,11 @@ def train_unit(session: Session, member: Member, seed_index: int, folder: Path,
     cfg.seed = session.cfg.seed + seed_index
     atomic_write_json(folder / "recipe.json", want)
     info = session.data.info
-    net = None if member.width is None else PlainNet(member.width, info.in_channels,
-                                                     info.num_classes, info.mean, info.std)
+    build = None if member.width is None else (
+        lambda: PlainNet(member.width, info.in_channels, info.num_classes, info.mean, info.std))
     tic = time.perf_counter()
     net = retrain(cfg, session.space, member.arch, folder, session.device, data=session.data,
-                  resume=resume and same, quiet=quiet, net=net)
+                  resume=resume and same, quiet=quiet, build=build)
     save_checkpoint(folder / "model.pt", net.state_dict(), kind="standalone_weights")
     clean, adv, _ = error_masks(net, test[0], test[1], test_attack(session.cfg),
                                 session.cfg.data.eval_batch_size, session.device)
@@ -196,7 +203,8 @@ def train_unit(session: Session, member: Member, seed_index: int, folder: Path,
 
 def train_all(session: Session, members: list[Member], seeds: int, root: Path, resume: bool,
               quiet: bool, test) -> dict[tuple[str, int], dict]:
-    """Every (member, seed) result, seed-major so every net gets its first seed first."""
+    """Every (member, seed) result, seed-major so every net gets its first seed first; under
+    torchrun the trainings still to do are shared out over the ranks."""
     from tamnas.progress import counter, progress
 
     unique = list({m.key: m for m in members}.values())
@@ -204,30 +212,39 @@ def train_all(session: Session, members: list[Member], seeds: int, root: Path, r
     results, todo = {}, []
     for m, s in units:
         want = unit_recipe(session.cfg, m, s, len(test[1]))
-        done = _load(root / f"{m.key}-s{s}", want) if resume else None
-        if done is not None:
-            results[m.key, s] = done
+        found = _load(root / f"{m.key}-s{s}", want) if resume else None
+        if found is not None:
+            results[m.key, s] = found
         else:
             todo.append((m, s))
+    dist.barrier()  # every rank has read what is done before any rank writes a new result
+    ranks, quiet = dist.world_size(), quiet or not dist.is_main()
     say(f"compare: {len(units) - len(todo)} of {len(units)} trainings done already, "
-        f"{len(todo)} to go ({session.cfg.retrain.epochs} epochs each) -> {root}", quiet)
-    bar = progress(todo, desc="compare", disable=quiet, initial=len(units) - len(todo),
-                   total=len(units), unit="training")
+        f"{len(todo)} to go ({session.cfg.retrain.epochs} epochs each"
+        f"{f', on {ranks} ranks' if ranks > 1 else ''}) -> {root}", quiet)
+    mine, local = dist.shard(todo), []   # shared out before local_only, which hides the ranks
+    done = len(units) - len(todo)
+    bar = progress(mine, desc="compare", disable=quiet, initial=done,
+                   total=done + len(mine), unit="training")
     start = time.monotonic()
-    for k, (m, s) in enumerate(bar):
-        say(f"compare: training {len(units) - len(todo) + k + 1} of {len(units)} "
-            f"({counter(k + 1, len(todo), start)} in this call): {m.group} {m.key} seed {s}",
-            quiet)
-        results[m.key, s] = train_unit(session, m, s, root / f"{m.key}-s{s}", test, resume,
-                                       quiet=True)
+    with dist.local_only():   # each rank trains its nets alone: no gradient averaging
+        for k, (m, s) in enumerate(bar):
+            which = (f"{done + k + 1} of {len(units)}" if ranks == 1 else
+                     f"{k + 1} of rank 0's {len(mine)} ({len(todo)} on {ranks} ranks)")
+            say(f"compare: training {which} ({counter(k + 1, len(mine), start)} in this call): "
+                f"{m.group} {m.key} seed {s}", quiet)
+            local.append(train_unit(session, m, s, root / f"{m.key}-s{s}", test, resume,
+                                    quiet=True))
+    for (m, s), result in zip(todo, dist.gather_sharded(local, len(todo))):
+        results[m.key, s] = result
     return results
 
 
 def compare(cfg: Config, run_dir: str | Path, *, budgets: list[str], seeds: int = 2,
             picks: int = 2, random_archs: int = 5, test_images: int | None = None,
             device: torch.device, quiet: bool = False, resume: bool = True,
-            partial: bool = False) -> dict:
-    """Train and compare the groups at every budget; compare.json's contents."""
+            partial: bool = False) -> dict | None:
+    """Train and compare the groups at every budget; compare.json's contents (rank 0)."""
     from tamnas.analysis.compare_report import compute_cost, summarise, write_outputs
     from tamnas.analysis.report import write_report
     from tamnas.rundir import move_aside, writing
@@ -236,14 +253,15 @@ def compare(cfg: Config, run_dir: str | Path, *, budgets: list[str], seeds: int 
     run = open_run(run_dir)
     if not partial:
         require_finished(cfg, run)
-    with writing(run.root, "tamnas compare", DIR_NAME):
+    with writing(run.root, "tamnas compare", DIR_NAME, enabled=dist.is_main()):
         session = Session.open(cfg, run, device, quiet=quiet, partial=partial)
         front = run_front(session)
         for text in budgets:  # every budget refused before anything is written
             front_picks(front, parse_budget(text), picks, session.space.n_genes)
-        if not resume and run.compare_dir.exists():
+        if not resume and run.compare_dir.exists() and dist.is_main():
             say(f"note: --no-resume: moved the old comparison to {move_aside(run, (DIR_NAME,))}",
                 quiet)
+        dist.barrier()
         n_evals = search_evaluations(session)
         random_frame, source = random_search_frame(session, n_evals, run.compare_dir /
                                                    "random-search", quiet)
@@ -252,6 +270,8 @@ def compare(cfg: Config, run_dir: str | Path, *, budgets: list[str], seeds: int 
         members = [m for ms in groups.values() for m in ms]
         results = train_all(session, members, seeds, run.compare_dir / "train", resume, quiet,
                             test)
+        if not dist.is_main():
+            return None
         settings = {"seeds": seeds, "picks": picks, "random_archs": random_archs,
                     "test_images": len(test[1]), "retrain_epochs": cfg.retrain.epochs,
                     "attack": cfg.to_dict()["attack"], "search_evaluations": n_evals,
