@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from cli_configs import on_cpu, set_args
@@ -93,10 +94,11 @@ def test_a_random_search_scored_on_other_weights_is_moved_aside_and_run_again(ru
     assert json.loads(path.read_text())["supernet_fingerprint"] != "0000000000000000"
 
 
-def test_compare_at_a_latency_budget_matches_random_archs_on_predicted_latency(run_copy):
+def test_compare_at_a_latency_budget_matches_random_archs_on_predicted_latency(run_copy, capsys):
     """With the run's latency table, a latency budget picks front members under it and
     random archs within 5 % of the pick's predicted latency (the random search, scored
-    before the table existed, gets predicted latency too); no plain net at a time budget."""
+    before the table existed, gets predicted latency too); the plain net is the widest whose
+    measured time fits, timed once and kept; with a table of another device, no plain net."""
     from tamnas.config import load_run_config
     from tamnas.latency.table import attach_latency, run_table
     from tamnas.supernets import build_space
@@ -111,13 +113,35 @@ def test_compare_at_a_latency_budget_matches_random_archs_on_predicted_latency(r
     args = ("--budget", f"latency<={limit:.6f}ms", "--seeds", "1", "--picks", "1",
             "--random-archs", "2", "--test-images", "30")
     assert main(on_cpu("compare", str(run_copy), *args)) == 0
-    table = pd.read_csv(RunDir(run_copy).compare_dir / "compare.csv")
-    assert set(table["group"]) == {"front", "random archs", "random search"}
+    out = RunDir(run_copy).compare_dir
+    table = pd.read_csv(out / "compare.csv")
+    assert set(table["group"]) == {"front", "random archs", "random search", "plain"}
+    space_rows = table[table.group != "plain"]
     latency = {k: space.cost("latency", tuple(int(g) for g in k.split("-")))
-               for k in table["key"]}
+               for k in space_rows["key"]}
+    assert np.allclose(space_rows["latency_ms"], [latency[k] for k in space_rows["key"]])
     pick = latency[table[table.group == "front"]["key"].iloc[0]]
     for key in table[table.group == "random archs"]["key"]:
         assert abs(latency[key] - pick) <= 0.05 * pick and latency[key] <= limit
+    # the plain net: timed here, within the limit, its width in the key and kept for a rerun
+    (label,) = json.loads((out / "plain_widths.json").read_text())
+    kept = json.loads((out / "plain_widths.json").read_text())[label]
+    plain = table[table.group == "plain"].iloc[0]
+    assert plain["key"] == f"plain-w{kept['width']}" and plain["width"] == kept["width"]
+    assert 0 < kept["latency_ms"] <= limit and plain["latency_ms"] == kept["latency_ms"]
+    stamp = (out / "plain_widths.json").stat().st_mtime_ns
+    assert main(on_cpu("compare", str(run_copy), *args)) == 0
+    assert (out / "plain_widths.json").stat().st_mtime_ns == stamp   # kept, not re-timed
+    capsys.readouterr()
+    # a table of another chip: predictions still hold, but a plain net cannot be timed here
+    (path,) = RunDir(run_copy).latency_tables()
+    blob = json.loads(path.read_text())
+    blob["device"]["name"] = "some phone's CPU"
+    path.write_text(json.dumps(blob))
+    assert main(on_cpu("compare", str(run_copy), *args, "--no-resume")) == 0
+    assert "no plain net at latency<=" in capsys.readouterr().out
+    table = pd.read_csv(out / "compare.csv")
+    assert set(table["group"]) == {"front", "random archs", "random search"}
 
 
 # -- two ranks --------------------------------------------------------------------------------

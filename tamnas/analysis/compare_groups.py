@@ -40,6 +40,7 @@ class Member:
     inherited_adv_err: float | None = None
     inherited_clean_err: float | None = None
     matched_to: str | None = None
+    latency_ms: float | None = None   # predicted by the run's table; measured for a plain net
 
 
 def _genes(row: pd.Series, n_genes: int) -> Arch:

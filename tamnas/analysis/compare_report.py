@@ -70,6 +70,7 @@ def summarise(groups: dict[str, list[Member]], results: dict, seeds: int, settin
                    for g, ms in by.items()}
         summary = {g: {"archs": len(ms), "keys": [m.key for m in ms],
                        "params": [m.params for m in ms],
+                       "latency_ms": [m.latency_ms for m in ms],
                        "clean_acc": float(correct[g]["clean"].mean()),
                        "adv_acc": float(correct[g]["adv"].mean())} for g, ms in by.items()}
         diffs = {w: {g: paired_difference(correct["front"][w], correct[g][w], level)
@@ -83,7 +84,8 @@ def summarise(groups: dict[str, list[Member]], results: dict, seeds: int, settin
         for g, s in summary.items():
             lines.append(f"  {g:<14} {s['archs']} arch(s) x {seeds} seed(s): clean "
                          f"{100 * s['clean_acc']:.1f}%, PGD {100 * s['adv_acc']:.1f}% "
-                         f"(params {', '.join(f'{p:,}' for p in s['params'])})")
+                         f"(params {', '.join(f'{p:,}' for p in s['params'])}"
+                         f"{_latencies(s, '; ')})")
         for g, d in diffs["adv"].items():
             lines.append(f"  front - {g:<14} PGD {points(d)}, clean {points(diffs['clean'][g])}")
         lines.append(f"  verdict {verdict}")
@@ -102,6 +104,12 @@ def summarise(groups: dict[str, list[Member]], results: dict, seeds: int, settin
                       "cost": cost, **settings, "lines": lines})
 
 
+def _latencies(group: dict, lead: str = "") -> str:
+    """A group's latencies (ms, predicted; a plain net's measured), or "" when none is known."""
+    known = [v for v in group.get("latency_ms", []) if v is not None]
+    return f"{lead}latency {', '.join(f'{v:.2f}' for v in known)} ms" if known else ""
+
+
 def trainings_table(groups: dict[str, list[Member]], results: dict, seeds: int) -> pd.DataFrame:
     """One row per budget, group member and seed (compare.csv)."""
     rows = []
@@ -111,6 +119,7 @@ def trainings_table(groups: dict[str, list[Member]], results: dict, seeds: int) 
                 r = results[m.key, s]
                 rows.append({"budget": label, "group": m.group, "key": m.key, "seed": s,
                              "params": m.params, "width": m.width, "matched_to": m.matched_to,
+                             "latency_ms": m.latency_ms,
                              "inherited_clean_err": m.inherited_clean_err,
                              "inherited_adv_err": m.inherited_adv_err,
                              "clean_acc": r["clean_acc"], "adv_acc": r["adv_acc"],
@@ -130,11 +139,19 @@ def markdown(blob: dict) -> str:
            f"({blob['random_search_evaluations']} of the search's {blob['search_evaluations']} "
            "evaluations)."), ""]
     for b in blob["budgets"]:
-        out += [f"### {b['budget']}", "", "| group | archs | params | clean acc % | PGD acc % |",
-                "|---|---|---|---|---|"]
+        timed = any(_latencies(s) for s in b["groups"].values())
+        out += [f"### {b['budget']}", "", "| group | archs | params | "
+                + ("latency (ms) | " if timed else "") + "clean acc % | PGD acc % |",
+                "|---|---|---|" + ("---|" if timed else "") + "---|---|"]
         for g, s in b["groups"].items():
+            ms = (_latencies(s).removeprefix("latency ").removesuffix(" ms") or "n/a") + " | " \
+                if timed else ""
             out.append(f"| {g} | {s['archs']} | {', '.join(f'{p:,}' for p in s['params'])} | "
-                       f"{_pct(s['clean_acc'])} | {_pct(s['adv_acc'])} |")
+                       f"{ms}{_pct(s['clean_acc'])} | {_pct(s['adv_acc'])} |")
+        if timed:
+            out += ["", ("Latency: the run's table's prediction for archs of the space; the "
+                         "plain net's measured here, whole, the way `tamnas latency check` times "
+                         "nets.")]
         out += ["", "| front minus | PGD points [interval] | clean points [interval] |",
                 "|---|---|---|"]
         for g, d in b["differences"]["adv"].items():

@@ -97,24 +97,12 @@ def random_search_frame(session: Session, n_evals: int, root: Path,
     return frame.sort_values("order").head(n_evals), f"a random search run by compare ({root})"
 
 
-def plain_member(session: Session, constraints) -> Member | None:
-    """The plain net at the budget's params limit; None for a budget without one."""
-    from tamnas.supernets.plain import plain_key, plain_params, plain_width
-
-    limit = [c for c in constraints if c.cost == "params"]
-    if not limit:
-        return None
-    info = session.data.info
-    cap = int(limit[0].value) - (1 if limit[0].op == "<" and limit[0].value == int(limit[0].value)
-                                 else 0)
-    width = plain_width(cap, info.in_channels, info.num_classes)
-    return Member("plain", plain_key(width), plain_params(width, info.in_channels,
-                                                          info.num_classes), width=width)
-
-
 def plan(session: Session, budgets: list[str], picks: int, random_archs: int,
-         random_frame: pd.DataFrame) -> dict[str, list[Member]]:
-    """Every budget's members (budget label -> members); ValueError before any training."""
+         random_frame: pd.DataFrame, quiet: bool = False) -> dict[str, list[Member]]:
+    """Every budget's members (budget label -> members); ValueError before any training.
+    Under a latency budget the plain net is timed here (rank 0; the others read its width)."""
+    from tamnas.analysis.compare_plain import WIDTHS_FILE, plain_member
+
     front = run_front(session)
     n = session.space.n_genes
     if session.space.has_cost("latency") and "latency" not in random_frame.columns:
@@ -129,7 +117,20 @@ def plan(session: Session, budgets: list[str], picks: int, random_archs: int,
         rng = np.random.default_rng([int(session.cfg.seed), 0xC0A7, k])
         members = [*chosen, *matched_archs(session.space, chosen, random_archs, constraints, rng),
                    random_search_pick(random_frame, constraints, n)]
-        plain = plain_member(session, constraints)
+        if session.space.has_cost("latency"):
+            members = [dataclasses.replace(m, latency_ms=session.space.cost("latency", m.arch))
+                       for m in members]
+        plain: Member | ValueError | None = None
+        if dist.is_main():
+            try:
+                plain = plain_member(session, constraints, session.run.compare_dir / WIDTHS_FILE,
+                                     # notes print under --quiet too: they change results
+                                     lambda line: say(line, quiet and not line.startswith("note:")))
+            except ValueError as err:   # raised on every rank, not just this one
+                plain = err
+        plain = dist.broadcast_object(plain)
+        if isinstance(plain, ValueError):
+            raise plain
         out[label] = members + ([plain] if plain is not None else [])
     return out
 
@@ -265,7 +266,7 @@ def compare(cfg: Config, run_dir: str | Path, *, budgets: list[str], seeds: int 
         n_evals = search_evaluations(session)
         random_frame, source = random_search_frame(session, n_evals, run.compare_dir /
                                                    "random-search", quiet)
-        groups = plan(session, budgets, picks, random_archs, random_frame)
+        groups = plan(session, budgets, picks, random_archs, random_frame, quiet)
         test = session.test_tensors(test_images)
         members = [m for ms in groups.values() for m in ms]
         results = train_all(session, members, seeds, run.compare_dir / "train", resume, quiet,

@@ -9,12 +9,14 @@ project it takes images in [0, 1], normalises inside its first module, and
 offers YOPO's split (`first_layer` = normalisation + the bare first
 convolution, `forward_from_first`), so `train.retrain` trains it with the
 same recipe and objective as a front member. `plain_width` picks the widest
-base width whose exact parameter count fits the budget.
+base width whose exact parameter count fits the budget; under a time budget
+`analysis.compare_plain` picks the widest whose measured latency fits, through
+the same `widest_within`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 
 import torch
@@ -37,20 +39,32 @@ def plain_params(width: int, in_channels: int, num_classes: int, depth: int = DE
     return total + c_in * num_classes + num_classes
 
 
+def widest_within(fits: Callable[[int], bool], upper: int = MAX_WIDTH) -> int | None:
+    """The widest width in 1..`upper` that `fits`, for a `fits` that holds up to some width and
+    fails beyond; None if width 1 does not fit. Doubles from 1, then bisects: about
+    2 log2(answer) calls, and never a call far wider than the answer (each may build and
+    time a net)."""
+    if not fits(1):
+        return None
+    lo = 1                      # fits
+    hi = 2                      # first width tried above lo
+    while hi <= upper and fits(hi):
+        lo, hi = hi, 2 * hi
+    hi = min(hi, upper + 1)     # the first width known (or taken) not to fit
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
 def plain_width(budget: int, in_channels: int, num_classes: int, depth: int = DEPTH) -> int:
     """The widest base width whose parameter count is at most `budget`; ValueError if none fits."""
-    smallest = plain_params(1, in_channels, num_classes, depth)
-    if budget < smallest:
+    width = widest_within(lambda w: plain_params(w, in_channels, num_classes, depth) <= budget)
+    if width is None:
+        smallest = plain_params(1, in_channels, num_classes, depth)
         raise ValueError(f"params<={budget}: the smallest plain net (width 1) has {smallest} "
                          "params; raise the budget")
-    lo, hi = 1, MAX_WIDTH  # params grow strictly with width: bisect for the last fit
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if plain_params(mid, in_channels, num_classes, depth) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    return width
 
 
 class PlainNet(nn.Module):
@@ -91,4 +105,5 @@ def build_plain(budget: int, info) -> PlainNet:
     return PlainNet(width, info.in_channels, info.num_classes, info.mean, info.std)
 
 
-__all__ = ["DEPTH", "PlainNet", "build_plain", "plain_key", "plain_params", "plain_width"]
+__all__ = ["DEPTH", "PlainNet", "build_plain", "plain_key", "plain_params", "plain_width",
+           "widest_within"]
