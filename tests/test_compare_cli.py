@@ -180,30 +180,14 @@ def _compare_on_rank(rank: int, world: int, port: int, run_dir: str) -> None:
 
 def test_two_ranks_share_the_trainings_and_give_the_one_rank_result(run_copy, tmp_path):
     import shutil
-    import socket
-    import time
 
-    import torch.multiprocessing as mp
+    from ranks import run_ranks
 
     two = tmp_path / "two"
     shutil.copytree(run_copy, two)
     assert main(on_cpu("compare", str(run_copy), *ARGS)) == 0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "pandas", "tamnas.commands.compare",
-                                "test_compare_cli"])
-    procs = [ctx.Process(target=_compare_on_rank, args=(r, 2, port, str(two))) for r in range(2)]
-    for p in procs:
-        p.start()
-    deadline = time.monotonic() + 240   # a hung process group fails instead of hanging pytest
-    for p in procs:
-        p.join(max(deadline - time.monotonic(), 0))
-        if p.is_alive():
-            p.kill()
-            p.join()
-    assert [p.exitcode for p in procs] == [0, 0]
+    assert run_ranks(_compare_on_rank, (str(two),), timeout=240,
+                     preload=["tamnas.commands.compare", "test_compare_cli"]) == [0, 0]
     shares = [json.loads((two / f"trained-by-rank{r}.json").read_text()) for r in range(2)]
     assert all(shares) and not set(shares[0]) & set(shares[1])
     assert sorted(shares[0] + shares[1]) == sorted(_trained(run_copy))

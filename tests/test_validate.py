@@ -227,31 +227,14 @@ def _copy_trained_run(src, dst) -> None:
 
 
 def test_two_ranks_split_the_archs_and_give_the_one_rank_result(run_dir, tmp_path):
-    import socket
-    import time
-
-    import torch.multiprocessing as mp
+    from ranks import run_ranks
 
     one, two = tmp_path / "one", tmp_path / "two"
     for d in (one, two):
         _copy_trained_run(run_dir, d)
     assert cli("validate", str(one), "--archs", str(N_ARCHS), "--bootstrap", "100") == 0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "pandas", "tamnas.commands.validate",
-                                "test_validate"])
-    procs = [ctx.Process(target=_validate_on_rank, args=(r, 2, port, str(two))) for r in range(2)]
-    for p in procs:
-        p.start()
-    deadline = time.monotonic() + 120   # a hung process group fails instead of hanging pytest
-    for p in procs:
-        p.join(max(deadline - time.monotonic(), 0))
-        if p.is_alive():
-            p.kill()
-            p.join()
-    assert [p.exitcode for p in procs] == [0, 0]
+    assert run_ranks(_validate_on_rank, (str(two),),
+                     preload=["tamnas.commands.validate", "test_validate"]) == [0, 0]
     shares = [json.loads((two / f"trained-by-rank{r}.json").read_text()) for r in range(2)]
     assert sorted(shares[0] + shares[1]) == list(range(N_ARCHS)) and all(shares)
     assert (two / "validate" / "summary.csv").read_text() == \
