@@ -196,3 +196,32 @@ def test_two_ranks_share_the_trainings_and_give_the_one_rank_result(run_copy, tm
     assert two_blob["budgets"] == one_blob["budgets"]
     assert (RunDir(two).compare_dir / "compare.csv").read_text() == \
         (RunDir(run_copy).compare_dir / "compare.csv").read_text()
+
+
+def test_each_search_seed_adds_the_pick_of_its_own_random_search(run_copy):
+    from tamnas.search.archive import Archive
+
+    args = ("--budget", "params<=1000000", "--seeds", "1", "--picks", "1", "--random-archs",
+            "0", "--search-seeds", "2", "--test-images", "20")
+    assert main(on_cpu("compare", str(run_copy), *args)) == 0
+    out = RunDir(run_copy).compare_dir
+    blob = json.loads((out / "compare.json").read_text())
+    assert blob["search_seeds"] == 2
+    assert blob["budgets"][0]["groups"]["random search"]["archs"] == 2
+    table = pd.read_csv(out / "compare.csv")
+    picks = table[table.group == "random search"].sort_values("search")
+    assert picks["search"].tolist() == [0, 1]
+    # two searches of the run's size, with different seeds, each giving its own best arch
+    frames = [Archive.load(out / name).frame() for name in ("random-search", "random-search-s1")]
+    assert [len(f) for f in frames] == [blob["search_evaluations"]] * 2
+    assert set(frames[0]["arch"]) != set(frames[1]["arch"])
+    for frame, key in zip(frames, picks["key"]):
+        best = frame.sort_values(["adv_err", "clean_err", "params", "order"]).iloc[0]
+        assert frame.loc[frame["arch"] == key, "adv_err"].iloc[0] == best["adv_err"]
+
+
+def test_search_seeds_below_one_are_one_line(run_copy, capsys):
+    assert main(on_cpu("compare", str(run_copy), "--budget", "params<=1000000",
+                       "--search-seeds", "0")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--search-seeds 0" in err and len(err.splitlines()) == 1

@@ -60,7 +60,7 @@ def test_random_search_pick_is_the_lowest_adversarial_error_under_the_budget(spa
     cap = int(table["params"].quantile(0.4))
     pick = random_search_pick(table, parse_budget(f"params<={cap}"), space.n_genes)
     assert pick.inherited_adv_err == table[table["params"] <= cap]["adv_err"].min()
-    with pytest.raises(ValueError, match="random search: no scored arch meets params<=1"):
+    with pytest.raises(ValueError, match="random search 1: no scored arch meets params<=1"):
         random_search_pick(table, parse_budget("params<=1"), space.n_genes)
 
 

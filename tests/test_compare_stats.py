@@ -125,6 +125,7 @@ def test_a_wide_tie_is_too_noisy_to_tell_and_a_narrow_one_is_no_difference():
     line = verdict_line("params<=2000", {"plain": narrow, "random search": wide})
     assert "no difference beyond noise against plain PGD +1.0 [-1.0, 3.0]" in line
     assert "too few seeds or archs to tell" in line and "random search PGD +1.0 [-8.0, 10.0]" in line
+    assert "--search-seeds" in line  # one random search is one arch: more searches tell
 
 
 def test_groups_scored_on_different_images_are_refused():

@@ -120,8 +120,10 @@ def verdict_line(budget: str, diffs: dict[str, Difference], metric: str = "PGD")
     if parts["tie"]:
         said.append("no difference beyond noise against " + "; ".join(parts["tie"]))
     if parts["wide"]:
+        more = "more --seeds" + (", and --search-seeds 3 or more for random search" if any(
+            p.startswith("random search ") for p in parts["wide"]) else "")
         said.append(f"too few seeds or archs to tell (the interval reaches beyond "
-                    f"{100 * WIDE:.0f} points; use more --seeds) against " + "; ".join(parts["wide"]))
+                    f"{100 * WIDE:.0f} points; use {more}) against " + "; ".join(parts["wide"]))
     if parts["unknown"]:
         said.append("cannot tell (a group with one arch and one seed has no noise estimate: "
                     "use --seeds 2 or more) against " + "; ".join(parts["unknown"]))

@@ -5,9 +5,11 @@ by inherited adversarial error. Random archs: uniform samples of the space,
 each matched to a pick's parameter count within +-5 % (and kept under the
 budget), so a gain cannot come from size alone; under a latency budget they
 are matched to the pick's predicted latency instead, so a gain cannot come
-from speed alone. Random search: the best arch
-by inherited adversarial error of a random search that spent as many
-evaluations as the run's search. The plain net is sized in `supernets.plain`.
+from speed alone. Random search: the best arch by inherited adversarial
+error of each random search that spent as many evaluations as the run's
+search (one pick per search seed, so several searches give the group the
+spread of what random search finds). The plain net is sized in
+`supernets.plain`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Member:
     inherited_clean_err: float | None = None
     matched_to: str | None = None
     latency_ms: float | None = None   # predicted by the run's table; measured for a plain net
+    search: int | None = None         # which random search picked it (random-search group)
 
 
 def _genes(row: pd.Series, n_genes: int) -> Arch:
@@ -112,13 +115,14 @@ def matched_archs(space: SearchSpace, picks: Sequence[Member], n: int,
 
 
 def random_search_pick(frame: pd.DataFrame, constraints: Sequence[Constraint],
-                       n_genes: int) -> Member:
-    """Random search's best arch under the budget by inherited adversarial error."""
+                       n_genes: int, search: int = 0) -> Member:
+    """Random search number `search`'s best arch under the budget by inherited adversarial
+    error."""
     try:
         label = best_under(frame, "adv_err", constraints)
     except ValueError as err:
-        raise ValueError(f"random search: {err}") from None
-    return _member("random search", frame.loc[label], n_genes)
+        raise ValueError(f"random search {search + 1}: {err}") from None
+    return _member("random search", frame.loc[label], n_genes, search=search)
 
 
 __all__ = ["GROUPS", "MATCH", "Member", "front_picks", "match_cost", "matched_archs",

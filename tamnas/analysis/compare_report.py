@@ -119,6 +119,7 @@ def trainings_table(groups: dict[str, list[Member]], results: dict, seeds: int) 
                 r = results[m.key, s]
                 rows.append({"budget": label, "group": m.group, "key": m.key, "seed": s,
                              "params": m.params, "width": m.width, "matched_to": m.matched_to,
+                             "search": m.search,
                              "latency_ms": m.latency_ms,
                              "inherited_clean_err": m.inherited_clean_err,
                              "inherited_adv_err": m.inherited_adv_err,
@@ -135,9 +136,10 @@ def markdown(blob: dict) -> str:
     """compare.md: one table per budget, the differences and the verdict (report.md includes it)."""
     out = [(f"Settings: {blob['seeds']} seed(s), {blob['picks']} front pick(s), "
            f"{blob['random_archs']} random arch(s) per budget, {blob['retrain_epochs']} retrain "
-           f"epochs, {blob['test_images']} test images; random search: {blob['random_search']} "
+           f"epochs, {blob['test_images']} test images; random search: "
+           f"{blob.get('search_seeds', 1)} search(es), {blob['random_search']} "
            f"({blob['random_search_evaluations']} of the search's {blob['search_evaluations']} "
-           "evaluations)."), ""]
+           "evaluations each)."), ""]
     for b in blob["budgets"]:
         timed = any(_latencies(s) for s in b["groups"].values())
         out += [f"### {b['budget']}", "", "| group | archs | params | "

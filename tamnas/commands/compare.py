@@ -2,8 +2,9 @@
 
 Per budget four groups are trained standalone with the run's retrain recipe
 for `--seeds` seeds (`analysis.compare_groups` chooses them): the best front
-members, random archs matched to their sizes, the pick of a random search
-with the run's number of evaluations, and the plain net at the budget. All
+members, random archs matched to their sizes, the picks of `--search-seeds`
+random searches with the run's number of evaluations (one pick per search,
+each search its own seed), and the plain net at the budget. All
 are scored on the same test images under the same attack (one fixed random
 start), and `analysis.compare` turns the per-image results into differences
 with intervals and a verdict. Every training has its folder
@@ -38,16 +39,18 @@ from tamnas.session import Session, open_run, require_finished, say
 DIR_NAME = "compare"
 
 
-def check_request(budgets: list[str], seeds: int, picks: int, random_archs: int) -> None:
+def check_request(budgets: list[str], seeds: int, picks: int, random_archs: int,
+                  searches: int = 1) -> None:
     """The command-line numbers and budgets, checked before any work starts."""
     if not budgets:
         raise ValueError(f"give at least one --budget, e.g. --budget \"params<=2000\" "
                          f"({BUDGET_HELP})")
     for text in budgets:
         parse_budget(text)
-    if seeds < 1 or picks < 1 or random_archs < 0:
-        raise ValueError(f"--seeds {seeds}, --picks {picks}, --random-archs {random_archs}: "
-                         "seeds and picks must be at least 1, random archs at least 0")
+    if seeds < 1 or picks < 1 or random_archs < 0 or searches < 1:
+        raise ValueError(f"--seeds {seeds}, --picks {picks}, --random-archs {random_archs}, "
+                         f"--search-seeds {searches}: seeds, picks and search seeds must be at "
+                         "least 1, random archs at least 0")
 
 
 def run_front(session: Session) -> pd.DataFrame:
@@ -65,18 +68,21 @@ def search_evaluations(session: Session) -> int:
     return visited or len(frame)  # an archive older than strategy records: all of it
 
 
-def random_search_frame(session: Session, n_evals: int, root: Path,
-                        quiet: bool) -> tuple[pd.DataFrame, str]:
-    """The first `n_evals` archs a random search scored on the run's weights, and where they came
-    from: the run's own archive when a random search ran there, else one run now into `root`."""
+def random_search_frame(session: Session, n_evals: int, root: Path, quiet: bool,
+                        index: int = 0) -> tuple[pd.DataFrame, str]:
+    """The first `n_evals` archs random search number `index` scored on the run's weights, and
+    where they came from. Search 0 is the run's own random search when one ran there (seed
+    `seed`), else one run now into `root`; search k > 0 is always run here, with seed
+    `seed + k`, so the searches are independent draws of what a random search finds."""
     from tamnas.search.archive import Archive, visited_by
     from tamnas.search.evaluator import Evaluator
     from tamnas.search.strategy import get_strategy
 
-    frame = session.archive.frame()
-    own = frame[visited_by(frame, "random") & (frame["weights"] == session.fingerprint)]
-    if len(own) >= n_evals:
-        return own.sort_values("order").head(n_evals), "the run's random search"
+    if index == 0:
+        frame = session.archive.frame()
+        own = frame[visited_by(frame, "random") & (frame["weights"] == session.fingerprint)]
+        if len(own) >= n_evals:
+            return own.sort_values("order").head(n_evals), "the run's random search"
     if (root / "archive.json").is_file() and Archive.load(root).fingerprint not in (
             None, session.fingerprint):
         from tamnas.rundir import move_aside
@@ -91,24 +97,38 @@ def random_search_frame(session: Session, n_evals: int, root: Path,
     archive = Archive(session.space.name, session.space.n_genes, session.fingerprint)
     evaluator = Evaluator.from_config(cfg, session.space, session.supernet, session.data,
                                       session.device, archive=archive)
-    say(f"compare: random search with {n_evals} evaluations -> {root}", quiet)
-    get_strategy("random")(session.space, evaluator, cfg, root, seed=cfg.seed, quiet=quiet).run()
+    say(f"compare: random search {index + 1} with {n_evals} evaluations -> {root}", quiet)
+    get_strategy("random")(session.space, evaluator, cfg, root, seed=cfg.seed + index,
+                           quiet=quiet).run()
     frame = archive.frame()
     return frame.sort_values("order").head(n_evals), f"a random search run by compare ({root})"
 
 
+def random_search_frames(session: Session, n_evals: int, searches: int,
+                         quiet: bool) -> tuple[list[pd.DataFrame], list[str]]:
+    """Every random search's scored archs and source: compare/random-search for the first,
+    compare/random-search-sK for search K."""
+    found = [random_search_frame(session, n_evals, session.run.compare_dir /
+                                 ("random-search" if k == 0 else f"random-search-s{k}"),
+                                 quiet, index=k) for k in range(searches)]
+    return [f for f, _ in found], [source for _, source in found]
+
+
 def plan(session: Session, budgets: list[str], picks: int, random_archs: int,
-         random_frame: pd.DataFrame, quiet: bool = False) -> dict[str, list[Member]]:
+         random_frames: list[pd.DataFrame], quiet: bool = False) -> dict[str, list[Member]]:
     """Every budget's members (budget label -> members); ValueError before any training.
-    Under a latency budget the plain net is timed here (rank 0; the others read its width)."""
+    Each random search adds its own pick (two searches may pick the same arch: that is a
+    draw of what random search finds, and counts twice). Under a latency budget the plain
+    net is timed here (rank 0; the others read its width)."""
     from tamnas.analysis.compare_plain import WIDTHS_FILE, plain_member
 
     front = run_front(session)
     n = session.space.n_genes
-    if session.space.has_cost("latency") and "latency" not in random_frame.columns:
+    if session.space.has_cost("latency"):
         from tamnas.latency.table import with_latency  # scored before the run had its table
 
-        random_frame = with_latency(session.space, random_frame)
+        random_frames = [f if "latency" in f.columns else with_latency(session.space, f)
+                         for f in random_frames]
     out = {}
     for k, text in enumerate(budgets):
         constraints = parse_budget(text)
@@ -116,7 +136,8 @@ def plan(session: Session, budgets: list[str], picks: int, random_archs: int,
         chosen = front_picks(front, constraints, picks, n)
         rng = np.random.default_rng([int(session.cfg.seed), 0xC0A7, k])
         members = [*chosen, *matched_archs(session.space, chosen, random_archs, constraints, rng),
-                   random_search_pick(random_frame, constraints, n)]
+                   *(random_search_pick(f, constraints, n, search=j)
+                     for j, f in enumerate(random_frames))]
         if session.space.has_cost("latency"):
             members = [dataclasses.replace(m, latency_ms=session.space.cost("latency", m.arch))
                        for m in members]
@@ -242,7 +263,8 @@ def train_all(session: Session, members: list[Member], seeds: int, root: Path, r
 
 
 def compare(cfg: Config, run_dir: str | Path, *, budgets: list[str], seeds: int = 2,
-            picks: int = 2, random_archs: int = 5, test_images: int | None = None,
+            picks: int = 2, random_archs: int = 5, searches: int = 1,
+            test_images: int | None = None,
             device: torch.device, quiet: bool = False, resume: bool = True,
             partial: bool = False) -> dict | None:
     """Train and compare the groups at every budget; compare.json's contents (rank 0)."""
@@ -250,7 +272,7 @@ def compare(cfg: Config, run_dir: str | Path, *, budgets: list[str], seeds: int 
     from tamnas.analysis.report import write_report
     from tamnas.rundir import move_aside, writing
 
-    check_request(budgets, seeds, picks, random_archs)
+    check_request(budgets, seeds, picks, random_archs, searches)
     run = open_run(run_dir)
     if not partial:
         require_finished(cfg, run)
@@ -264,9 +286,8 @@ def compare(cfg: Config, run_dir: str | Path, *, budgets: list[str], seeds: int 
                 quiet)
         dist.barrier()
         n_evals = search_evaluations(session)
-        random_frame, source = random_search_frame(session, n_evals, run.compare_dir /
-                                                   "random-search", quiet)
-        groups = plan(session, budgets, picks, random_archs, random_frame, quiet)
+        random_frames, sources = random_search_frames(session, n_evals, searches, quiet)
+        groups = plan(session, budgets, picks, random_archs, random_frames, quiet)
         test = session.test_tensors(test_images)
         members = [m for ms in groups.values() for m in ms]
         results = train_all(session, members, seeds, run.compare_dir / "train", resume, quiet,
@@ -276,7 +297,8 @@ def compare(cfg: Config, run_dir: str | Path, *, budgets: list[str], seeds: int 
         settings = {"seeds": seeds, "picks": picks, "random_archs": random_archs,
                     "test_images": len(test[1]), "retrain_epochs": cfg.retrain.epochs,
                     "attack": cfg.to_dict()["attack"], "search_evaluations": n_evals,
-                    "random_search": source, "random_search_evaluations": len(random_frame),
+                    "search_seeds": searches, "random_search": "; ".join(sources),
+                    "random_search_evaluations": min(len(f) for f in random_frames),
                     "supernet_fingerprint": session.fingerprint}
         blob = summarise(groups, results, seeds, settings, compute_cost(run, cfg))
         write_outputs(run, blob, groups, results, cfg.output.formats)
@@ -295,15 +317,21 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-archs", type=int, default=5, metavar="R",
                    help="random archs per budget, matched to the picks' params +-5%% "
                         "(default: 5)")
+    p.add_argument("--search-seeds", type=int, default=1, metavar="K",
+                   help="random searches of the search's size, each with its own seed; each "
+                        "one's best arch under a budget joins the random-search group (default: "
+                        "1; with 3 or more that comparison gets an interval over searches)")
     p.add_argument("--test-images", type=int, default=None, metavar="N",
                    help="score on the first N test images of the run's fixed draw (default: all)")
 
 
 @command("compare", "does the search pay off? front picks against random archs, random search "
          "and a plain net at a size budget", "run", arguments=_arguments, options=ON_WEIGHTS,
-         check=lambda a: check_request(a.budget, a.seeds, a.picks, a.random_archs))
+         check=lambda a: check_request(a.budget, a.seeds, a.picks, a.random_archs,
+                                       a.search_seeds))
 def main(call: Call) -> dict:
     a = call.args
     return compare(call.cfg, a.run, budgets=a.budget, seeds=a.seeds, picks=a.picks,
-                   random_archs=a.random_archs, test_images=a.test_images, device=call.device,
+                   random_archs=a.random_archs, searches=a.search_seeds,
+                   test_images=a.test_images, device=call.device,
                    quiet=call.quiet, resume=call.resume, partial=a.partial_supernet)
