@@ -11,6 +11,7 @@ import itertools
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from tolerances import rounding_tolerance
@@ -290,3 +291,25 @@ def test_from_config_rejects_unknown_keys_and_placements():
         DartsSpace.from_config({**config, "width": 2})
     with pytest.raises(ValueError, match="placement"):
         DartsSpace.from_config({**config, "placement": "grid"})
+
+
+def test_genes_are_labelled_by_their_op_names_in_tables_and_the_explorer():
+    from tamnas.analysis.explore import gene_info, layer_table
+
+    space = make_space()
+    rng = np.random.default_rng(0)
+    arch = space.sample(rng)
+    assert space.gene_choices(0) == list(PRIMITIVES)
+    assert [space.gene_label(i, v) for i, v in enumerate(arch)] == [PRIMITIVES[v] for v in arch]
+    info = gene_info(space)
+    assert len(info) == len(space.genes) and all(g["labels"] == list(PRIMITIVES) for g in info)
+    cells = layer_table(space, arch).to_numpy().ravel()
+    assert {str(c) for c in cells if isinstance(c, str)} <= set(PRIMITIVES)
+    assert any(c in PRIMITIVES[1:] for c in cells)  # a legal arch has ops, not only "none"
+    # per-layer tables: a row per edge named after it (an edge is not a layer), ops as columns
+    from tamnas.analysis.stats import layer_counts
+
+    table = pd.DataFrame([arch], columns=[f"g{i}" for i in range(len(arch))])
+    counts = layer_counts(space, table, "op")
+    assert list(counts.index) == [g.name for g in space.genes]
+    assert list(counts.columns) == list(PRIMITIVES) and counts.to_numpy().sum() == len(arch)

@@ -100,26 +100,19 @@ def strategy_fronts(df: pd.DataFrame, objectives: Sequence[str]) -> dict[str, li
     return fronts
 
 
-def _rows(space) -> list[str]:
-    """The layer-table row of each gene: its layer when several genes share one (a block and
-    its ratio), else the gene's own name (a DARTS edge, `normal.node2.in0`)."""
-    layers = [stats.layer_name(g) for g in space.genes]
-    return [layer if layers.count(layer) > 1 else g.name for g, layer in zip(space.genes, layers)]
-
-
 def gene_info(space) -> list[dict]:
     """Per gene: its name, the layer row it belongs to, its kind and every value's label, so
     the page can turn any arch's genes into a readable layer table."""
     return [{"name": g.name, "layer": row, "kind": g.kind,
              "labels": [stats.gene_label(space, i, v) for v in range(g.choices)]}
-            for i, (g, row) in enumerate(zip(space.genes, _rows(space)))]
+            for i, (g, row) in enumerate(zip(space.genes, stats.row_names(space)))]
 
 
 def layer_table(space, arch: Sequence[int]) -> pd.DataFrame:
     """One arch as the detail panel shows it: a row per layer, a column per gene kind."""
     arch = space.validate(arch)
     rows: dict[str, dict[str, str]] = {}
-    for i, (g, row) in enumerate(zip(space.genes, _rows(space))):
+    for i, (g, row) in enumerate(zip(space.genes, stats.row_names(space))):
         rows.setdefault(row, {})[g.kind] = stats.gene_label(space, i, arch[i])
     out = pd.DataFrame.from_dict(rows, orient="index").fillna("")
     out.index.name = "layer"

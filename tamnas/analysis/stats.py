@@ -130,10 +130,18 @@ def layer_name(gene) -> str:
     return f"layer{gene.layer}" if gene.layer >= 0 else gene.name
 
 
+def row_names(space) -> list[str]:
+    """Each gene's row in per-layer tables: its layer where several genes share one (a
+    ShuffleNet layer's block and ratio), else the gene's own name (a DARTS edge,
+    `normal.node2.in0`), so a row never claims a layer that is only one edge."""
+    layers = [layer_name(g) for g in space.genes]
+    return [layer if layers.count(layer) > 1 else g.name for g, layer in zip(space.genes, layers)]
+
+
 def layer_counts(space, df: pd.DataFrame, kind: str) -> pd.DataFrame:
     """How often each choice of `kind` occurs per layer among the rows of `df` (Tables XIV/XV).
 
-    Rows are the layers ("layer0", ...), columns every choice label the space
+    Rows are the layers ("layer0", ...; `row_names`), columns every choice label the space
     offers for that kind (zeros included), in value order; the column axis is
     named after the kind and the row axis "layer", which the heatmap uses.
     """
@@ -143,7 +151,7 @@ def layer_counts(space, df: pd.DataFrame, kind: str) -> pd.DataFrame:
         for v in range(space.genes[i].choices):
             labels.setdefault(gene_label(space, i, v), None)
     columns = list(labels)
-    rows, names = [], []
+    rows, names, row_of = [], [], row_names(space)
     for i in idx:
         gene, col = space.genes[i], f"g{i}"
         if col not in df.columns:
@@ -155,7 +163,7 @@ def layer_counts(space, df: pd.DataFrame, kind: str) -> pd.DataFrame:
                                  f"0..{gene.choices - 1}")
             counts[gene_label(space, i, v)] += 1
         rows.append(counts)
-        names.append(layer_name(gene))
+        names.append(row_of[i])
     out = pd.DataFrame(rows, index=pd.Index(names, name="layer"), columns=columns, dtype="int64")
     out.columns.name = kind
     return out
@@ -178,8 +186,8 @@ def layer_legal(space, kind: str) -> pd.DataFrame:
 
 def layer_choices(space, arch: Sequence[int], kind: str) -> dict[str, str]:
     """Each layer's choice of `kind` in one arch, by the labels `layer_counts` uses."""
-    return {layer_name(space.genes[i]): gene_label(space, i, arch[i])
-            for i in genes_of_kind(space, kind)}
+    row_of = row_names(space)
+    return {row_of[i]: gene_label(space, i, arch[i]) for i in genes_of_kind(space, kind)}
 
 
 # --- table files ----------------------------------------------------------------------------

@@ -294,6 +294,13 @@ class DartsSpace(SearchSpace):
         return self._bounds("flops", allowed)
 
     # --- builders -------------------------------------------------------------------------------
+    # --- labels: the op names, so tables, the report and the explorer read as the papers do ---
+    def gene_choices(self, index: int) -> list[str]:
+        return list(PRIMITIVES)
+
+    def gene_label(self, index: int, value: int) -> str:
+        return PRIMITIVES[int(value)]
+
     def build_supernet(self) -> DartsSupernet:
         return DartsSupernet(self.layout)
 
