@@ -280,26 +280,32 @@ class Session:
 
         return stack(self.data.test, n, generator_seed=self.cfg.seed + 21)
 
-    def per_class_on_test(self, net: nn.Module, attack=None) -> pd.DataFrame:
-        """Clean and attacked error of a standalone net per class of the test images."""
-        from tamnas.analysis.per_class import per_class_table
+    def _test_masks(self, net: nn.Module, attack=None):
         from tamnas.attacks import Attack, error_masks
 
         attack = attack or Attack.from_config(self.cfg.attack)
         x, y = self.test_tensors()
         clean, adv, _ = error_masks(net.to(self.device), x, y, attack,
                                     self.cfg.data.eval_batch_size, self.device)
-        return per_class_table(y.cpu().numpy(), clean.cpu().numpy(), adv.cpu().numpy(),
-                               self.data.info.classes or None)
+        return y.cpu().numpy(), clean.cpu().numpy(), adv.cpu().numpy()
+
+    def per_class_on_test(self, net: nn.Module, attack=None) -> pd.DataFrame:
+        """Clean and attacked error of a standalone net per class of the test images."""
+        return self.test_results(net, attack)[1]
 
     def scores_on_test(self, net: nn.Module, attack=None) -> dict:
         """Clean and attacked error of a standalone net on the test images."""
-        from tamnas.attacks import Attack, error_counts
+        return self.test_results(net, attack)[0]
 
-        attack = attack or Attack.from_config(self.cfg.attack)
-        x, y = self.test_tensors()
-        net = net.to(self.device)
-        return error_counts(net, x, y, attack, self.cfg.data.eval_batch_size, self.device)
+    def test_results(self, net: nn.Module, attack=None) -> tuple[dict, pd.DataFrame]:
+        """Both of the above from one attack of the test images: the errors (`clean_err`,
+        `adv_err`, image count `n`) and the per-class table."""
+        from tamnas.analysis.per_class import per_class_table
+
+        y, clean, adv = self._test_masks(net, attack)
+        scores = {"clean_err": int(clean.sum()) / len(y), "adv_err": int(adv.sum()) / len(y),
+                  "n": len(y)}
+        return scores, per_class_table(y, clean, adv, self.data.info.classes or None)
 
 
 def attach_run_latency(cfg: Config, run: RunDir, space: SearchSpace, evaluator) -> None:

@@ -43,6 +43,23 @@ def test_a_one_off_set_on_retrain_leaves_the_run_config_and_is_kept_with_the_ret
     assert summary.loc[front0, "selector"] == "front:0"
 
 
+def test_a_retrain_writes_its_errors_per_class_from_the_same_attack_as_its_summary(run_copy):
+    from tamnas.files import file_digest
+
+    assert cli("retrain", str(run_copy), "--arch", "front:0") == 0
+    out = run_copy / "retrain" / front_key(run_copy)
+    row = pd.read_csv(run_copy / "retrain" / "summary.csv").iloc[0]
+    per_class = pd.read_csv(out / "per_class.csv")
+    assert per_class["images"].sum() == row["n_test"]
+    for which in ("clean_err", "adv_err"):  # class errors weighted by images: the whole's
+        wrong = (per_class[which] * per_class["images"]).sum()
+        assert wrong == pytest.approx(row[f"retrained_{which}"] * row["n_test"], abs=1e-6)
+    assert set(per_class["weights"]) == {f"retrained:{file_digest(out / 'model.pt')}"}
+    assert cli("report", str(run_copy), "--quiet") == 0
+    errors = (run_copy / "report.md").read_text().split("## Errors per class", 1)[1]
+    assert f"`{front_key(run_copy)}` (standalone weights):" in errors.split("\n## ", 1)[0]
+
+
 def test_resuming_a_retrain_under_another_recipe_is_refused_unless_no_resume(run_copy, capsys):
     assert cli("retrain", str(run_copy), "--arch", "front:0") == 0
     before = snapshot(run_copy)

@@ -269,4 +269,4 @@ def test_the_report_opens_with_the_data_and_gives_errors_per_class(own_run):
     assert "4 classes, RGB (3 channels) at 16 x 16 pixels; 128 training, 32 validation" in data
     assert all(f"| {c} " in data for c in CLASSES)
     per = text.split("## Errors per class", 1)[1].split("\n## ", 1)[0]
-    assert "LEGO net, inherited weights:" in per and f"`{lego_key}` (`tamnas evaluate`):" in per
+    assert "LEGO net, inherited weights:" in per and f"`{lego_key}` (standalone weights):" in per

@@ -39,15 +39,16 @@ def data_section(run: RunDir) -> list[str]:
 
 
 def per_class_section(run: RunDir) -> list[str]:
-    """Test error per class of the LEGO net (inherited weights) and of every evaluated net."""
+    """Test error per class of the LEGO net (inherited weights) and of every retrained or
+    evaluated net."""
     lines = ["## Errors per class", ""]
     found = [("LEGO net, inherited weights", run.per_class("lego", retrained=False))]
     if run.retrain_root.is_dir():
-        found += [(f"`{p.parent.name}` (`tamnas evaluate`)", p)
+        found += [(f"`{p.parent.name}` (standalone weights)", p)
                   for p in sorted(run.retrain_root.glob("*/per_class.csv"))]
     found = [(label, p) for label, p in found if p.is_file()]
     if not found:
-        return lines + [f"{NOT_RECORDED} (`tamnas lego` and `tamnas evaluate` write them)", ""]
+        return lines + [f"{NOT_RECORDED} (`tamnas lego`, `retrain` and `evaluate` write them)", ""]
     lines += [("Clean and search-attack error on the test images, per class, with one "
                "standard error."), ""]
     for label, path in found:

@@ -21,7 +21,13 @@ from tamnas import distributed as dist
 from tamnas.analysis.rank_fidelity import CHANCE_MARGIN, near_chance
 from tamnas.commands import ON_WEIGHTS, Call, add_arch_argument, check_arch_argument, command
 from tamnas.config import Config
-from tamnas.files import atomic_write_json, atomic_write_text, read_json, save_checkpoint
+from tamnas.files import (
+    atomic_write_json,
+    atomic_write_text,
+    file_digest,
+    read_json,
+    save_checkpoint,
+)
 from tamnas.rundir import RunDir, is_fresh, move_aside, stamp, writing
 from tamnas.session import Session, open_run, say
 
@@ -71,7 +77,7 @@ def retrain_one(session: Session, arch, name: str, init: str, resume: bool,
     if dist.is_main():
         save_checkpoint(out / "model.pt", net.state_dict(), kind="standalone_weights")
     inherited = session.evaluator.evaluate([arch])[0]
-    test = session.scores_on_test(net)
+    test, per_class = session.test_results(net)
     num_classes = session.data.info.num_classes
     if near_chance([test["clean_err"]], num_classes)[0]:
         say(f"warning: {name}: {100 * test['clean_err']:.1f}% clean test error is within "
@@ -86,6 +92,9 @@ def retrain_one(session: Session, arch, name: str, init: str, resume: bool,
            "selector": selector}
     if dist.is_main():
         atomic_write_json(out / "scores.json", stamp(row, session.fingerprint))
+        per_class.insert(0, "weights", f"retrained:{file_digest(out / 'model.pt')}")
+        atomic_write_text(session.run.per_class(name),
+                          per_class.to_csv(index=False, float_format="%.10g"))
     return row
 
 
