@@ -280,15 +280,6 @@ class Session:
 
         return stack(self.data.test, n, generator_seed=self.cfg.seed + 21)
 
-    def _test_masks(self, net: nn.Module, attack=None):
-        from tamnas.attacks import Attack, error_masks
-
-        attack = attack or Attack.from_config(self.cfg.attack)
-        x, y = self.test_tensors()
-        clean, adv, _ = error_masks(net.to(self.device), x, y, attack,
-                                    self.cfg.data.eval_batch_size, self.device)
-        return y.cpu().numpy(), clean.cpu().numpy(), adv.cpu().numpy()
-
     def per_class_on_test(self, net: nn.Module, attack=None) -> pd.DataFrame:
         """Clean and attacked error of a standalone net per class of the test images."""
         return self.test_results(net, attack)[1]
@@ -301,8 +292,13 @@ class Session:
         """Both of the above from one attack of the test images: the errors (`clean_err`,
         `adv_err`, image count `n`) and the per-class table."""
         from tamnas.analysis.per_class import per_class_table
+        from tamnas.attacks import Attack, error_masks
 
-        y, clean, adv = self._test_masks(net, attack)
+        attack = attack or Attack.from_config(self.cfg.attack)
+        x, y = self.test_tensors()
+        clean, adv, _ = error_masks(net.to(self.device), x, y, attack,
+                                    self.cfg.data.eval_batch_size, self.device)
+        y, clean, adv = y.cpu().numpy(), clean.cpu().numpy(), adv.cpu().numpy()
         scores = {"clean_err": int(clean.sum()) / len(y), "adv_err": int(adv.sum()) / len(y),
                   "n": len(y)}
         return scores, per_class_table(y, clean, adv, self.data.info.classes or None)

@@ -293,7 +293,6 @@ class DartsSpace(SearchSpace):
     def flops_bounds(self, allowed: Mapping[str, Sequence[int]] | None = None) -> tuple[int, int]:
         return self._bounds("flops", allowed)
 
-    # --- builders -------------------------------------------------------------------------------
     # --- labels: the op names, so tables, the report and the explorer read as the papers do ---
     def gene_choices(self, index: int) -> list[str]:
         return list(PRIMITIVES)
@@ -301,6 +300,7 @@ class DartsSpace(SearchSpace):
     def gene_label(self, index: int, value: int) -> str:
         return PRIMITIVES[int(value)]
 
+    # --- builders -------------------------------------------------------------------------------
     def build_supernet(self) -> DartsSupernet:
         return DartsSupernet(self.layout)
 
