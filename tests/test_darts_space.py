@@ -299,7 +299,11 @@ def test_genes_are_labelled_by_their_op_names_in_tables_and_the_explorer():
     space = make_space()
     rng = np.random.default_rng(0)
     arch = space.sample(rng)
-    assert space.gene_choices(0) == list(PRIMITIVES)
+    assert space.gene_choices(0) == [str(v) for v in range(len(PRIMITIVES))]  # arch codes
+    from tamnas.supernets.info import space_info
+
+    legend = space_info(space, rng, n_samples=2)["names"]["op"]  # space-info's code -> op legend
+    assert legend == {str(v): name for v, name in enumerate(PRIMITIVES)}
     assert [space.gene_label(i, v) for i, v in enumerate(arch)] == [PRIMITIVES[v] for v in arch]
     info = gene_info(space)
     assert len(info) == len(space.genes) and all(g["labels"] == list(PRIMITIVES) for g in info)

@@ -293,10 +293,8 @@ class DartsSpace(SearchSpace):
     def flops_bounds(self, allowed: Mapping[str, Sequence[int]] | None = None) -> tuple[int, int]:
         return self._bounds("flops", allowed)
 
-    # --- labels: the op names, so tables, the report and the explorer read as the papers do ---
-    def gene_choices(self, index: int) -> list[str]:
-        return list(PRIMITIVES)
-
+    # --- labels: the op names, so tables, the report and the explorer read as the papers do
+    # (gene values stay the codes of arch strings; `space-info` prints the code -> op legend) ---
     def gene_label(self, index: int, value: int) -> str:
         return PRIMITIVES[int(value)]
 
