@@ -304,16 +304,6 @@ def error_masks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack=None,
             torch.cat(logits_all) if keep_logits else None)
 
 
-def error_counts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack=None,
-                 batch_size: int = 256, device: torch.device | str | None = None) -> dict:
-    """Clean and attacked error rates (`clean_err`, `adv_err`) and the image count `n`."""
-    clean, adv, _ = error_masks(model, x, y, attack, batch_size, device)
-    out = {"clean_err": int(clean.sum()) / len(y), "n": len(y)}
-    if adv is not None:
-        out["adv_err"] = int(adv.sum()) / len(y)
-    return out
-
-
 def robust_accuracy(model: nn.Module, data, attack=None, device: torch.device | str | None = None,
                     batch_size: int = 256) -> float:
     """Accuracy under `attack` (clean accuracy when None).
